@@ -11,6 +11,8 @@ use super::cursor::{OOB, Reader, put_cstr};
 use super::error::{Error, ErrorKind, Result};
 
 pub const INFO_REQUEST: &[u8] = b"\xFF\xFF\xFF\xFFTSource Engine Query\0";
+/// [`INFO_REQUEST`] after its OOB prefix.
+pub const INFO_REQUEST_BODY: &[u8] = b"TSource Engine Query\0";
 pub const OP_CHALLENGE: u8 = 0x41;
 pub const OP_SOURCE_INFO: u8 = 0x49;
 pub const OP_GOLDSRC_INFO: u8 = 0x6D;
@@ -164,7 +166,7 @@ impl<'a> SourceInfo<'a> {
                 return Err(Error::new(
                     ErrorKind::BadValue,
                     "a2s_info_reply.edf",
-                    r.offset() - 1,
+                    r.offset().saturating_sub(1),
                 ));
             }
             let mut x = ExtraData::default();
@@ -326,7 +328,7 @@ impl<'a> GoldSrcInfo<'a> {
                     return Err(Error::new(
                         ErrorKind::BadValue,
                         "goldsrc_info.mod.null",
-                        r.offset() - 1,
+                        r.offset().saturating_sub(1),
                     ));
                 }
                 Some(ModInfo {
@@ -342,7 +344,7 @@ impl<'a> GoldSrcInfo<'a> {
                 return Err(Error::new(
                     ErrorKind::BadValue,
                     "goldsrc_info.mod",
-                    r.offset() - 1,
+                    r.offset().saturating_sub(1),
                 ));
             }
         };

@@ -100,7 +100,7 @@ fn classify_oob(body: &[u8]) -> Kind {
         [vh::OP_SHUTDOWN, ..] => Kind::ValveShutdown,
         [0x73, 0x0A, ..] => Kind::ValveChallengeReply,
         [0x66, 0x0A, ..] => Kind::ValveListPage,
-        [b'T', ..] if body.starts_with(&a2s::INFO_REQUEST[4..]) => Kind::A2sInfoRequest,
+        [b'T', ..] if body.starts_with(a2s::INFO_REQUEST_BODY) => Kind::A2sInfoRequest,
         [a2s::OP_CHALLENGE, ..] => Kind::A2sChallenge,
         [a2s::OP_SOURCE_INFO, ..] => Kind::A2sSourceInfo,
         [a2s::OP_GOLDSRC_INFO, ..] => Kind::A2sGoldSrcInfo,

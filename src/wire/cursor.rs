@@ -49,14 +49,15 @@ impl<'a> Reader<'a> {
         let out = rest
             .get(..n)
             .ok_or_else(|| self.err(ErrorKind::Truncated, field))?;
-        self.pos += n;
+        // n ≤ rest.len(), so pos stays within the buffer.
+        self.pos = self.pos.saturating_add(n);
         Ok(out)
     }
 
     /// Takes every unread byte.
     pub fn take_rest(&mut self) -> &'a [u8] {
         let rest = self.rest();
-        self.pos += rest.len();
+        self.pos = self.buf.len();
         rest
     }
 
@@ -94,7 +95,7 @@ impl<'a> Reader<'a> {
     /// Takes `expected` if the input starts with it; errors with `BadHeader` otherwise.
     pub fn expect(&mut self, expected: &[u8], field: &'static str) -> Result<()> {
         if self.rest().starts_with(expected) {
-            self.pos += expected.len();
+            self.pos = self.pos.saturating_add(expected.len());
             Ok(())
         } else {
             Err(self.err(ErrorKind::BadHeader, field))
@@ -105,7 +106,7 @@ impl<'a> Reader<'a> {
     pub fn eat(&mut self, prefix: &[u8]) -> bool {
         let hit = self.rest().starts_with(prefix);
         if hit {
-            self.pos += prefix.len();
+            self.pos = self.pos.saturating_add(prefix.len());
         }
         hit
     }
@@ -118,7 +119,8 @@ impl<'a> Reader<'a> {
             .position(|&b| b == 0)
             .ok_or_else(|| self.err(ErrorKind::MissingNul, field))?;
         let (s, _) = rest.split_at(end);
-        self.pos += end + 1;
+        // The string and its NUL, both inside the buffer.
+        self.pos = self.pos.saturating_add(end).saturating_add(1);
         Ok(s)
     }
 
@@ -180,7 +182,7 @@ pub fn parse_decimal(s: &[u8], max: u64, field: &'static str) -> Result<u64> {
         }
         v = v
             .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .and_then(|v| v.checked_add(u64::from(b.wrapping_sub(b'0'))))
             .filter(|&v| v <= max)
             .ok_or(Error::new(ErrorKind::BadNumber, field, i))?;
     }

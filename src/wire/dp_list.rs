@@ -147,7 +147,11 @@ impl<'a> ListQuery<'a> {
             at,
         ))?;
         if let Some(i) = body.iter().position(|b| !matches!(b, 32..=126)) {
-            return Err(Error::new(ErrorKind::BadByte, "getservers", at + 1 + i));
+            return Err(Error::new(
+                ErrorKind::BadByte,
+                "getservers",
+                at.saturating_add(1).saturating_add(i),
+            ));
         }
         let mut tokens = body.split(|&b| b == b' ').filter(|t| !t.is_empty());
         let first =
@@ -239,6 +243,12 @@ impl<'a> ListQuery<'a> {
     }
 }
 
+/// Largest UDP payload over IPv4.
+pub const MAX_UDP_PAYLOAD: usize = 65_507;
+/// The smallest `max_len` a [`ResponseWriter`] accepts: header, one IPv6 entry and the EOT marker.
+const MIN_MAX_LEN: usize = OOB.len() + RESPONSE.len() + ENTRY_V6_LEN + EOT.len();
+const MIN_MAX_LEN_EXT: usize = OOB.len() + RESPONSE_EXT.len() + ENTRY_V6_LEN + EOT.len();
+
 /// Writes a list response as consecutive packets into one buffer, recording where each ends, so a
 /// sender can pass them to the kernel as they are (one `send` each, or one GSO batch).
 ///
@@ -262,13 +272,8 @@ impl<'o> ResponseWriter<'o> {
         out: &'o mut Vec<u8>,
         ends: &'o mut Vec<usize>,
     ) -> Result<Self> {
-        let header = OOB.len()
-            + if ext {
-                RESPONSE_EXT.len()
-            } else {
-                RESPONSE.len()
-            };
-        if max_len < header + ENTRY_V6_LEN + EOT.len() || max_len > 65_507 {
+        let min = if ext { MIN_MAX_LEN_EXT } else { MIN_MAX_LEN };
+        if !(min..=MAX_UDP_PAYLOAD).contains(&max_len) {
             return Err(Error::new(
                 ErrorKind::BadValue,
                 "getserversResponse.max_len",
@@ -287,7 +292,8 @@ impl<'o> ResponseWriter<'o> {
     }
 
     fn room_for(&mut self, n: usize) {
-        if self.open && self.out.len() - self.packet_start + n > self.max_len {
+        let used = self.out.len().saturating_sub(self.packet_start);
+        if self.open && used.saturating_add(n) > self.max_len {
             self.ends.push(self.out.len());
             self.open = false;
         }
@@ -366,6 +372,7 @@ impl<'a> ListResponse<'a> {
             false
         };
         let start = r.offset();
+        let mut end = buf.len();
         let mut eot = false;
         while !r.is_empty() {
             if eot {
@@ -375,10 +382,14 @@ impl<'a> ListResponse<'a> {
                     r.offset(),
                 ));
             }
+            let entry_start = r.offset();
             match r.u8("getserversResponse.entry")? {
                 b'\\' => {
                     let e: [u8; 6] = r.array("getserversResponse.entry")?;
-                    eot = &e == b"EOT\0\0\0";
+                    if &e == b"EOT\0\0\0" {
+                        eot = true;
+                        end = entry_start;
+                    }
                 }
                 b'/' if ext => {
                     r.take(18, "getserversResponse.entry")?;
@@ -387,15 +398,14 @@ impl<'a> ListResponse<'a> {
                     return Err(Error::new(
                         ErrorKind::BadByte,
                         "getserversResponse.entry",
-                        r.offset() - 1,
+                        entry_start,
                     ));
                 }
             }
         }
-        let end = buf.len() - if eot { EOT.len() } else { 0 };
         Ok(Self {
             ext,
-            entries: &buf[start..end],
+            entries: buf.get(start..end).unwrap_or_default(),
             eot,
         })
     }

@@ -109,7 +109,7 @@ fn check_token(t: &[u8], max: usize, field: &'static str, at: usize) -> Result<(
         return Err(Error::new(ErrorKind::TooLong, field, at));
     }
     match t.iter().position(|b| !matches!(b, 33..=126)) {
-        Some(i) => Err(Error::new(ErrorKind::BadByte, field, at + i)),
+        Some(i) => Err(Error::new(ErrorKind::BadByte, field, at.saturating_add(i))),
         None => Ok(()),
     }
 }
@@ -134,7 +134,7 @@ impl<'a> InfoResponse<'a> {
             None => (rest, false),
         };
         let info = InfoString::parse(body).map_err(|e| Error {
-            offset: at + e.offset,
+            offset: at.saturating_add(e.offset),
             field: "infoResponse.info",
             ..e
         })?;

@@ -170,10 +170,9 @@ impl<'a> Condition<'a> {
 
 fn parse_gameaddr(v: &[u8]) -> Result<GameAddr> {
     const FIELD: &str = "filter.gameaddr";
-    let (ip, port) = match v.iter().position(|&b| b == b':') {
-        Some(i) => (&v[..i], Some(&v[i + 1..])),
-        None => (v, None),
-    };
+    let mut halves = v.splitn(2, |&b| b == b':');
+    let ip = halves.next().unwrap_or_default();
+    let port = halves.next();
     let ip = parse_ipv4(ip, FIELD)?;
     let port = match port {
         Some(p) => Some(parse_decimal(p, u64::from(u16::MAX), FIELD)? as u16),
@@ -209,23 +208,27 @@ impl<'a> Filter<'a> {
         }
         // Resolve each group's child count, clamping N to what follows. Working backwards, the
         // subtree length of every later node is already known.
+        // Indices stay below MAX_FILTER_NODES, so the saturating steps never saturate.
         let mut span = [1u8; MAX_FILTER_NODES];
         let len = nodes.len();
-        for i in (0..len).rev() {
+        for (i, node) in nodes.iter_mut().enumerate().rev() {
             if let Node::Group {
                 requested,
                 children,
                 ..
-            } = &mut nodes[i]
+            } = node
             {
-                let mut next = i + 1;
+                let mut next = i.saturating_add(1);
                 let mut n = 0u8;
                 while n < *requested && next < len {
-                    next += usize::from(span[next]);
-                    n += 1;
+                    let step = span.get(next).copied().unwrap_or(1);
+                    next = next.saturating_add(usize::from(step));
+                    n = n.saturating_add(1);
                 }
                 *children = n;
-                span[i] = (next - i) as u8;
+                if let Some(s) = span.get_mut(i) {
+                    *s = u8::try_from(next.saturating_sub(i)).unwrap_or(u8::MAX);
+                }
             }
         }
         Ok(Self { nodes })
@@ -277,11 +280,14 @@ impl<'a> Filter<'a> {
         test: &mut impl FnMut(&Condition<'a>) -> Option<bool>,
     ) -> (Option<bool>, usize) {
         match self.nodes.get(i) {
-            None => (None, i + 1),
-            Some(Node::Cond(c)) => (if c.is_neutral() { None } else { test(c) }, i + 1),
+            None => (None, i.saturating_add(1)),
+            Some(Node::Cond(c)) => (
+                if c.is_neutral() { None } else { test(c) },
+                i.saturating_add(1),
+            ),
             Some(&Node::Group { kind, children, .. }) => {
                 let (mut any, mut all, mut decided) = (false, true, false);
-                let mut next = i + 1;
+                let mut next = i.saturating_add(1);
                 for _ in 0..children {
                     let (r, after) = self.eval_node(next, test);
                     next = after;
@@ -304,29 +310,34 @@ impl<'a> Filter<'a> {
 /// Matches `text` against a pattern where `*` stands for any run of bytes, ASCII case-insensitively.
 /// Linear in practice: greedy with one backtrack point, O(len(pattern) × len(text)) at worst.
 pub fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
+    // Positions never exceed the slice lengths, so the saturating steps never saturate.
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
+    while let Some(&c) = text.get(t) {
         match pattern.get(p) {
             Some(b'*') => {
                 star = Some((p, t));
-                p += 1;
+                p = p.saturating_add(1);
             }
-            Some(c) if c.eq_ignore_ascii_case(&text[t]) => {
-                p += 1;
-                t += 1;
+            Some(pc) if pc.eq_ignore_ascii_case(&c) => {
+                p = p.saturating_add(1);
+                t = t.saturating_add(1);
             }
             _ => match star {
                 Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
+                    p = sp.saturating_add(1);
+                    t = st.saturating_add(1);
+                    star = Some((sp, t));
                 }
                 None => return false,
             },
         }
     }
-    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
+    pattern
+        .get(p..)
+        .unwrap_or_default()
+        .iter()
+        .all(|&c| c == b'*')
 }
 
 #[cfg(test)]

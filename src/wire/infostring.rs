@@ -37,18 +37,21 @@ impl<'a> InfoString<'a> {
     /// Validates `raw` (see the module rules) without copying it.
     pub fn parse(raw: &'a [u8]) -> Result<Self> {
         const FIELD: &str = "infostring";
-        if raw.is_empty() {
-            return Ok(Self { raw, pairs: 0 });
-        }
-        if raw[0] != b'\\' {
-            return Err(Error::new(ErrorKind::BadInfostring, FIELD, 0));
-        }
+        let body = match raw.split_first() {
+            None => return Ok(Self { raw, pairs: 0 }),
+            Some((b'\\', body)) => body,
+            Some(_) => return Err(Error::new(ErrorKind::BadInfostring, FIELD, 0)),
+        };
         let mut pairs = 0usize;
         let mut at = 1usize;
         let mut is_key = true;
-        for field in raw[1..].split(|&b| b == b'\\') {
+        for field in body.split(|&b| b == b'\\') {
             if let Some(bad) = field.iter().position(|&b| b == 0 || b == b'\n') {
-                return Err(Error::new(ErrorKind::BadByte, FIELD, at + bad));
+                return Err(Error::new(
+                    ErrorKind::BadByte,
+                    FIELD,
+                    at.saturating_add(bad),
+                ));
             }
             if is_key {
                 if field.is_empty() {
@@ -57,13 +60,13 @@ impl<'a> InfoString<'a> {
                 if field.len() > MAX_KEY_LEN {
                     return Err(Error::new(ErrorKind::TooLong, FIELD, at));
                 }
-                pairs += 1;
+                pairs = pairs.saturating_add(1);
                 if pairs > MAX_INFO_PAIRS {
                     return Err(Error::new(ErrorKind::TooLong, FIELD, at));
                 }
             }
             is_key = !is_key;
-            at += field.len() + 1;
+            at = at.saturating_add(field.len()).saturating_add(1);
         }
         if !is_key {
             // The last field was a key: its value is missing.
@@ -132,7 +135,7 @@ impl<'a> Iterator for Pairs<'a> {
         if self.left == 0 {
             return None;
         }
-        self.left -= 1;
+        self.left = self.left.saturating_sub(1);
         // Validation guaranteed both fields exist; the fallback is never taken.
         let key = self.fields.next().unwrap_or(&[]);
         let value = self.fields.next().unwrap_or(&[]);
@@ -144,12 +147,12 @@ impl<'a> Iterator for Pairs<'a> {
     }
 }
 
-/// Appends `\key\value`, refusing bytes and lengths that [`InfoString::parse`] would reject
-/// (and values longer than [`MAX_VALUE_LEN`], which peers would ignore).
+/// Appends `\key\value`, refusing what [`InfoString::parse`] would reject. Values longer than
+/// [`MAX_VALUE_LEN`] are written (peers ignore them), so whatever decodes re-encodes exactly.
 pub fn put_pair(out: &mut Vec<u8>, key: &[u8], value: &[u8]) -> Result<()> {
     const FIELD: &str = "infostring";
     let bad = |b: &u8| matches!(b, 0 | b'\n' | b'\\');
-    if key.is_empty() || key.len() > MAX_KEY_LEN || value.len() > MAX_VALUE_LEN {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(Error::new(ErrorKind::TooLong, FIELD, out.len()));
     }
     if key.iter().any(bad) || value.iter().any(bad) {
@@ -201,6 +204,12 @@ mod tests {
         let info = InfoString::parse(&raw).unwrap();
         assert_eq!(info.get(b"hostname"), None);
         assert_eq!(info.iter().count(), 2);
+        // Found by the `valve_server` fuzz target: what decodes must re-encode.
+        let mut out = Vec::new();
+        for (k, v) in info {
+            put_pair(&mut out, k, v).unwrap();
+        }
+        assert_eq!(out, raw);
     }
 
     #[test]

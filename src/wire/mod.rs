@@ -1,3 +1,16 @@
+//! (lint scope) Outside tests, `wire/` may not unwrap, expect, panic or index unchecked: every path
+//! here is reachable from network input.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 //! Byte-exact, sans-IO codecs for every protocol a master speaks.
 //!
 //! No sockets, clocks, executors or allocation on the decode path: decoders are checked views over a

@@ -121,7 +121,11 @@ impl<'a> ServerMessage<'a> {
                     None
                 } else {
                     if r.u8("q.mark")? != XASH_NONCE_MARK {
-                        return Err(Error::new(ErrorKind::BadHeader, "q.mark", r.offset() - 1));
+                        return Err(Error::new(
+                            ErrorKind::BadHeader,
+                            "q.mark",
+                            r.offset().saturating_sub(1),
+                        ));
                     }
                     Some(r.u32_le("q.nonce")?)
                 };
@@ -140,7 +144,7 @@ impl<'a> ServerMessage<'a> {
                     (body, HeartbeatEnd::None)
                 };
                 let info = InfoString::parse(body).map_err(|e| Error {
-                    offset: at + e.offset,
+                    offset: at.saturating_add(e.offset),
                     field: "heartbeat.info",
                     ..e
                 })?;
@@ -154,7 +158,7 @@ impl<'a> ServerMessage<'a> {
             _ => Err(Error::new(
                 ErrorKind::BadHeader,
                 "server.opcode",
-                r.offset() - 1,
+                r.offset().saturating_sub(1),
             )),
         }
     }

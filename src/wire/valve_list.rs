@@ -103,7 +103,7 @@ impl<'a> ListQuery<'a> {
             Err(_) => (r.take_rest(), false),
         };
         let seed = parse_seed(seed_text).map_err(|e| Error {
-            offset: seed_at + e.offset,
+            offset: seed_at.saturating_add(e.offset),
             ..e
         })?;
         let (filter, well_formed) = if !seed_done {
@@ -140,25 +140,24 @@ pub fn parse_seed(text: &[u8]) -> Result<SocketAddrV4> {
     if text.len() > MAX_SEED_LEN {
         return Err(Error::new(ErrorKind::TooLong, FIELD, 0));
     }
-    let colon =
-        text.iter()
-            .position(|&b| b == b':')
-            .ok_or(Error::new(ErrorKind::BadAddress, FIELD, 0))?;
-    let ip = cursor::parse_ipv4(&text[..colon], FIELD)?;
-    let port_text = &text[colon + 1..];
+    let mut halves = text.splitn(2, |&b| b == b':');
+    let ip = cursor::parse_ipv4(halves.next().unwrap_or_default(), FIELD)?;
+    let port_text = halves
+        .next()
+        .ok_or(Error::new(ErrorKind::BadAddress, FIELD, 0))?;
     let digits = port_text
-        .iter()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(port_text.len());
-    let port = cursor::parse_decimal(&port_text[..digits], u64::from(u16::MAX), FIELD)
-        .map_err(|_| Error::new(ErrorKind::BadAddress, FIELD, colon + 1))?;
+        .split(|b| !b.is_ascii_digit())
+        .next()
+        .unwrap_or_default();
+    let port = cursor::parse_decimal(digits, u64::from(u16::MAX), FIELD)
+        .map_err(|e| Error::new(ErrorKind::BadAddress, FIELD, e.offset))?;
     Ok(SocketAddrV4::new(ip, port as u16))
 }
 
 /// A decoded response page: a checked view over the datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListPage<'a> {
-    entries: &'a [u8],
+    entries: &'a [[u8; ENTRY_LEN]],
 }
 
 impl<'a> ListPage<'a> {
@@ -166,21 +165,22 @@ impl<'a> ListPage<'a> {
     pub fn decode(buf: &'a [u8]) -> Result<Self> {
         let mut r = Reader::new(buf);
         r.expect(&PAGE_HEADER, "page.header")?;
-        let entries = r.take_rest();
-        if !entries.len().is_multiple_of(ENTRY_LEN) {
+        let (entries, partial) = r.take_rest().as_chunks::<ENTRY_LEN>();
+        if !partial.is_empty() {
             return Err(Error::new(ErrorKind::Truncated, "page.entry", buf.len()));
         }
-        if entries.len() / ENTRY_LEN > MAX_PAGE_ENTRIES {
+        if entries.len() > MAX_PAGE_ENTRIES {
             return Err(Error::new(ErrorKind::TooLong, "page", MAX_PAGE_LEN));
         }
         let page = Self { entries };
         if let Some(i) = page.all().position(|a| a == NULL_ADDR)
-            && i + 1 != page.len()
+            && i != page.len().saturating_sub(1)
         {
             return Err(Error::new(
                 ErrorKind::BadValue,
                 "page.terminator",
-                PAGE_HEADER.len() + i * ENTRY_LEN,
+                i.saturating_mul(ENTRY_LEN)
+                    .saturating_add(PAGE_HEADER.len()),
             ));
         }
         Ok(page)
@@ -188,7 +188,7 @@ impl<'a> ListPage<'a> {
 
     /// Entry count, terminator included.
     pub fn len(&self) -> usize {
-        self.entries.len() / ENTRY_LEN
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -197,7 +197,7 @@ impl<'a> ListPage<'a> {
 
     /// Every entry, terminator included.
     pub fn all(&self) -> impl Iterator<Item = SocketAddrV4> + 'a {
-        self.entries.chunks_exact(ENTRY_LEN).map(entry_addr)
+        self.entries.iter().map(entry_addr)
     }
 
     /// The listed servers (terminator excluded).
@@ -207,8 +207,7 @@ impl<'a> ListPage<'a> {
 
     /// True when this is the last page (it ends with `0.0.0.0:0`).
     pub fn is_final(&self) -> bool {
-        self.entries.len() >= ENTRY_LEN
-            && self.entries[self.entries.len() - ENTRY_LEN..] == [0u8; ENTRY_LEN]
+        self.entries.last() == Some(&[0u8; ENTRY_LEN])
     }
 
     /// The seed for the next request: the last listed server, if any.
@@ -217,11 +216,8 @@ impl<'a> ListPage<'a> {
     }
 }
 
-fn entry_addr(e: &[u8]) -> SocketAddrV4 {
-    // chunks_exact guarantees 6 bytes.
-    let mut ip = [0u8; 4];
-    ip.copy_from_slice(&e[..4]);
-    SocketAddrV4::new(Ipv4Addr::from(ip), u16::from_be_bytes([e[4], e[5]]))
+fn entry_addr(&[a, b, c, d, p0, p1]: &[u8; ENTRY_LEN]) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), u16::from_be_bytes([p0, p1]))
 }
 
 /// Appends a page: header, `servers`, and the terminator when `last`.
@@ -229,13 +225,13 @@ fn entry_addr(e: &[u8]) -> SocketAddrV4 {
 /// Fails with `TooLong` (writing nothing) when the entries would exceed [`MAX_PAGE_ENTRIES`], and with
 /// `BadValue` if a server is `0.0.0.0:0` (it would read as the terminator).
 pub fn encode_page(out: &mut Vec<u8>, servers: &[SocketAddrV4], last: bool) -> Result<()> {
-    if servers.len() + usize::from(last) > MAX_PAGE_ENTRIES {
+    if servers.len().saturating_add(usize::from(last)) > MAX_PAGE_ENTRIES {
         return Err(Error::new(ErrorKind::TooLong, "page", servers.len()));
     }
     if let Some(i) = servers.iter().position(|a| *a == NULL_ADDR) {
         return Err(Error::new(ErrorKind::BadValue, "page.entry", i));
     }
-    out.reserve(PAGE_HEADER.len() + (servers.len() + 1) * ENTRY_LEN);
+    out.reserve(MAX_PAGE_LEN);
     out.extend_from_slice(&PAGE_HEADER);
     for &a in servers {
         put_addr_v4(out, a);

@@ -1,0 +1,11 @@
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use muster::wire;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(m) = wire::valve_heartbeat::ChallengeReply::decode(data) else { return };
+    let mut out = Vec::new();
+    m.encode(&mut out);
+    assert_eq!(out, data);
+});
