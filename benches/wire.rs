@@ -53,6 +53,34 @@ fn wire(c: &mut Criterion) {
             black_box(out.len())
         })
     });
+    // Baselines measured in the same run, so figures can be read as ratios on a noisy machine:
+    // copying the same bytes the decoder reads or the encoder writes.
+    let mut copy = Vec::with_capacity(valve_list::MAX_PAGE_LEN);
+    for (name, bytes) in [
+        ("baseline_copy_heartbeat", HEARTBEAT),
+        ("baseline_copy_info_response", INFO_RESPONSE),
+        ("baseline_copy_query", QUERY),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                copy.clear();
+                copy.extend_from_slice(black_box(bytes));
+                black_box(copy.len())
+            })
+        });
+    }
+    let page_bytes = {
+        let mut v = Vec::new();
+        valve_list::encode_page(&mut v, &servers, true).unwrap();
+        v
+    };
+    g.bench_function("baseline_copy_page_1392_bytes", |b| {
+        b.iter(|| {
+            copy.clear();
+            copy.extend_from_slice(black_box(&page_bytes));
+            black_box(copy.len())
+        })
+    });
     g.finish();
 }
 
