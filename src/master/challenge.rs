@@ -1,0 +1,204 @@
+//! Stateless challenges for both registration handshakes.
+//!
+//! A challenge is a keyed MAC (SipHash-2-4, 128-bit output) of the game server's address, port and
+//! the current time window, under a key derived from a process secret and the window number: keys
+//! rotate every window, and a leaked key is useless after two windows. A challenge verifies in the
+//! window it was issued and the next one. Nothing is stored per request, so a flood of spoofed
+//! requests costs the master nothing but the reply, and a repeat request in the same window gets
+//! the same challenge (as dpmaster does).
+//!
+//! - Valve / GoldSrc / Xash3D: a `u32` with bit 31 clear, so Source's `%d` and Xash3D's `%u` print
+//!   the same decimal (shared/docs/protocols.md §2).
+//! - Quake III / DarkPlaces: 8–11 characters of dpmaster's alphabet. The MAC also covers the
+//!   heartbeat tag's index, and verification recovers it, so the master knows which anonymous tag
+//!   (and so which game) an `infoResponse` answers without remembering the heartbeat.
+
+use crate::wire::dp_server::{CHALLENGE_MAX_LEN, CHALLENGE_MIN_LEN, is_challenge_byte};
+use siphasher::sip128::{Hasher128, SipHasher24};
+use std::hash::Hasher;
+use std::net::SocketAddr;
+
+use super::time::Time;
+
+/// Default window for Valve challenges: a challenge lives 60–120 s. Game servers answer at once; the
+/// margin covers slow links and a heartbeat sent just after a window turns.
+pub const DEFAULT_VALVE_WINDOW_MS: u64 = 60_000;
+/// Default window for DP challenges: 2–4 s, close to dpmaster's 2 s validity.
+pub const DEFAULT_DP_WINDOW_MS: u64 = 2_000;
+
+/// dpmaster's challenge alphabet, in byte order.
+const ALPHABET: [u8; 89] = {
+    let mut a = [0u8; 89];
+    let mut b = 33u8;
+    let mut i = 0;
+    while b <= 126 {
+        if is_challenge_byte(b) {
+            a[i] = b;
+            i += 1;
+        }
+        b += 1;
+    }
+    a
+};
+
+/// A DP challenge as text: up to [`CHALLENGE_MAX_LEN`] bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DpChallenge {
+    buf: [u8; CHALLENGE_MAX_LEN],
+    len: u8,
+}
+
+impl DpChallenge {
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
+/// Issues and verifies challenges. Cheap to copy: every core holds the same secret, so a challenge
+/// issued by one core verifies on any other.
+#[derive(Clone, Copy, Debug)]
+pub struct Challenges {
+    secret: [u8; 16],
+    valve_window_ms: u64,
+    dp_window_ms: u64,
+}
+
+/// Domain separation between the two handshakes.
+const DOMAIN_VALVE: u8 = 1;
+const DOMAIN_DP: u8 = 2;
+
+impl Challenges {
+    pub fn new(secret: [u8; 16], valve_window_ms: u64, dp_window_ms: u64) -> Self {
+        Self {
+            secret,
+            valve_window_ms: valve_window_ms.max(1),
+            dp_window_ms: dp_window_ms.max(1),
+        }
+    }
+
+    fn mac(&self, domain: u8, window: u64, addr: SocketAddr, extra: u8) -> u128 {
+        // Per-window key: MAC of the window under the secret.
+        let mut k = SipHasher24::new_with_key(&self.secret);
+        k.write_u8(domain);
+        k.write_u64(window);
+        let key = k.finish128().as_bytes();
+        let mut h = SipHasher24::new_with_key(&key);
+        match addr {
+            SocketAddr::V4(a) => {
+                h.write_u8(4);
+                h.write(&a.ip().octets());
+            }
+            SocketAddr::V6(a) => {
+                h.write_u8(6);
+                h.write(&a.ip().octets());
+            }
+        }
+        h.write_u16(addr.port());
+        h.write_u8(extra);
+        h.finish128().as_u128()
+    }
+
+    fn valve_at(&self, window: u64, addr: SocketAddr) -> u32 {
+        (self.mac(DOMAIN_VALVE, window, addr, 0) as u32) & 0x7FFF_FFFF
+    }
+
+    /// The challenge to send to `addr` now.
+    pub fn valve(&self, now: Time, addr: SocketAddr) -> u32 {
+        self.valve_at(now.millis() / self.valve_window_ms, addr)
+    }
+
+    /// Whether `challenge` was issued to `addr` in this window or the previous one. Bit 31 is
+    /// ignored, so a server that printed it signed or unsigned verifies alike.
+    pub fn verify_valve(&self, now: Time, addr: SocketAddr, challenge: u32) -> bool {
+        let w = now.millis() / self.valve_window_ms;
+        let c = challenge & 0x7FFF_FFFF;
+        c == self.valve_at(w, addr) || (w > 0 && c == self.valve_at(w - 1, addr))
+    }
+
+    fn dp_at(&self, window: u64, addr: SocketAddr, tag: u8) -> DpChallenge {
+        let mut m = self.mac(DOMAIN_DP, window, addr, tag);
+        let span = (CHALLENGE_MAX_LEN - CHALLENGE_MIN_LEN + 1) as u128;
+        let len = CHALLENGE_MIN_LEN + (m % span) as usize;
+        m /= span;
+        let mut buf = [0u8; CHALLENGE_MAX_LEN];
+        for b in buf.iter_mut().take(len) {
+            *b = ALPHABET[(m % ALPHABET.len() as u128) as usize];
+            m /= ALPHABET.len() as u128;
+        }
+        DpChallenge {
+            buf,
+            len: len as u8,
+        }
+    }
+
+    /// The `getinfo` challenge for `addr` answering a heartbeat whose tag has index `tag`.
+    pub fn dp(&self, now: Time, addr: SocketAddr, tag: u8) -> DpChallenge {
+        self.dp_at(now.millis() / self.dp_window_ms, addr, tag)
+    }
+
+    /// Which of `tags` (indices `0..tags`) the challenge was issued for, in this window or the
+    /// previous one; `None` if it was not issued to `addr`.
+    pub fn verify_dp(&self, now: Time, addr: SocketAddr, challenge: &[u8], tags: u8) -> Option<u8> {
+        if !(CHALLENGE_MIN_LEN..=CHALLENGE_MAX_LEN).contains(&challenge.len()) {
+            return None;
+        }
+        let w = now.millis() / self.dp_window_ms;
+        let windows = [Some(w), w.checked_sub(1)];
+        (0..tags).find(|&t| {
+            windows
+                .iter()
+                .flatten()
+                .any(|&win| self.dp_at(win, addr, t).as_bytes() == challenge)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ch() -> Challenges {
+        Challenges::new(*b"0123456789abcdef", DEFAULT_VALVE_WINDOW_MS, DEFAULT_DP_WINDOW_MS)
+    }
+
+    const A: &str = "127.0.0.2:27015";
+
+    #[test]
+    fn valve_challenges_verify_for_two_windows_only() {
+        let c = ch();
+        let a: SocketAddr = A.parse().unwrap();
+        let t0 = Time::from_secs(1000);
+        let v = c.valve(t0, a);
+        assert_eq!(v & 0x8000_0000, 0, "bit 31 clear");
+        assert_eq!(c.valve(t0.plus_millis(1), a), v, "same window, same challenge");
+        assert!(c.verify_valve(t0, a, v));
+        assert!(c.verify_valve(t0, a, v | 0x8000_0000), "signed reading verifies too");
+        assert!(c.verify_valve(t0.plus_secs(60), a, v));
+        assert!(!c.verify_valve(t0.plus_secs(180), a, v), "stale");
+        assert!(!c.verify_valve(t0, "127.0.0.2:27016".parse().unwrap(), v), "other port");
+        assert!(!c.verify_valve(t0, "127.0.0.3:27015".parse().unwrap(), v), "other host");
+        let other = Challenges::new(*b"fedcba9876543210", DEFAULT_VALVE_WINDOW_MS, DEFAULT_DP_WINDOW_MS);
+        assert!(!other.verify_valve(t0, a, v), "other secret");
+    }
+
+    #[test]
+    fn dp_challenges_use_dpmaster_alphabet_and_recover_the_tag() {
+        let c = ch();
+        let a: SocketAddr = "[::1]:26000".parse().unwrap();
+        let t0 = Time::from_secs(50);
+        let mut lens = std::collections::BTreeSet::new();
+        for port in 0..200u16 {
+            let a = SocketAddr::new(a.ip(), port);
+            let s = c.dp(t0, a, 1);
+            let b = s.as_bytes();
+            lens.insert(b.len());
+            assert!(b.iter().all(|&x| is_challenge_byte(x)), "{b:?}");
+            assert_eq!(c.verify_dp(t0, a, b, 4), Some(1));
+            assert_eq!(c.verify_dp(t0.plus_millis(2500), a, b, 4), Some(1));
+            assert_eq!(c.verify_dp(t0.plus_secs(5), a, b, 4), None, "stale");
+        }
+        assert_eq!(lens, (8..=11).collect(), "lengths 8 to 11 all occur");
+        assert_eq!(c.verify_dp(t0, a, b"short", 4), None);
+        assert_eq!(ALPHABET.len(), 89);
+    }
+}
