@@ -13,4 +13,5 @@
 //! The binary (`src/main.rs`) parses the command line. The master core, the engine and the load
 //! generator (`loadgen/`, its own crate, reusing [`wire`]) build on these codecs.
 
+pub mod master;
 pub mod wire;

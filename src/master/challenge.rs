@@ -158,7 +158,11 @@ mod tests {
     use super::*;
 
     fn ch() -> Challenges {
-        Challenges::new(*b"0123456789abcdef", DEFAULT_VALVE_WINDOW_MS, DEFAULT_DP_WINDOW_MS)
+        Challenges::new(
+            *b"0123456789abcdef",
+            DEFAULT_VALVE_WINDOW_MS,
+            DEFAULT_DP_WINDOW_MS,
+        )
     }
 
     const A: &str = "127.0.0.2:27015";
@@ -170,14 +174,31 @@ mod tests {
         let t0 = Time::from_secs(1000);
         let v = c.valve(t0, a);
         assert_eq!(v & 0x8000_0000, 0, "bit 31 clear");
-        assert_eq!(c.valve(t0.plus_millis(1), a), v, "same window, same challenge");
+        assert_eq!(
+            c.valve(t0.plus_millis(1), a),
+            v,
+            "same window, same challenge"
+        );
         assert!(c.verify_valve(t0, a, v));
-        assert!(c.verify_valve(t0, a, v | 0x8000_0000), "signed reading verifies too");
+        assert!(
+            c.verify_valve(t0, a, v | 0x8000_0000),
+            "signed reading verifies too"
+        );
         assert!(c.verify_valve(t0.plus_secs(60), a, v));
         assert!(!c.verify_valve(t0.plus_secs(180), a, v), "stale");
-        assert!(!c.verify_valve(t0, "127.0.0.2:27016".parse().unwrap(), v), "other port");
-        assert!(!c.verify_valve(t0, "127.0.0.3:27015".parse().unwrap(), v), "other host");
-        let other = Challenges::new(*b"fedcba9876543210", DEFAULT_VALVE_WINDOW_MS, DEFAULT_DP_WINDOW_MS);
+        assert!(
+            !c.verify_valve(t0, "127.0.0.2:27016".parse().unwrap(), v),
+            "other port"
+        );
+        assert!(
+            !c.verify_valve(t0, "127.0.0.3:27015".parse().unwrap(), v),
+            "other host"
+        );
+        let other = Challenges::new(
+            *b"fedcba9876543210",
+            DEFAULT_VALVE_WINDOW_MS,
+            DEFAULT_DP_WINDOW_MS,
+        );
         assert!(!other.verify_valve(t0, a, v), "other secret");
     }
 

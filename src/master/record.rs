@@ -60,7 +60,9 @@ impl AddrKey {
 
     /// The 6-byte Valve / `getserversResponse` entry of an IPv4 key.
     pub fn v4_entry(&self) -> [u8; 6] {
-        [self.0[1], self.0[2], self.0[3], self.0[4], self.0[17], self.0[18]]
+        [
+            self.0[1], self.0[2], self.0[3], self.0[4], self.0[17], self.0[18],
+        ]
     }
 }
 
@@ -156,7 +158,13 @@ pub fn small_number(v: Option<&[u8]>) -> Option<u8> {
     if v.is_empty() || v.len() > 10 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(v.iter().fold(0u32, |n, d| n.saturating_mul(10).saturating_add(u32::from(d - b'0'))).min(255) as u8)
+    Some(
+        v.iter()
+            .fold(0u32, |n, d| {
+                n.saturating_mul(10).saturating_add(u32::from(d - b'0'))
+            })
+            .min(255) as u8,
+    )
 }
 
 /// Parses a decimal `u32` value.
@@ -165,8 +173,9 @@ pub fn number(v: Option<&[u8]>) -> Option<u32> {
     if v.is_empty() || v.len() > 10 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    v.iter()
-        .try_fold(0u32, |n, d| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
+    v.iter().try_fold(0u32, |n, d| {
+        n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+    })
 }
 
 #[cfg(test)]
@@ -181,17 +190,32 @@ mod tests {
 
     #[test]
     fn keys_order_as_wire_bytes_and_round_trip() {
-        let addrs: Vec<SocketAddr> = ["10.0.0.1:27015", "9.255.255.255:65535", "10.0.0.1:27016", "[::1]:1", "[2001:db8::1]:27015"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let addrs: Vec<SocketAddr> = [
+            "10.0.0.1:27015",
+            "9.255.255.255:65535",
+            "10.0.0.1:27016",
+            "[::1]:1",
+            "[2001:db8::1]:27015",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
         for a in &addrs {
             assert_eq!(AddrKey::new(*a).addr(), *a);
         }
         let mut keys: Vec<AddrKey> = addrs.iter().map(|a| AddrKey::new(*a)).collect();
         keys.sort();
         let sorted: Vec<String> = keys.iter().map(|k| k.addr().to_string()).collect();
-        assert_eq!(sorted, ["9.255.255.255:65535", "10.0.0.1:27015", "10.0.0.1:27016", "[::1]:1", "[2001:db8::1]:27015"]);
+        assert_eq!(
+            sorted,
+            [
+                "9.255.255.255:65535",
+                "10.0.0.1:27015",
+                "10.0.0.1:27016",
+                "[::1]:1",
+                "[2001:db8::1]:27015"
+            ]
+        );
         assert_eq!(AddrKey::new(addrs[0]).v4_entry(), [10, 0, 0, 1, 0x69, 0x87]);
     }
 

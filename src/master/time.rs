@@ -25,7 +25,11 @@ impl Time {
     /// Whole seconds, saturated to `u32` (136 years), the resolution records store.
     pub const fn secs_u32(self) -> u32 {
         let s = self.0 / 1000;
-        if s > u32::MAX as u64 { u32::MAX } else { s as u32 }
+        if s > u32::MAX as u64 {
+            u32::MAX
+        } else {
+            s as u32
+        }
     }
 
     pub const fn plus_millis(self, ms: u64) -> Self {

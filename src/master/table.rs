@@ -1,0 +1,444 @@
+//! One shard's table of listed servers: a slab of compact records, an address index, per-address
+//! counts for the cap, the expiry wheel and the string interner.
+
+use super::expiry::{Due, Entry, Wheel};
+use super::intern::{Interner, SymTable};
+use super::policy::{IpKey, Limits};
+use super::record::{AddrKey, Family, Server};
+use super::time::Time;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What a registration carries, borrowed from the datagram; strings are interned on insert.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fields<'a> {
+    pub region: u8,
+    pub server_type: u8,
+    pub players: u8,
+    pub max_players: u8,
+    pub bots: u8,
+    pub flags: u16,
+    pub appid: u32,
+    pub protocol: u32,
+    pub game: &'a [u8],
+    pub product: &'a [u8],
+    pub map: &'a [u8],
+    pub version: &'a [u8],
+    pub tags: &'a [u8],
+    pub gamedata: &'a [u8],
+    pub hostname: &'a [u8],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upserted {
+    Inserted,
+    Refreshed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// The shard holds `max_servers` already.
+    TableFull,
+    /// The address (IPv4) or /64 (IPv6) holds `max_servers_per_ip` already.
+    PerIpCap,
+}
+
+/// An immutable, address-sorted copy of a shard, shared with every core.
+#[derive(Debug, Default)]
+pub struct ShardSnapshot {
+    /// Sorted by [`AddrKey`], i.e. wire order.
+    pub servers: Vec<Server>,
+    pub strings: SymTable,
+    /// Increases with every snapshot the shard takes.
+    pub epoch: u64,
+}
+
+#[derive(Debug)]
+pub struct Table {
+    index: HashMap<AddrKey, u32>,
+    slots: Vec<Option<Server>>,
+    generations: Vec<u32>,
+    free: Vec<u32>,
+    per_ip: HashMap<IpKey, u16>,
+    wheel: Wheel,
+    interner: Interner,
+    limits: Limits,
+    changed: bool,
+    epoch: u64,
+    /// Slots found expired during one wheel advance (reused; at most the tick budget long).
+    expired: Vec<u32>,
+}
+
+/// Seconds for `last_seen`, rounded up so expiry never comes before the timeout.
+fn seen_secs(now: Time) -> u32 {
+    u32::try_from(now.millis().div_ceil(1000)).unwrap_or(u32::MAX)
+}
+
+impl Table {
+    pub fn new(now: Time, limits: Limits) -> Self {
+        Self {
+            index: HashMap::new(),
+            slots: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            per_ip: HashMap::new(),
+            wheel: Wheel::new(now, limits.server_timeout_ms),
+            interner: Interner::default(),
+            limits,
+            changed: false,
+            epoch: 0,
+            expired: Vec::new(),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn get(&self, addr: SocketAddr) -> Option<&Server> {
+        let i = *self.index.get(&AddrKey::new(addr))?;
+        self.slots.get(i as usize)?.as_ref()
+    }
+
+    pub fn strings(&self) -> &Interner {
+        &self.interner
+    }
+
+    fn expires_at(&self, s: &Server) -> Time {
+        Time::from_secs(u64::from(s.last_seen)).plus_millis(self.limits.server_timeout_ms)
+    }
+
+    /// Lists or refreshes the server at `addr`.
+    pub fn upsert(
+        &mut self,
+        now: Time,
+        addr: SocketAddr,
+        family: Family,
+        f: &Fields<'_>,
+    ) -> Result<Upserted, Rejected> {
+        let key = AddrKey::new(addr);
+        let i = &mut self.interner;
+        let mut server = Server {
+            addr: key,
+            family,
+            region: f.region,
+            server_type: f.server_type,
+            players: f.players,
+            max_players: f.max_players,
+            bots: f.bots,
+            flags: f.flags,
+            appid: f.appid,
+            protocol: f.protocol,
+            game: Default::default(),
+            product: Default::default(),
+            map: Default::default(),
+            version: Default::default(),
+            tags: Default::default(),
+            gamedata: Default::default(),
+            hostname: Default::default(),
+            first_seen: now.secs_u32(),
+            last_seen: seen_secs(now),
+        };
+        let existing = self.index.get(&key).copied();
+        if let Some(old) = existing.and_then(|slot| self.slots.get_mut(slot as usize)?.as_mut()) {
+            // Intern the new strings before releasing the old, so unchanged ones are not freed.
+            server.game = i.intern(f.game);
+            server.product = i.intern(f.product);
+            server.map = i.intern(f.map);
+            server.version = i.intern(f.version);
+            server.tags = i.intern(f.tags);
+            server.gamedata = i.intern(f.gamedata);
+            server.hostname = i.intern(f.hostname);
+            server.first_seen = old.first_seen;
+            let previous = std::mem::replace(old, server);
+            previous.release_strings(i);
+            self.changed = true;
+            return Ok(Upserted::Refreshed);
+        }
+        if self.index.len() >= self.limits.max_servers {
+            return Err(Rejected::TableFull);
+        }
+        let ip = IpKey::new(addr.ip());
+        let count = self.per_ip.entry(ip).or_insert(0);
+        if *count >= self.limits.max_servers_per_ip {
+            if *count == 0 {
+                self.per_ip.remove(&ip);
+            }
+            return Err(Rejected::PerIpCap);
+        }
+        *count += 1;
+        server.game = i.intern(f.game);
+        server.product = i.intern(f.product);
+        server.map = i.intern(f.map);
+        server.version = i.intern(f.version);
+        server.tags = i.intern(f.tags);
+        server.gamedata = i.intern(f.gamedata);
+        server.hostname = i.intern(f.hostname);
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(server);
+                s
+            }
+            None => {
+                self.slots.push(Some(server));
+                self.generations.push(0);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, slot);
+        let at = self.expires_at(&server);
+        self.wheel.schedule(
+            at,
+            Entry {
+                slot,
+                generation: self.generations[slot as usize],
+            },
+        );
+        self.changed = true;
+        Ok(Upserted::Inserted)
+    }
+
+    /// Delists the server at `addr`; `false` if it was not listed.
+    pub fn remove(&mut self, addr: SocketAddr) -> bool {
+        match self.index.get(&AddrKey::new(addr)) {
+            Some(&slot) => {
+                self.remove_slot(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove_slot(&mut self, slot: u32) {
+        let Some(server) = self.slots[slot as usize].take() else {
+            return;
+        };
+        self.index.remove(&server.addr);
+        let ip = IpKey::new(server.addr.addr().ip());
+        if let Some(c) = self.per_ip.get_mut(&ip) {
+            *c -= 1;
+            if *c == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+        server.release_strings(&mut self.interner);
+        // A new generation makes the wheel entry of this slot stale.
+        self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
+        self.free.push(slot);
+        self.changed = true;
+    }
+
+    /// Removes servers silent for the timeout, visiting at most `budget` wheel entries. Returns how
+    /// many expired and whether all due work is done.
+    pub fn expire(&mut self, now: Time, budget: usize) -> (usize, bool) {
+        let (slots, generations, expired) = (&self.slots, &self.generations, &mut self.expired);
+        let timeout = self.limits.server_timeout_ms;
+        let done = self.wheel.advance(now, budget, |e| {
+            if generations.get(e.slot as usize) != Some(&e.generation) {
+                return Due::Done; // the slot was freed (and maybe reused) since
+            }
+            let Some(Some(server)) = slots.get(e.slot as usize) else {
+                return Due::Done;
+            };
+            let at = Time::from_secs(u64::from(server.last_seen)).plus_millis(timeout);
+            if at <= now {
+                expired.push(e.slot);
+                Due::Done
+            } else {
+                Due::Reschedule(at)
+            }
+        });
+        let n = self.expired.len();
+        let mut expired = std::mem::take(&mut self.expired);
+        for slot in expired.drain(..) {
+            self.remove_slot(slot);
+        }
+        self.expired = expired;
+        (n, done)
+    }
+
+    /// Whether the table changed since the last [`snapshot`](Self::snapshot).
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
+    /// An immutable sorted copy for the list, and the start of a new epoch.
+    pub fn snapshot(&mut self) -> Arc<ShardSnapshot> {
+        let mut servers: Vec<Server> = self.slots.iter().flatten().copied().collect();
+        servers.sort_unstable_by_key(|s| s.addr);
+        self.changed = false;
+        self.epoch += 1;
+        Arc::new(ShardSnapshot {
+            servers,
+            strings: self.interner.table(),
+            epoch: self.epoch,
+        })
+    }
+
+    /// Heap bytes held by the table (records, index, caps, wheel, strings): memory per server is
+    /// this over [`len`](Self::len).
+    pub fn heap_bytes(&self) -> usize {
+        let index = self.index.capacity() * (std::mem::size_of::<(AddrKey, u32)>() + 1);
+        let per_ip = self.per_ip.capacity() * (std::mem::size_of::<(IpKey, u16)>() + 1);
+        self.slots.capacity() * std::mem::size_of::<Option<Server>>()
+            + self.generations.capacity() * 4
+            + self.free.capacity() * 4
+            + index
+            + per_ip
+            + self.wheel.heap_bytes()
+            + self.interner.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            server_timeout_ms: 900_000,
+            max_servers: 100,
+            max_servers_per_ip: 2,
+            allow_private: true,
+        }
+    }
+
+    fn f(map: &[u8]) -> Fields<'_> {
+        Fields {
+            game: b"cstrike",
+            map,
+            max_players: 16,
+            ..Default::default()
+        }
+    }
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn insert_refresh_remove_and_strings() {
+        let mut t = Table::new(Time::ZERO, limits());
+        let now = Time::from_secs(5);
+        assert_eq!(
+            t.upsert(now, a("1.1.1.1:1"), Family::Valve, &f(b"de_dust")),
+            Ok(Upserted::Inserted)
+        );
+        assert_eq!(
+            t.upsert(now, a("1.1.1.1:1"), Family::Valve, &f(b"de_nuke")),
+            Ok(Upserted::Refreshed)
+        );
+        assert_eq!(t.len(), 1);
+        let s = *t.get(a("1.1.1.1:1")).unwrap();
+        assert_eq!(t.strings().get(s.map), b"de_nuke");
+        assert_eq!(
+            t.strings().len(),
+            2,
+            "de_dust freed; cstrike and de_nuke live"
+        );
+        assert!(t.remove(a("1.1.1.1:1")));
+        assert!(!t.remove(a("1.1.1.1:1")));
+        assert!(t.strings().is_empty());
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn caps() {
+        let mut t = Table::new(Time::ZERO, limits());
+        let now = Time::from_secs(1);
+        t.upsert(now, a("1.1.1.1:1"), Family::Valve, &f(b"m"))
+            .unwrap();
+        t.upsert(now, a("1.1.1.1:2"), Family::Valve, &f(b"m"))
+            .unwrap();
+        assert_eq!(
+            t.upsert(now, a("1.1.1.1:3"), Family::Valve, &f(b"m")),
+            Err(Rejected::PerIpCap)
+        );
+        // A refresh is not a new entry.
+        assert_eq!(
+            t.upsert(now, a("1.1.1.1:2"), Family::Valve, &f(b"m")),
+            Ok(Upserted::Refreshed)
+        );
+        t.remove(a("1.1.1.1:1"));
+        assert!(
+            t.upsert(now, a("1.1.1.1:3"), Family::Valve, &f(b"m"))
+                .is_ok()
+        );
+        let mut small = Table::new(
+            Time::ZERO,
+            Limits {
+                max_servers: 3,
+                ..limits()
+            },
+        );
+        for i in 0..3 {
+            small
+                .upsert(
+                    now,
+                    SocketAddr::new([9, 0, 0, i].into(), 1),
+                    Family::Valve,
+                    &f(b"m"),
+                )
+                .unwrap();
+        }
+        assert_eq!(
+            small.upsert(now, a("9.9.9.9:1"), Family::Valve, &f(b"m")),
+            Err(Rejected::TableFull)
+        );
+    }
+
+    #[test]
+    fn expiry_at_the_timeout_not_before_and_refresh_postpones_it() {
+        let mut t = Table::new(Time::ZERO, limits());
+        let t0 = Time::from_millis(10_400);
+        t.upsert(t0, a("2.2.2.2:1"), Family::Valve, &f(b"m"))
+            .unwrap();
+        t.upsert(t0, a("2.2.2.3:1"), Family::Valve, &f(b"m"))
+            .unwrap();
+        // Refresh one at +600 s.
+        let (n, _) = t.expire(t0.plus_secs(600), 1000);
+        assert_eq!(n, 0);
+        t.upsert(t0.plus_secs(600), a("2.2.2.3:1"), Family::Valve, &f(b"m"))
+            .unwrap();
+        let (n, _) = t.expire(t0.plus_millis(900_000 - 1), 1000);
+        assert_eq!(n, 0, "not before the timeout");
+        let (n, done) = t.expire(t0.plus_secs(902), 1000);
+        assert_eq!((n, done), (1, true));
+        assert!(t.get(a("2.2.2.2:1")).is_none());
+        assert!(t.get(a("2.2.2.3:1")).is_some());
+        let (n, _) = t.expire(t0.plus_secs(1502), 1000);
+        assert_eq!(n, 1);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn snapshots_are_sorted_and_keep_their_strings() {
+        let mut t = Table::new(Time::ZERO, limits());
+        for s in ["3.0.0.1:5", "1.0.0.1:5", "2.0.0.1:5", "[::2]:5"] {
+            t.upsert(Time::from_secs(1), a(s), Family::Valve, &f(b"de_dust"))
+                .unwrap();
+        }
+        assert!(t.changed());
+        let snap = t.snapshot();
+        assert!(!t.changed());
+        let order: Vec<String> = snap
+            .servers
+            .iter()
+            .map(|s| s.addr.addr().to_string())
+            .collect();
+        assert_eq!(order, ["1.0.0.1:5", "2.0.0.1:5", "3.0.0.1:5", "[::2]:5"]);
+        for s in ["3.0.0.1:5", "1.0.0.1:5", "2.0.0.1:5", "[::2]:5"] {
+            t.remove(a(s));
+        }
+        assert_eq!(snap.strings.get(snap.servers[0].map), b"de_dust");
+    }
+}
