@@ -17,6 +17,8 @@
 pub mod challenge;
 pub mod expiry;
 pub mod intern;
+pub mod list;
+pub mod matcher;
 pub mod policy;
 pub mod record;
 pub mod table;
