@@ -300,7 +300,11 @@ mod tests {
     fn fields(i: u32) -> Fields<'static> {
         Fields {
             game: b"cstrike",
-            map: if i % 2 == 0 { b"de_dust" } else { b"cs_office" },
+            map: if i.is_multiple_of(2) {
+                b"de_dust"
+            } else {
+                b"cs_office"
+            },
             max_players: 16,
             ..Default::default()
         }
@@ -350,7 +354,7 @@ mod tests {
         let mut a = Table::new(Time::ZERO, limits());
         let mut b = Table::new(Time::ZERO, limits());
         for i in 0..1000 {
-            let t = if i % 2 == 0 { &mut a } else { &mut b };
+            let t = if i.is_multiple_of(2) { &mut a } else { &mut b };
             t.upsert(Time::from_secs(1), addr(i), Family::Valve, &fields(i))
                 .unwrap();
         }

@@ -13,6 +13,8 @@
 //! | [`expiry`] | the timing wheel |
 //! | [`policy`] | caps, address policy, DP tags and game policy |
 //! | [`table`] | one shard's table and its snapshots |
+//! | [`matcher`] | Valve filters and DP options evaluated on records |
+//! | [`list`] | the merged list of every shard: Valve pages and DP responses |
 
 pub mod challenge;
 pub mod expiry;
