@@ -353,7 +353,7 @@ mod tests {
     fn merge_dedupes_newest_wins_and_pages_cover_everything_once() {
         let mut a = Table::new(Time::ZERO, limits());
         let mut b = Table::new(Time::ZERO, limits());
-        for i in 0..1000 {
+        for i in 0..1000u32 {
             let t = if i.is_multiple_of(2) { &mut a } else { &mut b };
             t.upsert(Time::from_secs(1), addr(i), Family::Valve, &fields(i))
                 .unwrap();
