@@ -15,13 +15,20 @@
 //! | [`table`] | one shard's table and its snapshots |
 //! | [`matcher`] | Valve filters and DP options evaluated on records |
 //! | [`list`] | the merged list of every shard: Valve pages and DP responses |
+//! | [`counters`] | per-shard counters and drop reasons |
+//! | [`service`] | [`Master`]: `handle`, `tick`, snapshot publication |
+
+pub use service::{Config, Master, Reply};
+pub use time::Time;
 
 pub mod challenge;
+pub mod counters;
 pub mod expiry;
 pub mod intern;
 pub mod list;
 pub mod matcher;
 pub mod policy;
 pub mod record;
+pub mod service;
 pub mod table;
 pub mod time;

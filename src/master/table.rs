@@ -442,3 +442,34 @@ mod tests {
         assert_eq!(snap.strings.get(snap.servers[0].map), b"de_dust");
     }
 }
+
+#[cfg(test)]
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The wheel-driven table agrees with a naive model: a server is listed iff its last
+        /// heartbeat is less than the timeout ago (to the second the table stores).
+        #[test]
+        fn expiry_matches_a_naive_model(steps in proptest::collection::vec((0u8..20, 0u64..4000), 1..400)) {
+            let timeout = 30_000;
+            let limits = Limits { server_timeout_ms: timeout, max_servers: 1000, max_servers_per_ip: 1000, allow_private: true };
+            let mut t = Table::new(Time::from_secs(1), limits);
+            let mut model: std::collections::HashMap<u8, u64> = Default::default();
+            let mut now = 1000u64;
+            for (server, dt) in steps {
+                now += dt;
+                t.expire(Time::from_millis(now), usize::MAX);
+                model.retain(|_, seen| seen.div_ceil(1000) * 1000 + timeout > now);
+                for s in 0..20u8 {
+                    let addr = SocketAddr::from(([1, 1, 1, s], 1));
+                    prop_assert_eq!(t.get(addr).is_some(), model.contains_key(&s), "server {} at {} ms", s, now);
+                }
+                let addr = SocketAddr::from(([1, 1, 1, server], 1));
+                t.upsert(Time::from_millis(now), addr, Family::Valve, &Fields { game: b"g", ..Default::default() }).unwrap();
+                model.insert(server, now);
+            }
+        }
+    }
+}

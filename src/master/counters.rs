@@ -1,0 +1,146 @@
+//! Per-shard counters: plain integers, summed across cores on demand.
+
+use std::ops::AddAssign;
+
+/// Why a datagram was dropped without effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum Drop {
+    /// Not any message muster knows.
+    Unknown,
+    /// A known message that failed to decode.
+    Malformed,
+    /// A message a master never receives (replies, A2S…).
+    Unexpected,
+    /// A heartbeat or infoResponse whose challenge is wrong, stale or absent.
+    BadChallenge,
+    /// A registration from port 0, an unspecified, multicast or broadcast address.
+    InvalidAddress,
+    /// A registration from a loopback or private address while those are not allowed.
+    PrivateAddress,
+    /// A DP heartbeat with a flatline or unknown tag.
+    UnknownTag,
+    /// A DP game the game policy rejects.
+    GameRejected,
+    /// A registration missing a required key (or with a bad value for one).
+    MissingKey,
+    /// The per-address cap is reached.
+    PerIpCap,
+    /// The table cap is reached.
+    TableFull,
+    /// A `b` shutdown: it carries no proof of origin, so it is ignored (the timeout delists).
+    Shutdown,
+    /// A Valve query whose filter does not parse.
+    BadFilter,
+}
+
+impl Drop {
+    pub const COUNT: usize = 13;
+    pub const ALL: [Drop; Self::COUNT] = [
+        Drop::Unknown,
+        Drop::Malformed,
+        Drop::Unexpected,
+        Drop::BadChallenge,
+        Drop::InvalidAddress,
+        Drop::PrivateAddress,
+        Drop::UnknownTag,
+        Drop::GameRejected,
+        Drop::MissingKey,
+        Drop::PerIpCap,
+        Drop::TableFull,
+        Drop::Shutdown,
+        Drop::BadFilter,
+    ];
+
+    /// The label used in logs and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Drop::Unknown => "unknown",
+            Drop::Malformed => "malformed",
+            Drop::Unexpected => "unexpected",
+            Drop::BadChallenge => "bad_challenge",
+            Drop::InvalidAddress => "invalid_address",
+            Drop::PrivateAddress => "private_address",
+            Drop::UnknownTag => "unknown_tag",
+            Drop::GameRejected => "game_rejected",
+            Drop::MissingKey => "missing_key",
+            Drop::PerIpCap => "per_ip_cap",
+            Drop::TableFull => "table_full",
+            Drop::Shutdown => "shutdown_ignored",
+            Drop::BadFilter => "bad_filter",
+        }
+    }
+}
+
+/// What one shard has done since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub received: u64,
+    /// Datagrams sent in reply.
+    pub answered: u64,
+    pub challenges_sent: u64,
+    /// New servers listed.
+    pub registered: u64,
+    /// Listed servers whose heartbeat refreshed them.
+    pub refreshed: u64,
+    pub expired: u64,
+    pub valve_queries: u64,
+    pub dp_queries: u64,
+    pub dropped: [u64; Drop::COUNT],
+}
+
+impl Counters {
+    pub fn drop(&mut self, why: Drop) {
+        self.dropped[why as usize] += 1;
+    }
+
+    pub fn dropped(&self, why: Drop) -> u64 {
+        self.dropped[why as usize]
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+}
+
+impl AddAssign<&Counters> for Counters {
+    fn add_assign(&mut self, o: &Counters) {
+        self.received += o.received;
+        self.answered += o.answered;
+        self.challenges_sent += o.challenges_sent;
+        self.registered += o.registered;
+        self.refreshed += o.refreshed;
+        self.expired += o.expired;
+        self.valve_queries += o.valve_queries;
+        self.dp_queries += o.dp_queries;
+        for (a, b) in self.dropped.iter_mut().zip(o.dropped) {
+            *a += b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_index_their_slot_and_sum() {
+        for (i, d) in Drop::ALL.iter().enumerate() {
+            assert_eq!(*d as usize, i);
+        }
+        let mut a = Counters::default();
+        a.drop(Drop::BadChallenge);
+        a.received = 2;
+        let mut total = Counters::default();
+        total += &a;
+        total += &a;
+        assert_eq!(
+            (
+                total.received,
+                total.dropped(Drop::BadChallenge),
+                total.dropped_total()
+            ),
+            (4, 2, 2)
+        );
+    }
+}
