@@ -446,3 +446,153 @@ fn dp_fields<'a>(ir: &InfoResponse<'a>, implied: Option<&'static [u8]>) -> Optio
         hostname: get(b"hostname").unwrap_or_default(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::dp_server::GetInfo;
+
+    fn master(games: GamePolicy) -> Master {
+        let mut c = Config::with_secret([7; 16]);
+        c.limits.allow_private = true;
+        c.games = games;
+        Master::new(Time::ZERO, c, 0, 1)
+    }
+
+    /// Runs the DP handshake with `tag` and an infoResponse of `pairs` (challenge added).
+    fn dp_register(
+        m: &mut Master,
+        from: SocketAddr,
+        tag: &[u8],
+        pairs: &[(&[u8], &[u8])],
+    ) -> Option<Drop> {
+        let now = Time::from_secs(10);
+        let mut out = Packets::default();
+        let mut hb = Vec::new();
+        DpHeartbeat { tag, newline: true }.encode(&mut hb).unwrap();
+        let before = m.counters().dropped_total();
+        if m.handle(now, from, &hb, &mut out) == Reply::Nothing {
+            return Drop::ALL.into_iter().find(|d| m.counters().dropped(*d) > 0);
+        }
+        let getinfo = out.iter().next().unwrap().to_vec();
+        let challenge = GetInfo::decode(&getinfo).unwrap().challenge.to_vec();
+        // A repeat heartbeat in the same window gets the same challenge.
+        m.handle(now, from, &hb, &mut out);
+        assert_eq!(out.iter().next().unwrap(), &getinfo[..]);
+        let mut all: Vec<(&[u8], &[u8])> = pairs.to_vec();
+        all.push((b"challenge", &challenge));
+        let mut ir = Vec::new();
+        InfoResponse::encode(&mut ir, all).unwrap();
+        m.handle(now.plus_millis(30), from, &ir, &mut out);
+        (m.counters().dropped_total() > before).then(|| {
+            *Drop::ALL
+                .iter()
+                .find(|d| m.counters().dropped(**d) > 0)
+                .unwrap()
+        })
+    }
+
+    const REQUIRED: [(&[u8], &[u8]); 3] = [
+        (b"protocol", b"68"),
+        (b"sv_maxclients", b"8"),
+        (b"clients", b"1"),
+    ];
+
+    #[test]
+    fn anonymous_tags_imply_their_game_and_policy_applies() {
+        let a: SocketAddr = "1.2.3.4:27960".parse().unwrap();
+        let mut m = master(GamePolicy::default());
+        assert_eq!(dp_register(&mut m, a, b"QuakeArena-1", &REQUIRED), None);
+        let s = *m.table().get(a).unwrap();
+        assert_eq!(m.table().strings().get(s.game), b"Quake3Arena");
+        // A gamename that contradicts the tag is refused.
+        let mut m = master(GamePolicy::default());
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push((b"gamename", b"Xonotic"));
+        assert_eq!(
+            dp_register(&mut m, a, b"QuakeArena-1", &pairs),
+            Some(Drop::MissingKey)
+        );
+        // DarkPlaces needs a gamename; the policy can reject it.
+        let mut m = master(GamePolicy {
+            accept: vec![],
+            reject: vec![b"Xonotic".to_vec().into()],
+        });
+        assert_eq!(
+            dp_register(&mut m, a, b"DarkPlaces", &REQUIRED),
+            Some(Drop::MissingKey)
+        );
+        assert_eq!(
+            dp_register(&mut m, a, b"DarkPlaces", &pairs),
+            Some(Drop::GameRejected)
+        );
+        assert!(m.table().is_empty());
+    }
+
+    #[test]
+    fn flatline_and_unknown_tags_get_no_challenge() {
+        let a: SocketAddr = "1.2.3.4:27960".parse().unwrap();
+        let mut m = master(GamePolicy::default());
+        for tag in [&b"ETFlatline-1"[..], b"WolfFlatline-1", b"SomethingElse"] {
+            assert_eq!(
+                dp_register(&mut m, a, tag, &REQUIRED),
+                Some(Drop::UnknownTag)
+            );
+        }
+        assert_eq!(m.counters().challenges_sent, 0);
+    }
+
+    #[test]
+    fn required_keys() {
+        let a: SocketAddr = "1.2.3.4:27960".parse().unwrap();
+        for missing in 0..3 {
+            let mut m = master(GamePolicy::default());
+            let pairs: Vec<_> = REQUIRED
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != missing)
+                .map(|(_, p)| *p)
+                .collect();
+            assert_eq!(
+                dp_register(&mut m, a, b"QuakeArena-1", &pairs),
+                Some(Drop::MissingKey),
+                "without {missing}"
+            );
+        }
+        let mut m = master(GamePolicy::default());
+        let zero_max = [
+            (&b"protocol"[..], &b"68"[..]),
+            (b"sv_maxclients", b"0"),
+            (b"clients", b"0"),
+        ];
+        assert_eq!(
+            dp_register(&mut m, a, b"QuakeArena-1", &zero_max),
+            Some(Drop::MissingKey)
+        );
+    }
+
+    #[test]
+    fn xash_nonce_is_echoed_and_unknown_datagrams_are_counted() {
+        let mut m = master(GamePolicy::default());
+        let a: SocketAddr = "1.2.3.4:27015".parse().unwrap();
+        let mut out = Packets::default();
+        m.handle(Time::ZERO, a, b"q\xff\x78\x56\x34\x12", &mut out);
+        let reply = ChallengeReply::decode(out.iter().next().unwrap()).unwrap();
+        assert_eq!(reply.nonce, Some(0x1234_5678));
+        assert_eq!(
+            m.handle(Time::ZERO, a, b"GET / HTTP/1.0", &mut out),
+            Reply::Nothing
+        );
+        assert_eq!(
+            m.handle(
+                Time::ZERO,
+                a,
+                b"\xff\xff\xff\xffTSource Engine Query\0",
+                &mut out
+            ),
+            Reply::Nothing
+        );
+        assert_eq!(m.counters().dropped(Drop::Unknown), 1);
+        assert_eq!(m.counters().dropped(Drop::Unexpected), 1);
+    }
+}

@@ -6,7 +6,9 @@ use super::intern::{Interner, SymTable};
 use super::policy::{IpKey, Limits};
 use super::record::{AddrKey, Family, Server};
 use super::time::Time;
+use hashbrown::HashTable;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -56,7 +58,11 @@ pub struct ShardSnapshot {
 
 #[derive(Debug)]
 pub struct Table {
-    index: HashMap<AddrKey, u32>,
+    /// Address → slot. Holds only slot numbers and hashes each slot's own address, so the 19-byte
+    /// key is stored once (in the record). The hasher is randomly keyed: addresses are chosen by
+    /// whoever sends packets.
+    index: HashTable<u32>,
+    hasher: RandomState,
     slots: Vec<Option<Server>>,
     generations: Vec<u32>,
     free: Vec<u32>,
@@ -75,10 +81,26 @@ fn seen_secs(now: Time) -> u32 {
     u32::try_from(now.millis().div_ceil(1000)).unwrap_or(u32::MAX)
 }
 
+/// The address of an occupied slot (the index only holds occupied slots).
+fn slot_key(slots: &[Option<Server>], s: u32) -> AddrKey {
+    slots
+        .get(s as usize)
+        .and_then(|x| x.as_ref())
+        .map_or(AddrKey([0; 19]), |x| x.addr)
+}
+
 impl Table {
+    fn find(&self, key: AddrKey) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(self.hasher.hash_one(key), |&s| slot_key(slots, s) == key)
+            .copied()
+    }
+
     pub fn new(now: Time, limits: Limits) -> Self {
         Self {
-            index: HashMap::new(),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
             slots: Vec::new(),
             generations: Vec::new(),
             free: Vec::new(),
@@ -105,7 +127,7 @@ impl Table {
     }
 
     pub fn get(&self, addr: SocketAddr) -> Option<&Server> {
-        let i = *self.index.get(&AddrKey::new(addr))?;
+        let i = self.find(AddrKey::new(addr))?;
         self.slots.get(i as usize)?.as_ref()
     }
 
@@ -126,6 +148,7 @@ impl Table {
         f: &Fields<'_>,
     ) -> Result<Upserted, Rejected> {
         let key = AddrKey::new(addr);
+        let existing = self.find(key);
         let i = &mut self.interner;
         let mut server = Server {
             addr: key,
@@ -148,7 +171,6 @@ impl Table {
             first_seen: now.secs_u32(),
             last_seen: seen_secs(now),
         };
-        let existing = self.index.get(&key).copied();
         if let Some(old) = existing.and_then(|slot| self.slots.get_mut(slot as usize)?.as_mut()) {
             // Intern the new strings before releasing the old, so unchanged ones are not freed.
             server.game = i.intern(f.game);
@@ -194,7 +216,10 @@ impl Table {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key, slot);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(hasher.hash_one(key), slot, |&s| {
+            hasher.hash_one(slot_key(slots, s))
+        });
         let at = self.expires_at(&server);
         self.wheel.schedule(
             at,
@@ -209,8 +234,8 @@ impl Table {
 
     /// Delists the server at `addr`; `false` if it was not listed.
     pub fn remove(&mut self, addr: SocketAddr) -> bool {
-        match self.index.get(&AddrKey::new(addr)) {
-            Some(&slot) => {
+        match self.find(AddrKey::new(addr)) {
+            Some(slot) => {
                 self.remove_slot(slot);
                 true
             }
@@ -219,10 +244,16 @@ impl Table {
     }
 
     fn remove_slot(&mut self, slot: u32) {
-        let Some(server) = self.slots[slot as usize].take() else {
+        let Some(server) = self.slots[slot as usize].as_ref().copied() else {
             return;
         };
-        self.index.remove(&server.addr);
+        if let Ok(entry) = self
+            .index
+            .find_entry(self.hasher.hash_one(server.addr), |&s| s == slot)
+        {
+            entry.remove();
+        }
+        self.slots[slot as usize] = None;
         let ip = IpKey::new(server.addr.addr().ip());
         if let Some(c) = self.per_ip.get_mut(&ip) {
             *c -= 1;
@@ -287,7 +318,7 @@ impl Table {
     /// Heap bytes held by the table (records, index, caps, wheel, strings): memory per server is
     /// this over [`len`](Self::len).
     pub fn heap_bytes(&self) -> usize {
-        let index = self.index.capacity() * (std::mem::size_of::<(AddrKey, u32)>() + 1);
+        let index = self.index.capacity() * (std::mem::size_of::<u32>() + 1);
         let per_ip = self.per_ip.capacity() * (std::mem::size_of::<(IpKey, u16)>() + 1);
         self.slots.capacity() * std::mem::size_of::<Option<Server>>()
             + self.generations.capacity() * 4
