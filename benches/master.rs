@@ -208,5 +208,32 @@ fn lists(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, upsert, snapshot_merge, lists);
+/// Floors measured in the same run, so the figures above can be read as ratios on a noisy machine.
+fn baselines(c: &mut Criterion) {
+    let mut g = c.benchmark_group("master");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(u64::from(N)));
+    // The least a snapshot can cost: copying 100k records.
+    let mut t = table(N, 0, 1, Time::from_secs(1));
+    let snap = t.snapshot();
+    g.bench_function("baseline_copy_100k_records", |b| {
+        b.iter(|| black_box(snap.servers.clone()))
+    });
+    // The least an insert can cost: a std HashMap insert of a u64 key.
+    g.bench_function("baseline_std_hashmap_insert_100k", |b| {
+        b.iter_batched(
+            std::collections::HashMap::<u64, u64>::new,
+            |mut m| {
+                for i in 0..u64::from(N) {
+                    m.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15), i);
+                }
+                m
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, upsert, snapshot_merge, lists, baselines);
 criterion_main!(benches);

@@ -31,7 +31,7 @@ fn main() -> std::process::ExitCode {
         }
         Some(Command::Serve) => {
             eprintln!(
-                "muster: `serve` is not implemented yet: the wire codecs exist, the master core and engine do not"
+                "muster: `serve` is not implemented yet: the codecs and the sans-IO master core exist, the engine that runs them on sockets does not"
             );
             std::process::ExitCode::FAILURE
         }
