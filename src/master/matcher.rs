@@ -106,30 +106,16 @@ mod tests {
     use crate::master::intern::Interner;
     use crate::master::record::AddrKey;
     use crate::master::table::Fields;
+    use crate::master::time::Time;
 
     /// A Valve server built through the interner, as the table would.
     fn server(i: &mut Interner, f: Fields<'_>, addr: &str) -> Server {
-        Server {
-            addr: AddrKey::new(addr.parse().unwrap()),
-            family: Family::Valve,
-            region: f.region,
-            server_type: f.server_type,
-            players: f.players,
-            max_players: f.max_players,
-            bots: f.bots,
-            flags: f.flags,
-            appid: f.appid,
-            protocol: f.protocol,
-            game: i.intern(f.game),
-            product: i.intern(f.product),
-            map: i.intern(f.map),
-            version: i.intern(f.version),
-            tags: i.intern(f.tags),
-            gamedata: i.intern(f.gamedata),
-            hostname: i.intern(f.hostname),
-            first_seen: 0,
-            last_seen: 0,
-        }
+        f.to_server(
+            AddrKey::new(addr.parse().unwrap()),
+            Family::Valve,
+            Time::ZERO,
+            i,
+        )
     }
 
     fn base() -> Fields<'static> {

@@ -32,6 +32,33 @@ pub struct Fields<'a> {
     pub hostname: &'a [u8],
 }
 
+impl Fields<'_> {
+    /// The record these fields make, its strings interned (one reference each), seen `now`.
+    pub fn to_server(&self, addr: AddrKey, family: Family, now: Time, i: &mut Interner) -> Server {
+        Server {
+            addr,
+            family,
+            region: self.region,
+            server_type: self.server_type,
+            players: self.players,
+            max_players: self.max_players,
+            bots: self.bots,
+            flags: self.flags,
+            appid: self.appid,
+            protocol: self.protocol,
+            game: i.intern(self.game),
+            product: i.intern(self.product),
+            map: i.intern(self.map),
+            version: i.intern(self.version),
+            tags: i.intern(self.tags),
+            gamedata: i.intern(self.gamedata),
+            hostname: i.intern(self.hostname),
+            first_seen: now.secs_u32(),
+            last_seen: seen_secs(now),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Upserted {
     Inserted,
@@ -148,41 +175,15 @@ impl Table {
         f: &Fields<'_>,
     ) -> Result<Upserted, Rejected> {
         let key = AddrKey::new(addr);
-        let existing = self.find(key);
-        let i = &mut self.interner;
-        let mut server = Server {
-            addr: key,
-            family,
-            region: f.region,
-            server_type: f.server_type,
-            players: f.players,
-            max_players: f.max_players,
-            bots: f.bots,
-            flags: f.flags,
-            appid: f.appid,
-            protocol: f.protocol,
-            game: Default::default(),
-            product: Default::default(),
-            map: Default::default(),
-            version: Default::default(),
-            tags: Default::default(),
-            gamedata: Default::default(),
-            hostname: Default::default(),
-            first_seen: now.secs_u32(),
-            last_seen: seen_secs(now),
-        };
-        if let Some(old) = existing.and_then(|slot| self.slots.get_mut(slot as usize)?.as_mut()) {
+        if let Some(old) = self
+            .find(key)
+            .and_then(|slot| self.slots.get_mut(slot as usize)?.as_mut())
+        {
             // Intern the new strings before releasing the old, so unchanged ones are not freed.
-            server.game = i.intern(f.game);
-            server.product = i.intern(f.product);
-            server.map = i.intern(f.map);
-            server.version = i.intern(f.version);
-            server.tags = i.intern(f.tags);
-            server.gamedata = i.intern(f.gamedata);
-            server.hostname = i.intern(f.hostname);
+            let mut server = f.to_server(key, family, now, &mut self.interner);
             server.first_seen = old.first_seen;
             let previous = std::mem::replace(old, server);
-            previous.release_strings(i);
+            previous.release_strings(&mut self.interner);
             self.changed = true;
             return Ok(Upserted::Refreshed);
         }
@@ -198,13 +199,7 @@ impl Table {
             return Err(Rejected::PerIpCap);
         }
         *count += 1;
-        server.game = i.intern(f.game);
-        server.product = i.intern(f.product);
-        server.map = i.intern(f.map);
-        server.version = i.intern(f.version);
-        server.tags = i.intern(f.tags);
-        server.gamedata = i.intern(f.gamedata);
-        server.hostname = i.intern(f.hostname);
+        let server = f.to_server(key, family, now, &mut self.interner);
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = Some(server);

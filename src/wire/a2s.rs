@@ -215,12 +215,7 @@ impl<'a> SourceInfo<'a> {
         if self.ship.is_some() != (self.app_id == THE_SHIP_APPID) {
             return Err(Error::new(ErrorKind::BadValue, "a2s_info_reply.ship", 0));
         }
-        let start = out.len();
-        let r = self.encode_fields(out);
-        if r.is_err() {
-            out.truncate(start);
-        }
-        r
+        super::cursor::all_or_nothing(out, |o| self.encode_fields(o))
     }
 
     fn encode_fields(&self, out: &mut Vec<u8>) -> Result<()> {
@@ -370,12 +365,7 @@ impl<'a> GoldSrcInfo<'a> {
     }
 
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
-        let start = out.len();
-        let r = self.encode_fields(out);
-        if r.is_err() {
-            out.truncate(start);
-        }
-        r
+        super::cursor::all_or_nothing(out, |o| self.encode_fields(o))
     }
 
     fn encode_fields(&self, out: &mut Vec<u8>) -> Result<()> {

@@ -148,6 +148,19 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Runs an encoder that appends to `out`; if it fails, `out` is left as it was.
+pub fn all_or_nothing(
+    out: &mut Vec<u8>,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let start = out.len();
+    let r = encode(out);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
 /// Appends an IPv4 list entry (address, big-endian port).
 pub fn put_addr_v4(out: &mut Vec<u8>, addr: SocketAddrV4) {
     out.extend_from_slice(&addr.ip().octets());

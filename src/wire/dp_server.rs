@@ -149,16 +149,14 @@ impl<'a> InfoResponse<'a> {
         out: &mut Vec<u8>,
         pairs: impl IntoIterator<Item = (&'p [u8], &'p [u8])>,
     ) -> Result<()> {
-        let start = out.len();
-        out.extend_from_slice(&OOB);
-        out.extend_from_slice(INFO_RESPONSE);
-        for (k, v) in pairs {
-            if let Err(e) = infostring::put_pair(out, k, v) {
-                out.truncate(start);
-                return Err(e);
+        super::cursor::all_or_nothing(out, |out| {
+            out.extend_from_slice(&OOB);
+            out.extend_from_slice(INFO_RESPONSE);
+            for (k, v) in pairs {
+                infostring::put_pair(out, k, v)?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     pub fn challenge(&self) -> Option<&'a [u8]> {

@@ -79,19 +79,17 @@ impl<'a> Heartbeat<'a> {
         pairs: impl IntoIterator<Item = (&'p [u8], &'p [u8])>,
         end: HeartbeatEnd,
     ) -> Result<()> {
-        let start = out.len();
-        if oob {
-            out.extend_from_slice(&OOB);
-        }
-        out.extend_from_slice(b"0\n");
-        for (k, v) in pairs {
-            if let Err(e) = infostring::put_pair(out, k, v) {
-                out.truncate(start);
-                return Err(e);
+        super::cursor::all_or_nothing(out, |out| {
+            if oob {
+                out.extend_from_slice(&OOB);
             }
-        }
-        out.extend_from_slice(end.bytes());
-        Ok(())
+            out.extend_from_slice(b"0\n");
+            for (k, v) in pairs {
+                infostring::put_pair(out, k, v)?;
+            }
+            out.extend_from_slice(end.bytes());
+            Ok(())
+        })
     }
 }
 
