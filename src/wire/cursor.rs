@@ -161,6 +161,23 @@ pub fn all_or_nothing(
     r
 }
 
+/// Appends `n` in decimal (no allocation, no formatting machinery).
+pub fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start = start.saturating_sub(1);
+        if let Some(d) = digits.get_mut(start) {
+            *d = b'0'.saturating_add((n % 10) as u8);
+        }
+        n /= 10;
+        if n == 0 || start == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(start..).unwrap_or_default());
+}
+
 /// Appends an IPv4 list entry (address, big-endian port).
 pub fn put_addr_v4(out: &mut Vec<u8>, addr: SocketAddrV4) {
     out.extend_from_slice(&addr.ip().octets());
@@ -251,6 +268,15 @@ mod tests {
         let mut out = Vec::new();
         put_addr_v4(&mut out, "127.0.0.1:27015".parse().unwrap());
         assert_eq!(out, [127, 0, 0, 1, 0x69, 0x87]);
+    }
+
+    #[test]
+    fn decimal_output() {
+        for n in [0u64, 7, 10, 65535, u64::MAX] {
+            let mut out = Vec::new();
+            put_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
     }
 
     #[test]

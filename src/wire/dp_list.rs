@@ -209,8 +209,7 @@ impl<'a> ListQuery<'a> {
             out.extend_from_slice(g);
         }
         out.push(b' ');
-        // Writing to a Vec cannot fail.
-        let _ = std::io::Write::write_fmt(out, format_args!("{}", self.protocol));
+        super::cursor::put_decimal(out, u64::from(self.protocol));
         for o in &self.options {
             out.push(b' ');
             o.write(out);

@@ -7,7 +7,6 @@
 
 use super::cursor::{self, Reader, put_addr_v4};
 use super::error::{Error, ErrorKind, Result};
-use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// The request opcode, ASCII `1`.
@@ -127,8 +126,14 @@ impl<'a> ListQuery<'a> {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
         out.push(QUERY_OPCODE);
         out.push(self.region.into());
-        // Writing to a Vec cannot fail.
-        let _ = write!(out, "{}", self.seed);
+        for (i, octet) in self.seed.ip().octets().into_iter().enumerate() {
+            if i > 0 {
+                out.push(b'.');
+            }
+            cursor::put_decimal(out, u64::from(octet));
+        }
+        out.push(b':');
+        cursor::put_decimal(out, u64::from(self.seed.port()));
         out.push(0);
         cursor::put_cstr(out, self.filter, "query.filter")
     }
