@@ -16,8 +16,18 @@
 //!   ([`master::list`]), and the state machine that ties them ([`master::service`]:
 //!   `handle(now, from, datagram, out)`, `tick`, snapshot publication; [`master::counters`]).
 //!
-//! The binary (`src/main.rs`) parses the command line. The engine (sockets, cores, clocks) and the
-//! load generator (`loadgen/`, its own crate, reusing [`wire`]) build on these.
+//! - [`engine`]: the product around the core — one pinned glommio executor per core, each with a
+//!   `SO_REUSEPORT` socket per listener (steered by source address) and its own shard, shard
+//!   snapshots exchanged over a bounded channel mesh, replies sent gathered or by UDP GSO and paced
+//!   per client ([`engine::core`], [`engine::socket`], [`engine::pacer`], [`engine::gso`],
+//!   [`engine::sys`], [`engine::stats`]).
+//! - [`config`]: the `serve` configuration — the embedded commented TOML defaults, files laid over
+//!   them, command-line overrides, validation into [`engine::Settings`].
+//!
+//! The binary (`src/main.rs`) parses the command line, sets up logging and signals, and runs the
+//! engine. The load generator (`loadgen/`, its own crate) reuses [`wire`].
 
+pub mod config;
+pub mod engine;
 pub mod master;
 pub mod wire;

@@ -1,14 +1,20 @@
-//! The `muster` binary: command-line entry point.
+//! The `muster` binary: command line, logging, signals; the engine does the rest.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use muster::config::{self, Overrides};
+use muster::engine::{self, Report};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// muster — a fast, safe game master server (Valve master query, GoldSrc/Source/Xash heartbeats,
-/// Quake III / DarkPlaces as dpmaster 2.2 speaks it).
+/// muster — a fast, safe game master server. Game servers register by heartbeat (GoldSrc/Source/
+/// Xash3D, Quake III / DarkPlaces); clients and server browsers ask for the list (Valve master
+/// query, getservers/getserversExt as dpmaster 2.2 answers them).
 #[derive(Debug, Parser)]
-#[command(name = "muster", version, about, long_about = None)]
+#[command(name = "muster", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -16,24 +22,153 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the master server (not built yet: the engine lands with the thread-per-core engine issue).
-    Serve,
+    /// Run the master server (on the embedded defaults unless --config or flags say otherwise).
+    Serve(Serve),
+    /// Print the commented default configuration (a starting point for --config).
+    DefaultConfig,
 }
 
-fn main() -> std::process::ExitCode {
+/// Flags override the config file; the file overrides the embedded defaults
+/// (`muster default-config` prints them). Logging follows RUST_LOG (default: info).
+#[derive(Debug, Args)]
+struct Serve {
+    /// TOML config file; keys it leaves out keep their defaults, unknown keys are an error.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on, repeatable; every listener accepts every protocol.
+    /// [default: 0.0.0.0:27010, 0.0.0.0:27011, 0.0.0.0:27950 and their [::] twins where the host has IPv6]
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Vec<SocketAddr>,
+    /// Cores to run on, one pinned executor and shard each. [default: every CPU available]
+    #[arg(long, value_name = "N")]
+    cores: Option<usize>,
+    /// Accept game servers on loopback and private addresses (LANs, tests).
+    #[arg(long)]
+    allow_private: bool,
+    /// Delist a game server silent for this long. [default: 900]
+    #[arg(long, value_name = "SECONDS")]
+    server_timeout: Option<u64>,
+    /// Most game servers per IPv4 address or IPv6 /64. [default: 32]
+    #[arg(long, value_name = "N")]
+    max_servers_per_ip: Option<u16>,
+    /// Most game servers in all. [default: 1000000]
+    #[arg(long, value_name = "N")]
+    max_servers: Option<usize>,
+    /// Publish each core's shard to the others at most this often. [default: 250]
+    #[arg(long, value_name = "MS")]
+    list_refresh_ms: Option<u64>,
+    /// Packets of a multi-packet reply sent at once before pacing starts. [default: 32]
+    #[arg(long, value_name = "PACKETS")]
+    pace_burst: Option<u32>,
+    /// Packets per second per client after the burst. [default: 4000]
+    #[arg(long, value_name = "PPS")]
+    pace_rate: Option<u32>,
+    /// Send one datagram per system call instead of UDP GSO.
+    #[arg(long)]
+    no_gso: bool,
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => {
             use clap::CommandFactory;
             // Printing help to a closed stdout is not worth a panic.
             let _ = Cli::command().print_help();
-            std::process::ExitCode::SUCCESS
+            ExitCode::SUCCESS
         }
-        Some(Command::Serve) => {
-            eprintln!(
-                "muster: `serve` is not implemented yet: the codecs and the sans-IO master core exist, the engine that runs them on sockets does not"
-            );
-            std::process::ExitCode::FAILURE
+        Some(Command::DefaultConfig) => {
+            print!("{}", config::DEFAULT_TOML);
+            ExitCode::SUCCESS
         }
+        Some(Command::Serve(s)) => match serve(s) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("muster: error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let mut file = match &s.config {
+        Some(path) => config::File::load(path)?,
+        None => config::File::defaults(),
+    };
+    file.apply(&Overrides {
+        listen: s.listen,
+        cores: s.cores,
+        allow_private: s.allow_private,
+        server_timeout: s.server_timeout,
+        max_servers: s.max_servers,
+        max_servers_per_ip: s.max_servers_per_ip,
+        list_refresh_ms: s.list_refresh_ms,
+        pace_burst: s.pace_burst,
+        pace_rate: s.pace_rate,
+        no_gso: s.no_gso,
+    });
+    let settings = file.settings(engine::sys::allowed_cpus().len(), secret()?)?;
+    let cores = settings.cores;
+    let engine = engine::start(settings)?;
+    let stop = engine.stop_flag();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let addrs: Vec<String> = engine.local_addrs().iter().map(|a| a.to_string()).collect();
+    println!("muster: serving on {} ({cores} cores)", addrs.join(", "));
+    let report = engine.join()?;
+    log_report(&report);
+    Ok(())
+}
+
+/// The challenge secret: fresh per process (challenges are short-lived; a restart only costs a
+/// game server one more round trip).
+fn secret() -> std::io::Result<[u8; 16]> {
+    use std::io::Read;
+    let mut s = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut s)?;
+    Ok(s)
+}
+
+fn log_report(r: &Report) {
+    let c = &r.shard;
+    let e = &r.engine;
+    tracing::info!(
+        received = c.received,
+        answered = c.answered,
+        challenges_sent = c.challenges_sent,
+        registered = c.registered,
+        refreshed = c.refreshed,
+        expired = c.expired,
+        valve_queries = c.valve_queries,
+        dp_queries = c.dp_queries,
+        dropped = c.dropped_total(),
+        datagrams_sent = e.datagrams_sent,
+        bytes_sent = e.bytes_sent,
+        gso_sends = e.gso_sends,
+        paced_replies = e.paced_replies,
+        pacer_full = e.pacer_full,
+        send_errors = e.send_errors,
+        oversized = e.oversized,
+        snapshots_sent = e.snapshots_sent,
+        "stopped; totals of every core"
+    );
+    let drops: Vec<String> = muster::master::counters::Drop::ALL
+        .iter()
+        .filter(|d| c.dropped(**d) > 0)
+        .map(|d| format!("{}={}", d.name(), c.dropped(*d)))
+        .collect();
+    if !drops.is_empty() {
+        tracing::info!(reasons = %drops.join(" "), "dropped datagrams by reason");
     }
 }

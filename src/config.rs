@@ -1,0 +1,318 @@
+//! The `serve` configuration: TOML with unknown keys refused, defaults from the embedded
+//! `default-config.toml` (so the commented file in the repo *is* the defaults), command-line
+//! overrides applied on top, then checked and turned into the engine's [`Settings`].
+
+use crate::engine::{Pacing, Settings};
+use crate::master::Config as MasterConfig;
+use crate::master::policy::{GamePolicy, Limits};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The commented default configuration, embedded in the binary.
+pub const DEFAULT_TOML: &str = include_str!("default-config.toml");
+
+/// Largest accepted `max_dp_packet`: one UDP datagram on a 1500-byte Ethernet path.
+pub const MAX_DP_PACKET: usize = 1472;
+/// Smallest `max_dp_packet` that still carries a header, one IPv6 entry and the EOT.
+pub const MIN_DP_PACKET: usize = 64;
+/// Upper bound on `list_refresh_ms`: a list older than a minute is not a live list.
+pub const MAX_LIST_REFRESH_MS: u64 = 60_000;
+/// Upper bound on paced replies in flight per core.
+pub const MAX_PACED_CLIENTS: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub listen: Vec<SocketAddr>,
+    pub cores: usize,
+    pub allow_private: bool,
+    pub server_timeout: u64,
+    pub max_servers: usize,
+    pub max_servers_per_ip: u16,
+    pub list_refresh_ms: u64,
+    pub accept_games: Vec<String>,
+    pub reject_games: Vec<String>,
+    pub max_dp_packet: usize,
+    pub pacing: PacingFile,
+    pub sockets: SocketsFile,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacingFile {
+    pub burst: u32,
+    pub rate: u32,
+    pub max_clients: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketsFile {
+    pub gso: bool,
+    pub recv_buffer_kib: usize,
+    pub io_memory_kib: usize,
+}
+
+/// Values given on the command line; each `Some` replaces the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Vec<SocketAddr>,
+    pub cores: Option<usize>,
+    pub allow_private: bool,
+    pub server_timeout: Option<u64>,
+    pub max_servers: Option<usize>,
+    pub max_servers_per_ip: Option<u16>,
+    pub list_refresh_ms: Option<u64>,
+    pub pace_burst: Option<u32>,
+    pub pace_rate: Option<u32>,
+    pub no_gso: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid setting `{key}`: {why}")]
+    Invalid { key: &'static str, why: String },
+}
+
+impl File {
+    /// The embedded defaults.
+    pub fn defaults() -> File {
+        // The embedded file is checked by a unit test; failing here would be a build defect.
+        Self::parse_partial(DEFAULT_TOML, "<embedded default>")
+            .unwrap_or_else(|e| unreachable!("embedded default config: {e}"))
+    }
+
+    /// Reads `path`; keys it leaves out keep their defaults.
+    pub fn load(path: &Path) -> Result<File, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse_partial(&text, &path.display().to_string())
+    }
+
+    /// Parses `text` laid over the defaults (a missing key keeps the default; an unknown key is an
+    /// error). Merging at the TOML level keeps one source of truth for defaults: the embedded file.
+    fn parse_partial(text: &str, path: &str) -> Result<File, ConfigError> {
+        let err = |message: String| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        };
+        let mut base: toml::Table = toml::from_str(include_str!("default-config.toml"))
+            .map_err(|e| err(format!("embedded default: {e}")))?;
+        let over: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        merge(&mut base, over);
+        File::deserialize(toml::Value::Table(base)).map_err(|e| err(e.to_string()))
+    }
+
+    pub fn apply(&mut self, o: &Overrides) {
+        if !o.listen.is_empty() {
+            self.listen.clone_from(&o.listen);
+        }
+        if let Some(v) = o.cores {
+            self.cores = v;
+        }
+        self.allow_private |= o.allow_private;
+        if let Some(v) = o.server_timeout {
+            self.server_timeout = v;
+        }
+        if let Some(v) = o.max_servers {
+            self.max_servers = v;
+        }
+        if let Some(v) = o.max_servers_per_ip {
+            self.max_servers_per_ip = v;
+        }
+        if let Some(v) = o.list_refresh_ms {
+            self.list_refresh_ms = v;
+        }
+        if let Some(v) = o.pace_burst {
+            self.pacing.burst = v;
+        }
+        if let Some(v) = o.pace_rate {
+            self.pacing.rate = v;
+        }
+        if o.no_gso {
+            self.sockets.gso = false;
+        }
+    }
+
+    /// Checks every value and builds the engine settings. `online_cpus` resolves `cores = 0`.
+    pub fn settings(&self, online_cpus: usize, secret: [u8; 16]) -> Result<Settings, ConfigError> {
+        let bad = |key, why: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                why: why.to_owned(),
+            })
+        };
+        if self.listen.is_empty() {
+            return bad("listen", "at least one address is needed");
+        }
+        let cores = if self.cores == 0 {
+            online_cpus.max(1)
+        } else {
+            self.cores
+        };
+        if cores > online_cpus.max(1) {
+            return Err(ConfigError::Invalid {
+                key: "cores",
+                why: format!("{cores} asked, {online_cpus} CPUs available to this process"),
+            });
+        }
+        if self.server_timeout == 0 {
+            return bad("server_timeout", "must be at least 1 second");
+        }
+        if self.max_servers == 0 {
+            return bad("max_servers", "must be at least 1");
+        }
+        if self.max_servers_per_ip == 0 {
+            return bad("max_servers_per_ip", "must be at least 1");
+        }
+        if !(1..=MAX_LIST_REFRESH_MS).contains(&self.list_refresh_ms) {
+            return bad("list_refresh_ms", "must be 1..=60000");
+        }
+        if !(MIN_DP_PACKET..=MAX_DP_PACKET).contains(&self.max_dp_packet) {
+            return bad("max_dp_packet", "must be 64..=1472");
+        }
+        if self.pacing.burst == 0 || self.pacing.rate == 0 {
+            return bad("pacing", "burst and rate must be at least 1");
+        }
+        if !(1..=MAX_PACED_CLIENTS).contains(&self.pacing.max_clients) {
+            return bad("pacing.max_clients", "must be 1..=1048576");
+        }
+        let games = |v: &[String]| v.iter().map(|g| g.as_bytes().into()).collect();
+        let mut master = MasterConfig::with_secret(secret);
+        master.limits = Limits {
+            server_timeout_ms: self.server_timeout.saturating_mul(1000),
+            // Each core holds its own shard: split the total, rounding up.
+            max_servers: self.max_servers.div_ceil(cores),
+            max_servers_per_ip: self.max_servers_per_ip,
+            allow_private: self.allow_private,
+        };
+        master.games = GamePolicy {
+            accept: games(&self.accept_games),
+            reject: games(&self.reject_games),
+        };
+        master.max_dp_packet = self.max_dp_packet;
+        Ok(Settings {
+            listen: self.listen.clone(),
+            cores,
+            master,
+            list_refresh: Duration::from_millis(self.list_refresh_ms),
+            pacing: Pacing {
+                burst: self.pacing.burst,
+                rate: self.pacing.rate,
+                max_clients: self.pacing.max_clients,
+            },
+            gso: self.sockets.gso,
+            recv_buffer: self.sockets.recv_buffer_kib.saturating_mul(1024),
+            io_memory: self.sockets.io_memory_kib.saturating_mul(1024),
+        })
+    }
+}
+
+/// Lays `over` onto `base`, table by table.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_match_the_documented_values() {
+        let f = File::defaults();
+        assert_eq!(f.listen.len(), 6);
+        assert_eq!(f.listen[0], "0.0.0.0:27010".parse().unwrap());
+        assert_eq!(f.listen[5], "[::]:27950".parse().unwrap());
+        assert_eq!(
+            (f.cores, f.allow_private, f.server_timeout),
+            (0, false, 900)
+        );
+        assert_eq!((f.max_servers, f.max_servers_per_ip), (1_000_000, 32));
+        assert_eq!((f.list_refresh_ms, f.max_dp_packet), (250, 1400));
+        assert_eq!((f.pacing.burst, f.pacing.rate), (32, 4000));
+        assert!(f.sockets.gso);
+        assert_eq!(f.sockets.io_memory_kib, 64);
+    }
+
+    #[test]
+    fn a_partial_file_keeps_other_defaults_and_unknown_keys_fail() {
+        let f = File::parse_partial("cores = 2\n[pacing]\nrate = 10\n", "t").unwrap();
+        assert_eq!((f.cores, f.pacing.rate, f.pacing.burst), (2, 10, 32));
+        assert_eq!(f.server_timeout, 900);
+        let e = File::parse_partial("corez = 2\n", "t").unwrap_err();
+        assert!(e.to_string().contains("corez"), "{e}");
+        let e = File::parse_partial("[pacing]\nburstt = 1\n", "t").unwrap_err();
+        assert!(e.to_string().contains("burstt"), "{e}");
+        let e = File::parse_partial("cores = \"two\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("cores"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let mut f =
+            File::parse_partial("server_timeout = 60\nallow_private = false\n", "t").unwrap();
+        f.apply(&Overrides {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            server_timeout: Some(5),
+            allow_private: true,
+            max_servers_per_ip: Some(3),
+            no_gso: true,
+            ..Overrides::default()
+        });
+        assert_eq!(f.listen, vec!["127.0.0.1:0".parse::<SocketAddr>().unwrap()]);
+        assert_eq!((f.server_timeout, f.allow_private), (5, true));
+        assert_eq!(f.max_servers_per_ip, 3);
+        assert!(!f.sockets.gso);
+        assert_eq!(
+            f.cores, 0,
+            "not given on the command line: the file's value stays"
+        );
+    }
+
+    #[test]
+    fn settings_resolve_cores_split_the_table_cap_and_refuse_bad_values() {
+        let mut f = File::defaults();
+        f.max_servers = 1001;
+        let s = f.settings(2, [0; 16]).unwrap();
+        assert_eq!(s.cores, 2);
+        assert_eq!(s.master.limits.max_servers, 501);
+        assert_eq!(s.master.limits.server_timeout_ms, 900_000);
+        assert_eq!(s.list_refresh, Duration::from_millis(250));
+        f.cores = 3;
+        assert!(
+            f.settings(2, [0; 16])
+                .unwrap_err()
+                .to_string()
+                .contains("cores")
+        );
+        f.cores = 1;
+        f.list_refresh_ms = 0;
+        assert!(
+            f.settings(2, [0; 16])
+                .unwrap_err()
+                .to_string()
+                .contains("list_refresh_ms")
+        );
+        f.list_refresh_ms = 250;
+        f.listen.clear();
+        assert!(f.settings(2, [0; 16]).is_err());
+    }
+}

@@ -1,0 +1,244 @@
+//! The engine: the sans-IO master run on real sockets, one pinned glommio executor per core.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`socket`] | one `SO_REUSEPORT` socket per core per listener, steered by source address |
+//! | [`core`] | one core's executor: receive → [`Master::handle`](crate::master::Master::handle) → send, expiry, snapshot exchange |
+//! | [`pacer`] | per-client burst-then-rate schedule for multi-packet replies |
+//! | [`gso`] | cutting packet runs into UDP GSO sends |
+//! | [`sys`] | raw gathered/GSO sends, io_uring and locked-memory preflight, CPU set |
+//! | [`stats`] | per-core engine counters |
+//!
+//! docs/architecture.md draws the data flow and lists the bounds.
+
+pub mod core;
+pub mod gso;
+pub mod pacer;
+pub mod socket;
+pub mod stats;
+pub mod sys;
+
+use crate::master::Config as MasterConfig;
+pub use stats::{EngineCounters, Report};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long `start` waits for every core to come up (executor, sockets, mesh join).
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a core waits in the channel-mesh join for its peers before giving up.
+pub const MESH_JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// glommio refuses to start below this locked-memory limit (its `MIN_MEMLOCK_LIMIT`).
+pub const MIN_MEMLOCK: u64 = 512 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Pacing {
+    pub burst: u32,
+    pub rate: u32,
+    pub max_clients: usize,
+}
+
+/// Everything the engine runs with (built from the config file and flags by [`crate::config`]).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: Vec<SocketAddr>,
+    pub cores: usize,
+    pub master: MasterConfig,
+    pub list_refresh: Duration,
+    pub pacing: Pacing,
+    pub gso: bool,
+    pub recv_buffer: usize,
+    pub io_memory: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bind(#[from] socket::BindError),
+    #[error(
+        "io_uring is not available: {0} — muster needs Linux 5.8 or later with io_uring enabled"
+    )]
+    IoUring(String),
+    #[error(
+        "locked memory limit too small: `ulimit -l` is {have_kib} KiB, muster needs at least {need_kib} KiB (raise it with `ulimit -l {need_kib}`, or LimitMEMLOCK= in a systemd unit)"
+    )]
+    MemLock { have_kib: u64, need_kib: u64 },
+    #[error("core {core} did not start: {why}")]
+    Core { core: usize, why: String },
+    #[error("{cores} cores asked, but only {available} CPUs are available to this process")]
+    Cpus { cores: usize, available: usize },
+}
+
+/// A running engine.
+#[derive(Debug)]
+pub struct Engine {
+    local: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Result<core::CoreReport, String>>>,
+}
+
+/// Checks that the kernel and limits allow glommio, before any executor tries (glommio panics or
+/// exits on some of these instead of returning an error).
+pub fn preflight() -> Result<(), StartError> {
+    let have = sys::memlock_limit();
+    if have < MIN_MEMLOCK {
+        return Err(StartError::MemLock {
+            have_kib: have / 1024,
+            need_kib: MIN_MEMLOCK / 1024,
+        });
+    }
+    sys::probe_io_uring().map_err(|r| {
+        StartError::IoUring(match r {
+            sys::UringRefused::Missing => "this kernel has no io_uring".to_owned(),
+            sys::UringRefused::Forbidden(why) => format!("io_uring_setup is forbidden ({why})"),
+            sys::UringRefused::LockedMemory => {
+                "io_uring_setup failed for lack of locked memory (raise `ulimit -l`)".to_owned()
+            }
+            sys::UringRefused::Other(e) => {
+                format!(
+                    "io_uring_setup failed: {}",
+                    std::io::Error::from_raw_os_error(e)
+                )
+            }
+        })
+    })
+}
+
+/// Binds every listener and starts one executor per core; returns once all are serving.
+pub fn start(settings: Settings) -> Result<Engine, StartError> {
+    preflight()?;
+    let cpus = sys::allowed_cpus();
+    let cores = settings.cores.max(1);
+    if cores > cpus.len() {
+        return Err(StartError::Cpus {
+            cores,
+            available: cpus.len(),
+        });
+    }
+    let mut listeners = Vec::new();
+    for &addr in &settings.listen {
+        match socket::bind(addr, cores, settings.recv_buffer) {
+            Ok(l) => listeners.push(l),
+            // The IPv6 twin of a wildcard default is optional: skip it where the host has no IPv6.
+            Err(socket::BindError::NoIpv6 { addr })
+                if addr.ip().is_unspecified() && settings.listen.iter().any(|a| a.is_ipv4()) =>
+            {
+                tracing::warn!(%addr, "no IPv6 on this host; listener skipped");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let local: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+    let mut per_core: Vec<Vec<socket2::Socket>> = (0..cores).map(|_| Vec::new()).collect();
+    for l in listeners {
+        for (c, s) in l.sockets.into_iter().enumerate() {
+            per_core[c].push(s);
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mesh = (cores > 1)
+        .then(|| glommio::channels::channel_mesh::MeshBuilder::full(cores, core::MESH_CAPACITY));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let epoch = Instant::now();
+    let settings = Arc::new(settings);
+    let mut threads = Vec::with_capacity(cores);
+    for (index, sockets) in per_core.into_iter().enumerate() {
+        let args = core::CoreArgs {
+            index,
+            cpu: cpus[index],
+            settings: settings.clone(),
+            sockets,
+            mesh: mesh.clone(),
+            stop: stop.clone(),
+            ready: ready_tx.clone(),
+            epoch,
+        };
+        let t = std::thread::Builder::new()
+            .name(format!("muster-core{index}"))
+            .spawn(move || core::run_thread(args))
+            .map_err(|e| StartError::Core {
+                core: index,
+                why: e.to_string(),
+            })?;
+        threads.push(t);
+    }
+    drop(ready_tx);
+    let engine = Engine {
+        local,
+        stop,
+        threads,
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut ready = 0;
+    while ready < cores {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ready_rx.recv_timeout(left) {
+            Ok(Ok(_)) => ready += 1,
+            Ok(Err((core, why))) => return Err(engine.abort(StartError::Core { core, why })),
+            Err(_) => {
+                let e = StartError::Core {
+                    core: ready,
+                    why: format!("not all cores were serving within {START_TIMEOUT:?}"),
+                };
+                return Err(engine.abort(e));
+            }
+        }
+    }
+    tracing::info!(cores, listeners = ?engine.local, "serving");
+    Ok(engine)
+}
+
+impl Engine {
+    /// The bound addresses (port 0 resolved), in `listen` order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local
+    }
+
+    /// Setting this flag stops every core within one tick (signal handlers set it).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Stops every core and returns their summed counters.
+    pub fn stop(self) -> Result<Report, StartError> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.join()
+    }
+
+    /// Waits until the cores stop (after the stop flag is set) and sums their counters.
+    pub fn join(self) -> Result<Report, StartError> {
+        let mut report = Report::default();
+        let mut first_err = None;
+        for (core, t) in self.threads.into_iter().enumerate() {
+            match t.join() {
+                Ok(Ok(r)) => report.add(&r.shard, &r.engine),
+                Ok(Err(why)) => {
+                    first_err.get_or_insert(StartError::Core { core, why });
+                }
+                Err(_) => {
+                    first_err.get_or_insert(StartError::Core {
+                        core,
+                        why: "the core's thread panicked".to_owned(),
+                    });
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    fn abort(self, e: StartError) -> StartError {
+        self.stop.store(true, Ordering::Relaxed);
+        // Another core's own error (e.g. glommio's) explains more than a timeout does.
+        match self.join() {
+            Err(inner) if matches!(e, StartError::Core { ref why, .. } if why.starts_with("not all")) => {
+                inner
+            }
+            _ => e,
+        }
+    }
+}

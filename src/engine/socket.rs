@@ -1,0 +1,220 @@
+//! Listener sockets: one per core per listen address, in one `SO_REUSEPORT` group, with datagrams
+//! steered to a core by their source address.
+//!
+//! Steering by source address (a classic BPF program on the group) rather than the kernel's
+//! 4-tuple hash puts every port of one game-server host on one core, so the per-address cap is
+//! exact with no state shared between cores. Where the kernel refuses the program, it falls back
+//! to its own hash (logged) and the cap holds per core.
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+/// The sockets of one listen address: `sockets[i]` belongs to core `i`.
+#[derive(Debug)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub sockets: Vec<Socket>,
+    pub steered: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("cannot listen on {addr}: the address is already in use (is another master running?)")]
+    InUse { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {source}")]
+    Other { addr: SocketAddr, source: io::Error },
+    #[error("cannot listen on {addr}: this host has no IPv6")]
+    NoIpv6 { addr: SocketAddr },
+}
+
+fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // The IPv4 wildcard listener has its own group; a dual-stack socket would take its traffic.
+        s.set_only_v6(true)?;
+    }
+    Ok(s)
+}
+
+/// Binds `cores` sockets to `addr` in one reuseport group.
+pub fn bind(addr: SocketAddr, cores: usize, recv_buffer: usize) -> Result<Listener, BindError> {
+    let other = |source: io::Error| {
+        if source.raw_os_error() == Some(libc::EADDRINUSE) {
+            BindError::InUse { addr }
+        } else if addr.is_ipv6()
+            && matches!(
+                source.raw_os_error(),
+                Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+            )
+        {
+            BindError::NoIpv6 { addr }
+        } else {
+            BindError::Other { addr, source }
+        }
+    };
+    // Probe without SO_REUSEPORT: a reuseport bind would silently join another process's group
+    // (another muster on the same port) and split the traffic. This one fails instead. It also
+    // resolves port 0 to the port every core then shares.
+    let probe = new_socket(addr).map_err(other)?;
+    probe.bind(&SockAddr::from(addr)).map_err(other)?;
+    let actual = probe
+        .local_addr()
+        .map_err(other)?
+        .as_socket()
+        .ok_or_else(|| other(io::Error::from(io::ErrorKind::AddrNotAvailable)))?;
+    drop(probe);
+    let mut sockets = Vec::with_capacity(cores);
+    for _ in 0..cores {
+        let s = new_socket(actual).map_err(other)?;
+        s.set_reuse_port(true).map_err(other)?;
+        // Best effort: the kernel caps it at net.core.rmem_max.
+        let _ = s.set_recv_buffer_size(recv_buffer);
+        s.bind(&SockAddr::from(actual)).map_err(other)?;
+        sockets.push(s);
+    }
+    let steered = match sockets.first() {
+        Some(s) if cores > 1 => match attach_steering(s, actual.is_ipv6(), cores) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(%actual, error = %e, "source-address steering refused; the kernel's 4-tuple hash spreads datagrams instead (per-address caps then hold per core)");
+                false
+            }
+        },
+        _ => false,
+    };
+    Ok(Listener {
+        addr: actual,
+        sockets,
+        steered,
+    })
+}
+
+/// Classic BPF's offset of the network header (`SKF_NET_OFF`).
+const SKF_NET_OFF: i32 = -0x10_0000;
+const HASH_MUL: u32 = 0x9E37_79B1;
+
+/// The core a datagram from `ip` lands on; the BPF program below computes the same.
+pub fn core_for(ip: IpAddr, cores: usize) -> usize {
+    let key = match ip {
+        IpAddr::V4(v4) => u32::from(v4),
+        IpAddr::V6(v6) => {
+            // The /64 prefix, as the per-address cap counts IPv6.
+            let o = v6.octets();
+            let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            w(0) ^ w(4)
+        }
+    };
+    (key.wrapping_mul(HASH_MUL) >> 16) as usize % cores.max(1)
+}
+
+fn attach_steering(s: &Socket, v6: bool, cores: usize) -> io::Result<()> {
+    let op = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let ld_net = |off: i32| {
+        op(
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            (SKF_NET_OFF + off) as u32,
+        )
+    };
+    let mut prog = Vec::new();
+    if v6 {
+        // Source address at 8..24 of the IPv6 header; its /64 is bytes 8..16.
+        prog.push(ld_net(8));
+        prog.push(op(libc::BPF_MISC | libc::BPF_TAX, 0));
+        prog.push(ld_net(12));
+        prog.push(op(libc::BPF_ALU | libc::BPF_XOR | libc::BPF_X, 0));
+    } else {
+        // Source address at 12..16 of the IPv4 header.
+        prog.push(ld_net(12));
+    }
+    prog.push(op(libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K, HASH_MUL));
+    prog.push(op(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K, 16));
+    prog.push(op(
+        libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K,
+        cores as u32,
+    ));
+    prog.push(op(libc::BPF_RET | libc::BPF_A, 0));
+    s.attach_filter_reuseport_cbpf(&prog)
+}
+
+/// Helper trait so the attach reads as a method; socket2 has no reuseport-BPF call.
+trait ReuseportCbpf {
+    fn attach_filter_reuseport_cbpf(&self, prog: &[libc::sock_filter]) -> io::Result<()>;
+}
+
+impl ReuseportCbpf for Socket {
+    fn attach_filter_reuseport_cbpf(&self, prog: &[libc::sock_filter]) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr().cast_mut(),
+        };
+        // SAFETY: setsockopt reads one sock_fprog whose filter points at `prog`, alive for the call.
+        let r = unsafe {
+            libc::setsockopt(
+                self.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_REUSEPORT_CBPF,
+                (&raw const fprog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    #[test]
+    fn a_port_held_by_another_socket_is_reported_in_use() {
+        let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        let e = bind(addr, 2, 1 << 16).unwrap_err();
+        assert!(matches!(e, BindError::InUse { .. }), "{e}");
+        assert!(e.to_string().contains("already in use"));
+    }
+
+    #[test]
+    fn port_zero_resolves_once_and_datagrams_go_to_the_core_of_their_source() {
+        let l = bind("127.0.0.1:0".parse().unwrap(), 2, 1 << 16).unwrap();
+        assert_ne!(l.addr.port(), 0);
+        assert_eq!(l.sockets.len(), 2);
+        assert!(l.steered, "this kernel takes SO_ATTACH_REUSEPORT_CBPF");
+        let cores: Vec<UdpSocket> = l.sockets.into_iter().map(UdpSocket::from).collect();
+        for s in &cores {
+            assert_eq!(s.local_addr().unwrap(), l.addr);
+            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        }
+        // From 8 source addresses, 4 ports each: each datagram arrives on its source's core.
+        let mut seen = [0usize; 2];
+        for host in 1..=8u8 {
+            let ip: IpAddr = [127, 0, 0, host].into();
+            for _ in 0..4 {
+                let c = UdpSocket::bind((ip, 0)).unwrap();
+                c.send_to(&[host], l.addr).unwrap();
+                let want = core_for(ip, 2);
+                let mut b = [0u8; 4];
+                let (n, from) = cores[want].recv_from(&mut b).unwrap();
+                assert_eq!((n, b[0], from.ip()), (1, host, ip));
+                seen[want] += 1;
+            }
+        }
+        assert!(
+            seen[0] > 0 && seen[1] > 0,
+            "8 hosts hash to both cores: {seen:?}"
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! The raw system calls glommio does not offer: gathered sends (a Valve page straight from the
+//! shared entry buffer, no copy), UDP GSO sends, and the io_uring / locked-memory preflight.
+//!
+//! Sockets stay blocking (glommio's own calls add `MSG_DONTWAIT` then fall back to io_uring), so
+//! every call here passes `MSG_DONTWAIT`: a full socket buffer returns `WouldBlock`, never blocks
+//! the core.
+
+use socket2::{MsgHdr, SockAddr, SockRef};
+use std::io::{self, IoSlice};
+use std::os::fd::{BorrowedFd, RawFd};
+
+fn sock<'a>(fd: &'a BorrowedFd<'_>) -> SockRef<'a> {
+    SockRef::from(fd)
+}
+
+/// Runs `f` again while a signal interrupts it (bounded: a signal storm is not worth a spin).
+fn retry_eintr(mut f: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
+    let mut r = f();
+    for _ in 0..3 {
+        match &r {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => r = f(),
+            _ => break,
+        }
+    }
+    r
+}
+
+/// Sends one datagram made of `parts` to `dest`.
+pub fn send_gather(fd: RawFd, dest: &SockAddr, parts: &[&[u8]]) -> io::Result<usize> {
+    // SAFETY: the caller owns the socket behind `fd` for the duration of the call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let iov: arrayvec::ArrayVec<IoSlice<'_>, 4> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    let msg = MsgHdr::new().with_addr(dest).with_buffers(&iov);
+    retry_eintr(|| sock(&fd).sendmsg(&msg, libc::MSG_DONTWAIT))
+}
+
+/// The `UDP_SEGMENT` control message: one `u16`, the segment size.
+#[repr(C, align(8))]
+struct SegmentCmsg([u8; 24]);
+
+fn segment_cmsg(segment: u16) -> SegmentCmsg {
+    // SAFETY: CMSG_LEN and CMSG_SPACE are pure arithmetic on their argument.
+    let (len, space) = unsafe { (libc::CMSG_LEN(2) as usize, libc::CMSG_SPACE(2) as usize) };
+    debug_assert_eq!(space, 24);
+    let mut b = [0u8; 24];
+    let hdr = std::mem::size_of::<libc::size_t>();
+    b[..hdr].copy_from_slice(&len.to_ne_bytes()[..hdr]);
+    b[hdr..hdr + 4].copy_from_slice(&libc::SOL_UDP.to_ne_bytes());
+    b[hdr + 4..hdr + 8].copy_from_slice(&libc::UDP_SEGMENT.to_ne_bytes());
+    b[hdr + 8..hdr + 10].copy_from_slice(&segment.to_ne_bytes());
+    SegmentCmsg(b)
+}
+
+/// Sends `bytes` to `dest` as datagrams of `segment` bytes (the last may be shorter) in one call.
+pub fn send_segments(
+    fd: RawFd,
+    dest: &SockAddr,
+    bytes: &[u8],
+    segment: usize,
+) -> io::Result<usize> {
+    // SAFETY: as in `send_gather`.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let iov = [IoSlice::new(bytes)];
+    let msg = MsgHdr::new().with_addr(dest).with_buffers(&iov);
+    if bytes.len() <= segment {
+        return retry_eintr(|| sock(&fd).sendmsg(&msg, libc::MSG_DONTWAIT));
+    }
+    let seg = u16::try_from(segment).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let cmsg = segment_cmsg(seg);
+    let msg = msg.with_control(&cmsg.0);
+    retry_eintr(|| sock(&fd).sendmsg(&msg, libc::MSG_DONTWAIT))
+}
+
+/// Whether a GSO send failed because the path cannot segment (disable GSO and send one by one).
+pub fn is_gso_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT)
+    )
+}
+
+/// Why io_uring cannot be used here, if it cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UringRefused {
+    /// The kernel has no io_uring (older than 5.1, or built without it).
+    Missing,
+    /// A sysctl, seccomp filter or LSM forbids it (`EPERM`/`EACCES`).
+    Forbidden(&'static str),
+    /// Creating a ring needs locked memory the limit does not allow.
+    LockedMemory,
+    Other(i32),
+}
+
+/// Creates and closes a tiny io_uring, as glommio will (it panics or exits instead of erroring).
+pub fn probe_io_uring() -> Result<(), UringRefused> {
+    // struct io_uring_params is 120 bytes; the kernel fills it in.
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup(entries, params) writes at most sizeof(io_uring_params) into params.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr()) };
+    if fd >= 0 {
+        // SAFETY: fd is the ring just created and owned by nobody else.
+        unsafe { libc::close(fd as i32) };
+        return Ok(());
+    }
+    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    Err(classify_uring_errno(errno, disabled_sysctl()))
+}
+
+fn disabled_sysctl() -> Option<u8> {
+    let s = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok()?;
+    s.trim().parse().ok()
+}
+
+pub fn classify_uring_errno(errno: i32, sysctl: Option<u8>) -> UringRefused {
+    match errno {
+        libc::ENOSYS => UringRefused::Missing,
+        libc::EPERM | libc::EACCES => UringRefused::Forbidden(match sysctl {
+            Some(2) => "kernel.io_uring_disabled = 2",
+            Some(1) => "kernel.io_uring_disabled = 1 and this user is not in kernel.io_uring_group",
+            _ => "a seccomp filter or security module forbids io_uring_setup",
+        }),
+        libc::ENOMEM => UringRefused::LockedMemory,
+        e => UringRefused::Other(e),
+    }
+}
+
+/// The soft `RLIMIT_MEMLOCK`, in bytes (`u64::MAX` when unlimited).
+pub fn memlock_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } != 0 {
+        return u64::MAX;
+    }
+    r.rlim_cur
+}
+
+/// The CPUs this process may run on, in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if ok != 0 {
+        let n = std::thread::available_parallelism().map_or(1, usize::from);
+        return (0..n).collect();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: i < CPU_SETSIZE.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn gso_send_arrives_as_separate_datagrams_and_gather_as_one() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dest = SockAddr::from(rx.local_addr().unwrap());
+        let bytes: Vec<u8> = (0..250u8).collect();
+        match send_segments(tx.as_raw_fd(), &dest, &bytes, 100) {
+            Ok(n) => assert_eq!(n, 250),
+            // A kernel without UDP GSO: the engine falls back; nothing more to check here.
+            Err(e) if is_gso_unsupported(&e) => return,
+            Err(e) => panic!("{e}"),
+        }
+        let mut buf = [0u8; 512];
+        let sizes: Vec<usize> = (0..3).map(|_| rx.recv(&mut buf).unwrap()).collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        assert_eq!(&buf[..50], &bytes[200..]);
+        assert_eq!(
+            send_gather(tx.as_raw_fd(), &dest, &[b"ab", b"", b"cde"]).unwrap(),
+            5
+        );
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"abcde");
+    }
+
+    #[test]
+    fn io_uring_refusals_name_their_cause() {
+        assert_eq!(
+            classify_uring_errno(libc::ENOSYS, None),
+            UringRefused::Missing
+        );
+        assert_eq!(
+            classify_uring_errno(libc::EPERM, Some(2)),
+            UringRefused::Forbidden("kernel.io_uring_disabled = 2")
+        );
+        assert!(matches!(
+            classify_uring_errno(libc::EPERM, Some(0)),
+            UringRefused::Forbidden(s) if s.contains("seccomp")
+        ));
+        assert_eq!(
+            classify_uring_errno(libc::ENOMEM, None),
+            UringRefused::LockedMemory
+        );
+        // This machine runs the engine tests, so it has io_uring.
+        assert_eq!(probe_io_uring(), Ok(()));
+        assert!(!allowed_cpus().is_empty());
+    }
+}

@@ -1,0 +1,202 @@
+//! Real-socket peers for the engine tests: game servers doing the real handshakes and list clients,
+//! over std UDP sockets on loopback, each bounded by a receive timeout.
+//!
+//! Byte layouts follow ../shared/docs/protocols.md: `q` → `FF FF FF FF 73 0A <u32 LE>` →
+//! `0\n\key\value…\n`; `heartbeat <tag>\n` → `getinfo <challenge>` → `infoResponse\n\key\value…`;
+//! `31 <region> <ip:port>\0 <filter>\0` → `FF FF FF FF 66 0A` pages ending in `0.0.0.0:0`;
+//! `getservers[Ext] …` → `getserversResponse` / `getserversExtResponse` packets ending in `\EOT\0\0\0`.
+
+#![allow(dead_code)]
+
+use muster::config::{File, Overrides};
+use muster::engine::{self, Engine};
+use muster::wire::dp_list::ListResponse;
+use muster::wire::valve_list::ListPage;
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
+
+pub const OOB: &[u8] = b"\xFF\xFF\xFF\xFF";
+/// Every wait in these tests is bounded by this (a liveness bound, not a performance claim).
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// An engine on 127.0.0.1:0 with `cores` cores accepting loopback servers.
+pub fn engine(cores: usize, tweak: impl FnOnce(&mut File)) -> Engine {
+    let mut f = File::defaults();
+    f.apply(&Overrides {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        cores: Some(cores),
+        allow_private: true,
+        list_refresh_ms: Some(100),
+        ..Overrides::default()
+    });
+    tweak(&mut f);
+    let s = f
+        .settings(engine::sys::allowed_cpus().len(), [42; 16])
+        .unwrap();
+    engine::start(s).expect("engine starts")
+}
+
+pub fn socket(ip: Ipv4Addr) -> UdpSocket {
+    let s = UdpSocket::bind((ip, 0)).expect("bind a loopback source");
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s
+}
+
+/// `count` sockets spread over `hosts` source addresses 127.0.<hi>.<1..=hosts>.
+pub fn sockets(hi: u8, hosts: u8, count: usize) -> Vec<UdpSocket> {
+    (0..count)
+        .map(|i| socket(Ipv4Addr::new(127, 0, hi, 1 + (i % hosts as usize) as u8)))
+        .collect()
+}
+
+fn recv_from_master(s: &UdpSocket, master: SocketAddr, buf: &mut [u8]) -> Option<usize> {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        match s.recv_from(buf) {
+            Ok((n, from)) if from == master => return Some(n),
+            Ok((n, from)) => {
+                eprintln!("unexpected {n} bytes from {from} (master {master})");
+                continue;
+            }
+            // glommio's threads in this process deliver signals that interrupt blocking calls.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("no reply from {master} to {:?}: {e}", s.local_addr());
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// A GoldSrc/Source heartbeat body (after `0\n`), as HLDS sends it.
+pub fn valve_info(gamedir: &str, map: &str, challenge: u32) -> String {
+    format!(
+        "\\protocol\\48\\challenge\\{challenge}\\players\\3\\max\\16\\bots\\0\\gamedir\\{gamedir}\\map\\{map}\\password\\0\\os\\l\\lan\\0\\region\\255\\type\\d\\secure\\1\\version\\1.1.2.7\\product\\{gamedir}\n"
+    )
+}
+
+/// Registers every socket as a Valve game server (pipelined: all `q`s, then all heartbeats).
+/// Returns how many got a challenge.
+pub fn valve_register(master: SocketAddr, servers: &[UdpSocket], gamedir: &str) -> usize {
+    for s in servers {
+        s.send_to(b"q", master).unwrap();
+    }
+    let mut ok = 0;
+    let mut buf = [0u8; 64];
+    for s in servers {
+        let Some(n) = recv_from_master(s, master, &mut buf) else {
+            continue;
+        };
+        // FF FF FF FF 73 0A <challenge u32 LE> (10 bytes; 14 with a Xash nonce).
+        assert_eq!(&buf[..6], b"\xFF\xFF\xFF\xFFs\n", "challenge reply");
+        assert_eq!(n, 10);
+        let challenge = u32::from_le_bytes(buf[6..10].try_into().unwrap());
+        let hb = format!("0\n{}", valve_info(gamedir, "de_dust2", challenge));
+        s.send_to(hb.as_bytes(), master).unwrap();
+        ok += 1;
+    }
+    ok
+}
+
+/// Registers every socket as a DP/Q3 game server: `heartbeat <tag>` → `getinfo` → `infoResponse`.
+pub fn dp_register(master: SocketAddr, servers: &[UdpSocket], tag: &str, info: &str) -> usize {
+    let hb = [OOB, format!("heartbeat {tag}\n").as_bytes()].concat();
+    for s in servers {
+        s.send_to(&hb, master).unwrap();
+    }
+    let mut ok = 0;
+    let mut buf = [0u8; 128];
+    for s in servers {
+        let Some(n) = recv_from_master(s, master, &mut buf) else {
+            continue;
+        };
+        let text = &buf[..n];
+        assert!(text.starts_with(b"\xFF\xFF\xFF\xFFgetinfo "), "{text:?}");
+        let challenge = std::str::from_utf8(&text[12..]).unwrap();
+        let reply = [
+            OOB,
+            format!("infoResponse\n{info}\\challenge\\{challenge}").as_bytes(),
+        ]
+        .concat();
+        s.send_to(&reply, master).unwrap();
+        ok += 1;
+    }
+    ok
+}
+
+pub const NEXUIZ_INFO: &str = "\\gamename\\Nexuiz\\modname\\data\\gameversion\\20000\\sv_maxclients\\16\\clients\\2\\bots\\0\\mapname\\dm1\\hostname\\a Nexuiz server\\protocol\\3";
+pub const Q3_INFO: &str = "\\sv_maxclients\\16\\clients\\0\\mapname\\q3dm17\\hostname\\a Q3 server\\protocol\\71\\gametype\\0";
+
+/// The source addresses of `servers` (what the master lists).
+pub fn addrs(servers: &[UdpSocket]) -> HashSet<SocketAddr> {
+    servers.iter().map(|s| s.local_addr().unwrap()).collect()
+}
+
+/// Walks the Valve list page by page (seeding each query with the last address of the previous
+/// page) and returns every server and the page count. Panics on a lost page.
+pub fn valve_list(
+    master: SocketAddr,
+    client: &UdpSocket,
+    region: u8,
+    filter: &str,
+) -> (Vec<SocketAddr>, usize) {
+    let mut seed = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+    let mut all = Vec::new();
+    let mut buf = [0u8; 2048];
+    for pages in 1..10_000 {
+        let q = [
+            &[0x31, region][..],
+            seed.to_string().as_bytes(),
+            b"\0",
+            filter.as_bytes(),
+            b"\0",
+        ]
+        .concat();
+        client.send_to(&q, master).unwrap();
+        let n = recv_from_master(client, master, &mut buf).expect("a page");
+        let page = ListPage::decode(&buf[..n]).expect("a well-formed page");
+        all.extend(page.servers().map(SocketAddr::V4));
+        if page.is_final() {
+            return (all, pages);
+        }
+        seed = page.next_seed().expect("a non-final page has a last entry");
+    }
+    panic!("the list never ended");
+}
+
+/// Sends one DP query and collects packets until the one with EOT; returns the servers and the
+/// number of packets.
+pub fn dp_list(master: SocketAddr, client: &UdpSocket, query: &str) -> (Vec<SocketAddr>, usize) {
+    client
+        .send_to(&[OOB, query.as_bytes()].concat(), master)
+        .unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 2048];
+    for packets in 1..100_000 {
+        let n = recv_from_master(client, master, &mut buf).expect("a response packet");
+        let r = ListResponse::decode(&buf[..n]).expect("a well-formed response");
+        all.extend(r.servers());
+        if r.eot {
+            return (all, packets);
+        }
+    }
+    panic!("the response never ended");
+}
+
+/// Polls `f` until it returns true; false if it did not within [`PATIENCE`].
+pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+pub fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+}

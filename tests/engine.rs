@@ -1,0 +1,213 @@
+//! The real engine on 127.0.0.1 with two cores, driven over real sockets.
+
+mod common;
+
+use common::*;
+use muster::engine::socket::core_for;
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+#[test]
+fn servers_register_through_both_handshakes_from_several_sources() {
+    let e = engine(2, |_| {});
+    let master = e.local_addrs()[0];
+    // Valve (GoldSrc `q`/`s`/`0\n`) from 8 hosts, Nexuiz and Quake III (DP handshake) from 8 more.
+    let valve = sockets(1, 8, 64);
+    let nexuiz = sockets(2, 8, 48);
+    let q3 = sockets(3, 8, 24);
+    assert_eq!(valve_register(master, &valve, "cstrike"), 64);
+    assert_eq!(dp_register(master, &nexuiz, "DarkPlaces", NEXUIZ_INFO), 48);
+    assert_eq!(dp_register(master, &q3, "QuakeArena-1", Q3_INFO), 24);
+
+    let client = socket(Ipv4Addr::new(127, 0, 9, 1));
+    let want_valve = addrs(&valve);
+    assert!(
+        eventually(|| set(valve_list(master, &client, 0xFF, "").0) == want_valve),
+        "every Valve server listed"
+    );
+    let nexuiz_query = "getservers Nexuiz 3 empty full";
+    assert!(eventually(
+        || set(dp_list(master, &client, nexuiz_query).0) == addrs(&nexuiz)
+    ));
+    // No gamename: Quake III (the QuakeArena-1 tag implies it), as dpmaster.
+    let q3_query = "getservers 71 empty full\n";
+    assert!(eventually(
+        || set(dp_list(master, &client, q3_query).0) == addrs(&q3)
+    ));
+
+    let report = e.stop().unwrap();
+    assert_eq!(report.shard.registered, 64 + 48 + 24);
+    assert_eq!(report.shard.challenges_sent, 64 + 48 + 24);
+    assert_eq!(report.shard.dropped_total(), 0);
+    // Each server registered on the core its source address steers to.
+    let mut per_core = [0u64; 2];
+    for s in valve.iter().chain(&nexuiz).chain(&q3) {
+        per_core[core_for(s.local_addr().unwrap().ip(), 2)] += 1;
+    }
+    let got: Vec<u64> = report.per_core.iter().map(|(c, _)| c.registered).collect();
+    assert_eq!(got, per_core);
+    assert!(per_core.iter().all(|&n| n > 0), "both cores hold servers");
+}
+
+fn set(v: Vec<SocketAddr>) -> HashSet<SocketAddr> {
+    let n = v.len();
+    let s: HashSet<_> = v.into_iter().collect();
+    assert_eq!(s.len(), n, "no server listed twice");
+    s
+}
+
+/// Source addresses that steer to `core` of 2 (found by the same hash the kernel program runs).
+fn host_on(core: usize, hi: u8) -> Ipv4Addr {
+    (1..=254)
+        .map(|d| Ipv4Addr::new(127, 0, hi, d))
+        .find(|ip| core_for(IpAddr::V4(*ip), 2) == core)
+        .unwrap()
+}
+
+#[test]
+fn a_server_registered_on_one_core_is_listed_by_the_other() {
+    let e = engine(2, |_| {});
+    let master = e.local_addrs()[0];
+    for (server_core, client_core) in [(0, 1), (1, 0)] {
+        let server = vec![socket(host_on(server_core, 10 + server_core as u8))];
+        let client = socket(host_on(client_core, 20 + client_core as u8));
+        let before = valve_list(master, &client, 0xFF, "").0.len();
+        assert_eq!(valve_register(master, &server, "tf"), 1);
+        let want = server[0].local_addr().unwrap();
+        assert!(
+            eventually(|| valve_list(master, &client, 0xFF, "").0.contains(&want)),
+            "core {client_core} lists a server registered on core {server_core}"
+        );
+        assert_eq!(valve_list(master, &client, 0xFF, "").0.len(), before + 1);
+    }
+    let report = e.stop().unwrap();
+    // The kernel steered as promised: each core registered one and answered list queries.
+    for (core, (c, eng)) in report.per_core.iter().enumerate() {
+        assert_eq!(c.registered, 1, "core {core}");
+        assert!(c.valve_queries > 0, "core {core}");
+        assert!(eng.snapshots_sent > 0, "core {core} published its shard");
+    }
+}
+
+#[test]
+fn valve_paging_filters_and_dp_ext_over_real_sockets() {
+    let e = engine(2, |f| f.max_servers_per_ip = 1000);
+    let master = e.local_addrs()[0];
+    let cs = sockets(30, 4, 400);
+    let tf = sockets(31, 4, 200);
+    assert_eq!(valve_register(master, &cs, "cstrike"), 400);
+    assert_eq!(valve_register(master, &tf, "tf"), 200);
+    let nexuiz = sockets(32, 4, 300);
+    assert_eq!(dp_register(master, &nexuiz, "DarkPlaces", NEXUIZ_INFO), 300);
+    let client = socket(Ipv4Addr::new(127, 0, 33, 1));
+    let all: HashSet<_> = addrs(&cs).union(&addrs(&tf)).copied().collect();
+    assert!(eventually(
+        || valve_list(master, &client, 0xFF, "").0.len() == 600
+    ));
+    let (list, pages) = valve_list(master, &client, 0xFF, "");
+    assert_eq!(set(list), all);
+    // 600 servers + the terminator at most 231 entries a page: 3 pages.
+    assert_eq!(pages, 3);
+    let (list, _) = valve_list(master, &client, 0xFF, "\\gamedir\\tf");
+    assert_eq!(set(list), addrs(&tf));
+    let (list, _) = valve_list(master, &client, 0xFF, "\\nor\\1\\gamedir\\tf");
+    assert_eq!(set(list), addrs(&cs));
+
+    assert!(eventually(|| {
+        dp_list(master, &client, "getservers Nexuiz 3 empty full")
+            .0
+            .len()
+            == 300
+    }));
+    let (plain, packets) = dp_list(master, &client, "getservers Nexuiz 3 empty full");
+    assert_eq!(set(plain), addrs(&nexuiz));
+    assert_eq!(packets, 2, "196 IPv4 entries a packet, as dpmaster");
+    let (ext, _) = dp_list(master, &client, "getserversExt Nexuiz 3 empty full ipv4");
+    assert_eq!(set(ext), addrs(&nexuiz));
+    let (other, _) = dp_list(master, &client, "getservers Xonotic 3 empty full");
+    assert!(other.is_empty());
+    e.stop().unwrap();
+}
+
+/// The kernel's default receive buffer for a new UDP socket.
+fn rmem_default() -> usize {
+    std::fs::read_to_string("/proc/sys/net/core/rmem_default")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(212_992)
+}
+
+#[test]
+fn five_thousand_servers_arrive_whole_at_a_client_with_a_default_buffer() {
+    let e = engine(2, |f| f.max_servers_per_ip = 1000);
+    let master = e.local_addrs()[0];
+    let servers = sockets(40, 10, 5000);
+    assert_eq!(
+        dp_register(master, &servers, "DarkPlaces", NEXUIZ_INFO),
+        5000
+    );
+    let want = addrs(&servers);
+    drop(servers);
+    let client = socket(Ipv4Addr::new(127, 0, 41, 1));
+    assert!(eventually(|| dp_list(
+        master,
+        &client,
+        "getservers Nexuiz 3 empty full"
+    )
+    .0
+    .len()
+        == 5000));
+    for query in [
+        "getservers Nexuiz 3 empty full",
+        "getserversExt Nexuiz 3 empty full",
+    ] {
+        let (list, packets) = dp_list(master, &client, query);
+        assert_eq!(set(list), want, "{query}");
+        assert_eq!(packets, 26, "{query}: 5000 / 196 per packet");
+    }
+    let (list, pages) = valve_list(master, &client, 0xFF, "");
+    assert!(
+        list.is_empty() && pages == 1,
+        "DP servers are not on the Valve list"
+    );
+    let r = e.stop().unwrap();
+    assert!(r.engine.gso_sends > 0, "a 26-packet reply goes out by GSO");
+}
+
+#[test]
+fn a_list_larger_than_the_default_buffer_arrives_whole_because_it_is_paced() {
+    // More list bytes than a default receive buffer holds: sent all at once, the kernel would
+    // drop the excess before the client reads it. Paced (burst 32, then 4000/s) it all arrives.
+    let rmem = rmem_default();
+    let n = (rmem * 5 / 4) / 7;
+    let e = engine(2, |f| f.max_servers_per_ip = 10_000);
+    let master = e.local_addrs()[0];
+    let mut want = HashSet::new();
+    // Registered in batches so the test needs few open sockets at once.
+    for batch in 0..n.div_ceil(2000) {
+        let count = 2000.min(n - batch * 2000);
+        let servers = sockets(50 + batch as u8, 8, count);
+        assert_eq!(
+            dp_register(master, &servers, "DarkPlaces", NEXUIZ_INFO),
+            count
+        );
+        want.extend(addrs(&servers));
+    }
+    let client = socket(Ipv4Addr::new(127, 0, 49, 1));
+    assert!(eventually(|| {
+        let (l, _) = dp_list(master, &client, "getservers Nexuiz 3 empty full");
+        l.len() == n
+    }));
+    let (list, packets) = dp_list(master, &client, "getservers Nexuiz 3 empty full");
+    assert!(
+        packets * 1394 > rmem,
+        "the test list must exceed the buffer"
+    );
+    assert_eq!(set(list), want);
+    let r = e.stop().unwrap();
+    assert!(
+        r.engine.paced_replies >= 2,
+        "replies beyond the burst were paced"
+    );
+    assert_eq!(r.engine.pacer_full, 0);
+}
