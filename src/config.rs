@@ -105,7 +105,7 @@ impl File {
     fn parse_partial(text: &str, path: &str) -> Result<File, ConfigError> {
         let err = |message: String| ConfigError::Parse {
             path: path.to_owned(),
-            message,
+            message: one_line(&message),
         };
         let mut base: toml::Table = toml::from_str(include_str!("default-config.toml"))
             .map_err(|e| err(format!("embedded default: {e}")))?;
@@ -217,6 +217,23 @@ impl File {
             io_memory: self.sockets.io_memory_kib.saturating_mul(1024),
         })
     }
+}
+
+/// toml's messages quote the offending line over several lines; errors here are one line:
+/// keep the position and the reason, drop the source excerpt.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with('|')
+                && !l
+                    .split_once('|')
+                    .is_some_and(|(n, _)| n.trim().parse::<u64>().is_ok())
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// Lays `over` onto `base`, table by table.

@@ -125,7 +125,11 @@ fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     let addrs: Vec<String> = engine.local_addrs().iter().map(|a| a.to_string()).collect();
-    println!("muster: serving on {} ({cores} cores)", addrs.join(", "));
+    let plural = if cores == 1 { "" } else { "s" };
+    println!(
+        "muster: serving on {} ({cores} core{plural})",
+        addrs.join(", ")
+    );
     let report = engine.join()?;
     log_report(&report);
     Ok(())

@@ -196,7 +196,8 @@ mod tests {
         let cores: Vec<UdpSocket> = l.sockets.into_iter().map(UdpSocket::from).collect();
         for s in &cores {
             assert_eq!(s.local_addr().unwrap(), l.addr);
-            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
         }
         // From 8 source addresses, 4 ports each: each datagram arrives on its source's core.
         let mut seen = [0usize; 2];

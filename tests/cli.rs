@@ -1,0 +1,182 @@
+//! The `muster` binary: help, configuration errors, startup failures, signals.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_muster");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+/// The one line a failed start prints, checked to be exactly one line.
+fn one_line_error(o: &Output) -> String {
+    assert!(!o.status.success(), "expected a failure: {o:?}");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.contains(" WARN ")).collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(lines[0].starts_with("muster: error: "), "{err}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn help_explains_every_option() {
+    let top = run(&["--help"]);
+    assert!(top.status.success());
+    let top = String::from_utf8(top.stdout).unwrap();
+    assert!(
+        top.contains("serve") && top.contains("default-config"),
+        "{top}"
+    );
+    let serve = String::from_utf8(run(&["serve", "--help"]).stdout).unwrap();
+    for flag in [
+        "--config",
+        "--listen",
+        "--cores",
+        "--allow-private",
+        "--server-timeout",
+        "--max-servers-per-ip",
+        "--max-servers",
+        "--list-refresh-ms",
+        "--pace-burst",
+        "--pace-rate",
+        "--no-gso",
+    ] {
+        assert!(serve.contains(flag), "{flag} missing from:\n{serve}");
+    }
+    assert!(serve.contains("0.0.0.0:27010"), "defaults shown: {serve}");
+    // The default config the binary prints is the commented file in the repo.
+    let dc = run(&["default-config"]);
+    assert_eq!(
+        String::from_utf8(dc.stdout).unwrap(),
+        muster::config::DEFAULT_TOML
+    );
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_line_and_a_failure() {
+    let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let o = run(&["serve", "--listen", &addr, "--cores", "1"]);
+    let line = one_line_error(&o);
+    assert!(
+        line.contains(&addr) && line.contains("already in use"),
+        "{line}"
+    );
+}
+
+#[test]
+fn too_little_locked_memory_is_one_clear_line_and_a_failure() {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--cores", "1"]);
+    // SAFETY: setrlimit is async-signal-safe; the child lowers only its own limit.
+    unsafe {
+        cmd.pre_exec(|| {
+            let r = libc::rlimit {
+                rlim_cur: 64 * 1024,
+                rlim_max: 64 * 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    let line = one_line_error(&o);
+    assert!(
+        line.contains("locked memory") && line.contains("64 KiB") && line.contains("ulimit -l"),
+        "{line}"
+    );
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = std::env::temp_dir().join(format!("muster-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "listen = [\"127.0.0.1:0\"]\nserver_timeuot = 5\n").unwrap();
+    let o = run(&["serve", "--config", bad.to_str().unwrap()]);
+    assert!(one_line_error(&o).contains("server_timeuot"));
+    let o = run(&[
+        "serve",
+        "--config",
+        dir.join("missing.toml").to_str().unwrap(),
+    ]);
+    assert!(one_line_error(&o).contains("cannot read config file"));
+    let o = run(&["serve", "--listen", "127.0.0.1:0", "--cores", "999"]);
+    assert!(one_line_error(&o).contains("cores"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A running `muster serve` and the address it reports.
+pub struct Served {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Served {
+    pub fn start(args: &[&str]) -> Served {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "muster: serving on 127.0.0.1:PORT (N cores)"
+        let addr = line
+            .strip_prefix("muster: serving on ")
+            .and_then(|r| r.split([',', ' ']).next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .parse()
+            .unwrap();
+        Served { child, addr }
+    }
+
+    /// Sends SIGTERM and returns what the process wrote to stderr; asserts a clean exit.
+    pub fn terminate(mut self) -> String {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let o = self.child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            o.status.success(),
+            "exit after SIGTERM: {:?}\n{err}",
+            o.status
+        );
+        err
+    }
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_logs_the_totals() {
+    let m = Served::start(&["--listen", "127.0.0.1:0", "--cores", "2", "--allow-private"]);
+    let servers = sockets(60, 4, 8);
+    assert_eq!(dp_register(m.addr, &servers, "DarkPlaces", NEXUIZ_INFO), 8);
+    let client = socket(Ipv4Addr::new(127, 0, 61, 1));
+    assert!(eventually(|| {
+        dp_list(m.addr, &client, "getservers Nexuiz 3 empty full")
+            .0
+            .len()
+            == 8
+    }));
+    std::thread::sleep(Duration::from_millis(50));
+    let log = m.terminate();
+    let totals = log
+        .lines()
+        .find(|l| l.contains("stopped; totals of every core"))
+        .unwrap_or_else(|| panic!("no totals logged:\n{log}"));
+    assert!(totals.contains("registered=8"), "{totals}");
+    assert!(totals.contains("challenges_sent=8"), "{totals}");
+}
