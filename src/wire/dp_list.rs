@@ -245,14 +245,23 @@ impl<'a> ListQuery<'a> {
 /// Largest UDP payload over IPv4.
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 /// The smallest `max_len` a [`ResponseWriter`] accepts: header, one IPv6 entry and the EOT marker.
-const MIN_MAX_LEN: usize = OOB.len() + RESPONSE.len() + ENTRY_V6_LEN + EOT.len();
-const MIN_MAX_LEN_EXT: usize = OOB.len() + RESPONSE_EXT.len() + ENTRY_V6_LEN + EOT.len();
+const MIN_MAX_LEN: usize = OOB.len() + RESPONSE.len() + ENTRY_V6_LEN + EOT.len() + 1;
+const MIN_MAX_LEN_EXT: usize = OOB.len() + RESPONSE_EXT.len() + ENTRY_V6_LEN + EOT.len() + 1;
+/// Ends every packet but the last (see [`ResponseWriter`]).
+pub const PACKET_SEPARATOR: u8 = b'\\';
 
 /// Writes a list response as consecutive packets into one buffer, recording where each ends, so a
 /// sender can pass them to the kernel as they are (one `send` each, or one GSO batch).
 ///
 /// Each packet holds as many entries as fit in `max_len` bytes; the `\EOT\0\0\0` marker is added to
 /// the last packet by [`finish`](Self::finish), which starts a new packet if it does not fit.
+///
+/// One deliberate difference from dpmaster 2.2: a packet that does not end with EOT ends with one
+/// `\` after its last entry. qstat 2.17 (`decode_q3master_packet`: `while (p < end - 6)`) and
+/// ioquake3 (`CL_ServersResponsePacket`: an entry needs 7 bytes after its `\` and a `\` or `/`
+/// after it) both drop the last entry of a packet that ends right after it; with the separator
+/// they read every entry, and DarkPlaces (which stops below 7 remaining bytes) is unaffected.
+/// A full IPv4 packet still holds 196 entries (1,395 bytes).
 #[derive(Debug)]
 pub struct ResponseWriter<'o> {
     out: &'o mut Vec<u8>,
@@ -290,9 +299,14 @@ impl<'o> ResponseWriter<'o> {
         })
     }
 
-    fn room_for(&mut self, n: usize) {
+    /// Opens a packet if none is open, or closes the open one (with its separator) first if `n`
+    /// more bytes would not leave room for the one-byte separator (`reserve` = 1) or would not fit
+    /// at all (`reserve` = 0, for the EOT that ends the last packet).
+    fn room_for(&mut self, n: usize, reserve: usize) {
         let used = self.out.len().saturating_sub(self.packet_start);
-        if self.open && used.saturating_add(n) > self.max_len {
+        if self.open && used.saturating_add(n).saturating_add(reserve) > self.max_len {
+            // Entries were added keeping one byte free, so the separator always fits.
+            self.out.push(PACKET_SEPARATOR);
             self.ends.push(self.out.len());
             self.open = false;
         }
@@ -322,7 +336,7 @@ impl<'o> ResponseWriter<'o> {
                 0,
             ));
         }
-        self.room_for(ENTRY_V4_LEN);
+        self.room_for(ENTRY_V4_LEN, 1);
         self.out.push(b'\\');
         put_addr_v4(self.out, a);
         Ok(())
@@ -336,7 +350,7 @@ impl<'o> ResponseWriter<'o> {
                 0,
             ));
         }
-        self.room_for(ENTRY_V6_LEN);
+        self.room_for(ENTRY_V6_LEN, 1);
         self.out.push(b'/');
         put_addr_v6(self.out, a);
         Ok(())
@@ -344,7 +358,7 @@ impl<'o> ResponseWriter<'o> {
 
     /// Ends the response with the EOT marker and returns how many packets it holds.
     pub fn finish(mut self) -> usize {
-        self.room_for(EOT.len());
+        self.room_for(EOT.len(), 0);
         self.out.extend_from_slice(EOT);
         self.ends.push(self.out.len());
         self.ends.len()
@@ -382,6 +396,12 @@ impl<'a> ListResponse<'a> {
                 ));
             }
             let entry_start = r.offset();
+            if r.remaining() == 1 && buf.last() == Some(&PACKET_SEPARATOR) {
+                // The separator ending a non-final packet (see `ResponseWriter`).
+                end = entry_start;
+                r.take(1, "getserversResponse.separator")?;
+                continue;
+            }
             match r.u8("getserversResponse.entry")? {
                 b'\\' => {
                     let e: [u8; 6] = r.array("getserversResponse.entry")?;
@@ -529,8 +549,11 @@ mod tests {
             seen.extend(resp.servers());
             start = end;
         }
-        // 22-byte header + 196 entries of 7 bytes fill the 1394 bytes of a full packet.
-        assert_eq!(ends[0], 22 + 196 * 7);
+        // 22-byte header + 196 entries of 7 bytes + the separator: 1395 bytes in a full packet.
+        assert_eq!(ends[0], 22 + 196 * 7 + 1);
+        assert_eq!(out[ends[0] - 1], PACKET_SEPARATOR, "non-final packets end with `\\`");
+        assert_eq!(&out[ends[1] - 8..ends[1]], b"\\\x0a\x00\x01\x87\x6d\x38\\");
+        assert!(out.ends_with(EOT), "the last ends with EOT and no separator");
         assert_eq!(seen, (0..500).map(v4).collect::<Vec<_>>());
     }
 

@@ -97,10 +97,20 @@ impl<'a> ListQuery<'a> {
         }
         let region = Region::from(r.u8("query.region")?);
         let seed_at = r.offset();
-        let (seed_text, seed_done) = match r.cstr("query.seed") {
+        let (mut seed_text, seed_done) = match r.cstr("query.seed") {
             Ok(s) => (s, true),
             Err(_) => (r.take_rest(), false),
         };
+        if seed_done && r.is_empty() {
+            // One NUL, at the very end: qstat 2.17's continuation, `1 FF <seed><stale byte> 00`
+            // (its template writes the NUL one byte late). The stale byte may be a digit that
+            // would change the port, so it is dropped, unless that leaves no valid seed.
+            if let Some((_, head)) = seed_text.split_last()
+                && parse_seed(head).is_ok()
+            {
+                seed_text = head;
+            }
+        }
         let seed = parse_seed(seed_text).map_err(|e| Error {
             offset: seed_at.saturating_add(e.offset),
             ..e
@@ -282,6 +292,27 @@ mod tests {
         let mut out = Vec::new();
         q.encode(&mut out).unwrap();
         assert_eq!(out, b"1\xff127.1.0.231:27015\0\0");
+    }
+
+    #[test]
+    fn qstat_continuation_with_a_late_nul_drops_the_stale_byte() {
+        // Captured from quakestat 2.17 `-stm` here: the seed, one stale byte, then the NUL its
+        // template writes one byte late. A stale digit would otherwise change the port.
+        for (raw, seed) in [
+            (&b"1\xff10.64.1.43:22992\0"[..], "10.64.1.43:2299"),
+            (b"1\xff10.0.3.230:20230d\0", "10.0.3.230:20230"),
+            (b"1\xff10.0.3.199:27214u\0", "10.0.3.199:27214"),
+        ] {
+            let q = ListQuery::decode(raw).unwrap();
+            assert_eq!(q.seed, seed.parse().unwrap());
+            assert_eq!((q.filter, q.well_formed), (&b""[..], false));
+        }
+        // Both NULs present: nothing is dropped.
+        let q = ListQuery::decode(b"1\xff10.64.1.43:22992\0\0").unwrap();
+        assert_eq!(q.seed, "10.64.1.43:22992".parse().unwrap());
+        // Dropping would leave no valid seed: kept whole.
+        let q = ListQuery::decode(b"1\xff0.0.0.0:0\0").unwrap();
+        assert_eq!(q.seed, NULL_ADDR);
     }
 
     #[test]
