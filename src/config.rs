@@ -225,15 +225,17 @@ fn one_line(message: &str) -> String {
     message
         .lines()
         .map(str::trim)
-        .filter(|l| {
-            !l.is_empty()
-                && !l.starts_with('|')
-                && !l
-                    .split_once('|')
-                    .is_some_and(|(n, _)| n.trim().parse::<u64>().is_ok())
-        })
+        .filter(|l| !l.is_empty() && !is_excerpt(l))
         .collect::<Vec<_>>()
         .join(": ")
+}
+
+/// A line of toml's source excerpt: `|`, `2 | key = 1`, `  | ^^^`.
+fn is_excerpt(line: &str) -> bool {
+    match line.split_once('|') {
+        Some((n, _)) => n.trim().is_empty() || n.trim().parse::<u64>().is_ok(),
+        None => false,
+    }
 }
 
 /// Lays `over` onto `base`, table by table.

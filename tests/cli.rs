@@ -3,13 +3,10 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, UdpSocket};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_muster");
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
@@ -113,50 +110,6 @@ fn config_errors_name_the_key() {
     let o = run(&["serve", "--listen", "127.0.0.1:0", "--cores", "999"]);
     assert!(one_line_error(&o).contains("cores"));
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// A running `muster serve` and the address it reports.
-pub struct Served {
-    child: Child,
-    pub addr: SocketAddr,
-}
-
-impl Served {
-    pub fn start(args: &[&str]) -> Served {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        // "muster: serving on 127.0.0.1:PORT (N cores)"
-        let addr = line
-            .strip_prefix("muster: serving on ")
-            .and_then(|r| r.split([',', ' ']).next())
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .parse()
-            .unwrap();
-        Served { child, addr }
-    }
-
-    /// Sends SIGTERM and returns what the process wrote to stderr; asserts a clean exit.
-    pub fn terminate(mut self) -> String {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let o = self.child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(
-            o.status.success(),
-            "exit after SIGTERM: {:?}\n{err}",
-            o.status
-        );
-        err
-    }
 }
 
 #[test]

@@ -551,9 +551,16 @@ mod tests {
         }
         // 22-byte header + 196 entries of 7 bytes + the separator: 1395 bytes in a full packet.
         assert_eq!(ends[0], 22 + 196 * 7 + 1);
-        assert_eq!(out[ends[0] - 1], PACKET_SEPARATOR, "non-final packets end with `\\`");
+        assert_eq!(
+            out[ends[0] - 1],
+            PACKET_SEPARATOR,
+            "non-final packets end with `\\`"
+        );
         assert_eq!(&out[ends[1] - 8..ends[1]], b"\\\x0a\x00\x01\x87\x6d\x38\\");
-        assert!(out.ends_with(EOT), "the last ends with EOT and no separator");
+        assert!(
+            out.ends_with(EOT),
+            "the last ends with EOT and no separator"
+        );
         assert_eq!(seen, (0..500).map(v4).collect::<Vec<_>>());
     }
 

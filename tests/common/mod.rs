@@ -13,8 +13,12 @@ use muster::engine::{self, Engine};
 use muster::wire::dp_list::ListResponse;
 use muster::wire::valve_list::ListPage;
 use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_muster");
 
 pub const OOB: &[u8] = b"\xFF\xFF\xFF\xFF";
 /// Every wait in these tests is bounded by this (a liveness bound, not a performance claim).
@@ -199,4 +203,48 @@ pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
 
 pub fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+}
+
+/// A running `muster serve` and the address it reports.
+pub struct Served {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Served {
+    pub fn start(args: &[&str]) -> Served {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "muster: serving on 127.0.0.1:PORT (N cores)"
+        let addr = line
+            .strip_prefix("muster: serving on ")
+            .and_then(|r| r.split([',', ' ']).next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .parse()
+            .unwrap();
+        Served { child, addr }
+    }
+
+    /// Sends SIGTERM and returns what the process wrote to stderr; asserts a clean exit.
+    pub fn terminate(self) -> String {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let o = self.child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            o.status.success(),
+            "exit after SIGTERM: {:?}\n{err}",
+            o.status
+        );
+        err
+    }
 }

@@ -1,0 +1,127 @@
+//! Stock clients against the real binary: Debian's qstat 2.17 (`quakestat`) lists what real-protocol
+//! game servers registered, for Quake III (`-q3m`), Nexuiz (`-nexuizm`) and Steam (`-stm`).
+//!
+//! The lists span several packets/pages on purpose: qstat drops the last entry of a DP packet that
+//! ends right after it (see `wire::dp_list::ResponseWriter`) and sends `-stm` continuations with a
+//! stale byte after the seed (see `wire::valve_list::ListQuery::decode`).
+//!
+//! `.ci/run` installs qstat; under CI (`CI` set) a missing `quakestat` fails these tests.
+
+mod common;
+
+use common::*;
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `quakestat`, or `None` (skip) outside CI when it is not installed.
+fn quakestat() -> Option<&'static str> {
+    let found = Command::new("quakestat")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if found {
+        return Some("quakestat");
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("quakestat (Debian package qstat) is not installed; .ci/run installs it");
+    }
+    eprintln!("SKIPPED: quakestat is not installed (apt-get install qstat); CI fails instead");
+    None
+}
+
+/// Runs `quakestat <args>` with a hard time limit; returns the `ip:port` of every line whose first
+/// word is `kind` (outfile mode prints `<kind> <ip:port>` per listed server).
+fn qstat_list(bin: &str, args: &[String], kind: &str) -> Vec<SocketAddr> {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // qstat ends a DP master query on its own 8 s timer (it never looks for EOT).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("quakestat {args:?} did not finish within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix(kind)?.strip_prefix(' '))
+        .map(|a| a.trim().parse().unwrap())
+        .collect()
+}
+
+fn exact(list: Vec<SocketAddr>) -> HashSet<SocketAddr> {
+    let n = list.len();
+    let s: HashSet<_> = list.into_iter().collect();
+    assert_eq!(s.len(), n, "a server listed twice");
+    s
+}
+
+#[test]
+fn stock_qstat_lists_the_registered_servers() {
+    let Some(bin) = quakestat() else {
+        return;
+    };
+    let m = Served::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "2",
+        "--allow-private",
+        "--max-servers-per-ip",
+        "1000",
+    ]);
+    // 400 Quake III servers: 3 packets; 300 Nexuiz: 2 packets; 500 Valve: 3 pages.
+    let q3 = sockets(70, 8, 400);
+    let nexuiz = sockets(71, 8, 300);
+    let valve = sockets(72, 8, 500);
+    assert_eq!(dp_register(m.addr, &q3, "QuakeArena-1", Q3_INFO), 400);
+    assert_eq!(dp_register(m.addr, &nexuiz, "DarkPlaces", NEXUIZ_INFO), 300);
+    assert_eq!(valve_register(m.addr, &valve, "cstrike"), 500);
+    let client = socket(Ipv4Addr::new(127, 0, 73, 1));
+    assert!(eventually(|| {
+        dp_list(m.addr, &client, "getservers 71 empty full\n")
+            .0
+            .len()
+            == 400
+            && dp_list(m.addr, &client, "getservers Nexuiz 3 empty full")
+                .0
+                .len()
+                == 300
+            && valve_list(m.addr, &client, 0xFF, "").0.len() == 500
+    }));
+
+    let addr = m.addr.to_string();
+    let runs = [
+        ("-q3m,71,outfile".to_string(), "q3s", addrs(&q3)),
+        ("-nexuizm,outfile".to_string(), "nexuizs", addrs(&nexuiz)),
+        ("-stm,outfile".to_string(), "a2s", addrs(&valve)),
+    ];
+    std::thread::scope(|s| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|(flag, kind, want)| {
+                let args = vec![flag.clone(), format!("{addr},-")];
+                s.spawn(move || {
+                    let got = exact(qstat_list(bin, &args, kind));
+                    assert_eq!(got.len(), want.len(), "quakestat {args:?}");
+                    assert_eq!(&got, want, "quakestat {args:?}");
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+    let log = m.terminate();
+    assert!(log.contains("stopped; totals"), "{log}");
+}
