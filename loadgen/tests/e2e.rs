@@ -1,0 +1,257 @@
+//! fleet + query + crawl (+ flood, blast) against a muster engine started on loopback: the counts
+//! the load generator reports must be exactly right.
+
+use muster::config::{File, Overrides};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_muster-loadgen");
+
+fn master() -> muster::engine::Engine {
+    let mut f = File::defaults();
+    f.apply(&Overrides {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        cores: Some(2),
+        allow_private: true,
+        list_refresh_ms: Some(100),
+        ..Overrides::default()
+    });
+    let s = f
+        .settings(muster::engine::sys::allowed_cpus().len(), [9; 16])
+        .unwrap();
+    muster::engine::start(s).unwrap()
+}
+
+fn loadgen(args: &[&str]) -> Value {
+    let out = Command::new(LOADGEN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "muster-loadgen {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+#[test]
+fn fleet_query_crawl_flood_report_exact_counts() {
+    let m = master();
+    let addr: SocketAddr = m.local_addrs()[0];
+    let target = addr.to_string();
+    let dir = std::env::temp_dir().join(format!("loadgen-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fleet_json = dir.join("fleet.json");
+    // 120 servers, mixed: 40 GoldSrc, 40 DarkPlaces (Nexuiz), 40 Quake III; A2S with a challenge.
+    let mut fleet = Command::new(LOADGEN)
+        .args([
+            "fleet",
+            "--target",
+            &target,
+            "--servers",
+            "120",
+            "--protocol",
+            "mixed",
+            "--a2s-challenge",
+            "--duration",
+            "8",
+            "--json",
+        ])
+        .arg(&fleet_json)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the Valve list holds all 40.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let q = loadgen(&[
+            "query", "--target", &target, "--count", "1", "--expect", "40",
+        ]);
+        if u(&q, "lists_complete") == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the fleet never registered: {q}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let svg = dir.join("latency.svg");
+    let q = loadgen(&[
+        "query",
+        "--target",
+        &target,
+        "--mode",
+        "valve",
+        "--concurrency",
+        "4",
+        "--count",
+        "20",
+        "--expect",
+        "40",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (
+            u(&q, "lists_started"),
+            u(&q, "lists_complete"),
+            u(&q, "lists_incomplete")
+        ),
+        (20, 20, 0),
+        "{q}"
+    );
+    assert_eq!(
+        (u(&q, "entries_received"), u(&q, "duplicate_entries")),
+        (800, 0)
+    );
+    assert_eq!(q["time_to_complete"]["count"].as_u64(), Some(20));
+    assert!(
+        std::fs::read_to_string(&svg)
+            .unwrap()
+            .contains("time to first packet")
+    );
+
+    let q = loadgen(&[
+        "query", "--target", &target, "--mode", "dp", "--count", "10", "--expect", "40",
+    ]);
+    assert_eq!(
+        (u(&q, "lists_complete"), u(&q, "entries_received")),
+        (10, 400),
+        "{q}"
+    );
+    let q = loadgen(&[
+        "query", "--target", &target, "--mode", "dp-ext", "--rate", "100", "--count", "10",
+        "--expect", "40",
+    ]);
+    assert_eq!((u(&q, "lists_complete"), u(&q, "packets")), (10, 10), "{q}");
+    let q = loadgen(&[
+        "query",
+        "--target",
+        &target,
+        "--mode",
+        "dp",
+        "--game",
+        "Quake3Arena",
+        "--protocol",
+        "68",
+        "--count",
+        "1",
+        "--expect",
+        "40",
+    ]);
+    assert_eq!(u(&q, "lists_complete"), 1, "{q}");
+
+    // The crawler: every region's list (the Valve servers spread over regions 0–7), then A2S_INFO.
+    let c = loadgen(&["crawl", "--target", &target, "--concurrency", "16"]);
+    assert_eq!(u(&c, "regions_queried"), 8);
+    assert_eq!(
+        (
+            u(&c, "listed"),
+            u(&c, "answered"),
+            u(&c, "challenged"),
+            u(&c, "timeouts")
+        ),
+        (40, 40, 40, 0),
+        "{c}"
+    );
+
+    // 200 challenge requests from 8 hosts: one reply each.
+    let f = loadgen(&[
+        "flood",
+        "--target",
+        &target,
+        "--kind",
+        "challenge",
+        "--count",
+        "200",
+        "--sources",
+        "8",
+        "--rate",
+        "2000",
+    ]);
+    assert_eq!(
+        (u(&f, "sent_datagrams"), u(&f, "reply_datagrams")),
+        (200, 200),
+        "{f}"
+    );
+    assert_eq!(u(&f, "sources_answered"), 8);
+    let f = loadgen(&[
+        "flood",
+        "--target",
+        &target,
+        "--kind",
+        "bad-challenge",
+        "--count",
+        "100",
+        "--sources",
+        "4",
+        "--rate",
+        "2000",
+    ]);
+    assert_eq!(
+        (u(&f, "sent_datagrams"), u(&f, "reply_datagrams")),
+        (100, 0),
+        "{f}"
+    );
+
+    let status = fleet.wait().unwrap();
+    assert!(status.success());
+    let fl: Value = serde_json::from_slice(&std::fs::read(&fleet_json).unwrap()).unwrap();
+    assert_eq!(
+        (
+            u(&fl, "registered"),
+            u(&fl, "handshakes"),
+            u(&fl, "failures")
+        ),
+        (120, 120, 0),
+        "{fl}"
+    );
+    // The crawler probed each GoldSrc server twice (request, then request + challenge).
+    assert_eq!(
+        (
+            u(&fl, "a2s_requests"),
+            u(&fl, "a2s_challenges_sent"),
+            u(&fl, "a2s_answered")
+        ),
+        (80, 40, 40),
+        "{fl}"
+    );
+    let report = m.stop().unwrap();
+    assert_eq!(report.shard.registered, 120);
+    assert_eq!(
+        report
+            .shard
+            .dropped(muster::master::counters::Drop::BadChallenge),
+        100
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn blast_measures_three_methods() {
+    let b = loadgen(&["blast", "--duration", "0.6", "--size", "1395"]);
+    let methods = b["methods"].as_array().unwrap();
+    let names: Vec<&str> = methods
+        .iter()
+        .map(|m| m["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["send_to", "sendmmsg", "gso"]);
+    for m in methods {
+        assert!(
+            u(m, "received") > 0 && u(m, "received") <= u(m, "sent"),
+            "{m}"
+        );
+    }
+}
+
+#[test]
+fn non_loopback_targets_are_refused() {
+    let out = Command::new(LOADGEN)
+        .args(["query", "--target", "192.0.2.1:27010", "--count", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only loopback"));
+}
