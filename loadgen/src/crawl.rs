@@ -181,15 +181,7 @@ fn probe(cfg: &Config, servers: Vec<SocketAddr>) -> Result<(usize, usize, usize,
         if inflight.iter().all(Option::is_none) {
             break;
         }
-        poll.poll(&mut events, Some(Duration::from_millis(10)))
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| e.to_string())?;
+        sources::wait(&mut poll, &mut events, Duration::from_millis(10))?;
         for ev in &events {
             let i = ev.token().0;
             let Some(sock) = socks.get(i) else { continue };

@@ -219,15 +219,7 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
             .unwrap_or(u64::MAX)
             .min(end.saturating_sub(now_ns()))
             .min(50_000_000);
-        poll.poll(&mut events, Some(Duration::from_nanos(wait)))
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| e.to_string())?;
+        sources::wait(&mut poll, &mut events, Duration::from_nanos(wait))?;
         for ev in &events {
             let i = ev.token().0;
             let Some(s) = servers.get_mut(i) else {

@@ -178,15 +178,7 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
             .map(|d| d.saturating_sub(now))
             .unwrap_or(10_000_000)
             .min(10_000_000);
-        poll.poll(&mut events, Some(Duration::from_nanos(wait)))
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| e.to_string())?;
+        sources::wait(&mut poll, &mut events, Duration::from_nanos(wait))?;
         for ev in &events {
             let i = ev.token().0;
             let Some(s) = socks.get(i) else { continue };

@@ -276,7 +276,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let out = query::run(&cfg)?;
             if let Some(p) = plot_file {
                 let title = format!("muster-loadgen query ({mode:?}, {load:?})");
-                plot::latency_svg(&p, &title, &out.ttfp, &out.ttc)?;
+                plot::latency_svg(&p, &title, &out.latency.ttfp, &out.latency.ttc)?;
             }
             emit(&common.json, &out.report)
         }

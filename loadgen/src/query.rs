@@ -81,10 +81,16 @@ struct Slot {
     fetch: Option<Fetch>,
 }
 
-pub struct Outcome {
-    pub report: Report,
+/// Time to first packet and to the complete list, from the intended start.
+#[derive(Default)]
+pub struct Latencies {
     pub ttfp: Latency,
     pub ttc: Latency,
+}
+
+pub struct Outcome {
+    pub report: Report,
+    pub latency: Latencies,
 }
 
 fn valve_query(region: u8, seed: SocketAddrV4, filter: &str) -> Vec<u8> {
@@ -149,7 +155,7 @@ fn run_inner(
         entries_expected: cfg.expect,
         ..Report::default()
     };
-    let (mut ttfp, mut ttc) = (Latency::default(), Latency::default());
+    let mut lat = Latencies::default();
     let mut next_target = 0usize;
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 65536];
@@ -210,13 +216,10 @@ fn run_inner(
                 continue;
             }
             r.timeouts += 1;
-            if let (Some(c), Some(f)) = (collect.as_deref_mut(), &s.fetch) {
-                c.extend(f.entries.iter().copied());
-            }
             finish(
+                collect.as_deref_mut(),
                 &mut r,
-                &mut ttfp,
-                &mut ttc,
+                &mut lat,
                 s.fetch.take(),
                 now,
                 false,
@@ -231,15 +234,7 @@ fn run_inner(
             .unwrap_or(u64::MAX)
             .min(timeout / 4 + 1)
             .min(10_000_000);
-        poll.poll(&mut events, Some(Duration::from_nanos(wake)))
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| e.to_string())?;
+        sources::wait(&mut poll, &mut events, Duration::from_nanos(wake))?;
         for ev in &events {
             let i = ev.token().0;
             let Some(s) = slots.get_mut(i) else { continue };
@@ -298,13 +293,10 @@ fn run_inner(
                 let _ = s.sock.send_to(q, f.target);
             }
             if ended.is_some() {
-                if let (Some(c), Some(f)) = (collect.as_deref_mut(), &s.fetch) {
-                    c.extend(f.entries.iter().copied());
-                }
                 finish(
+                    collect.as_deref_mut(),
                     &mut r,
-                    &mut ttfp,
-                    &mut ttc,
+                    &mut lat,
                     s.fetch.take(),
                     now_ns(),
                     true,
@@ -331,32 +323,36 @@ fn run_inner(
     r.lists_per_sec = r.lists_complete as f64 / secs;
     r.packets_per_sec = r.packets as f64 / secs;
     r.bytes_per_sec = r.bytes as f64 / secs;
-    r.time_to_first_packet = ttfp.summary();
-    r.time_to_complete = ttc.summary();
+    r.time_to_first_packet = lat.ttfp.summary();
+    r.time_to_complete = lat.ttc.summary();
     Ok(Outcome {
         report: r,
-        ttfp,
-        ttc,
+        latency: lat,
     })
 }
 
 fn finish(
+    collect: Option<&mut HashSet<SocketAddr>>,
     r: &mut Report,
-    ttfp: &mut Latency,
-    ttc: &mut Latency,
+    lat: &mut Latencies,
     f: Option<Fetch>,
     now: u64,
     ended: bool,
     expect: Option<usize>,
 ) {
     let Some(f) = f else { return };
+    if let Some(c) = collect {
+        c.extend(f.entries.iter().copied());
+    }
     if let Some(first) = f.first {
-        ttfp.record(Duration::from_nanos(first.saturating_sub(f.intended)));
+        lat.ttfp
+            .record(Duration::from_nanos(first.saturating_sub(f.intended)));
     }
     let whole = ended && expect.is_none_or(|n| f.entries.len() == n);
     if whole {
         r.lists_complete += 1;
-        ttc.record(Duration::from_nanos(now.saturating_sub(f.intended)));
+        lat.ttc
+            .record(Duration::from_nanos(now.saturating_sub(f.intended)));
     } else {
         r.lists_incomplete += 1;
     }
@@ -380,7 +376,7 @@ mod tests {
     #[test]
     fn accounting_of_complete_incomplete_and_latency() {
         let mut r = Report::default();
-        let (mut a, mut b) = (Latency::default(), Latency::default());
+        let mut lat = Latencies::default();
         let fetch = |n: usize, first: Option<u64>| Fetch {
             target: "127.0.0.1:1".parse().unwrap(),
             intended: 1_000,
@@ -393,27 +389,27 @@ mod tests {
                 .collect(),
         };
         finish(
+            None,
             &mut r,
-            &mut a,
-            &mut b,
+            &mut lat,
             Some(fetch(5, Some(3_001_000))),
             9_001_000,
             true,
             Some(5),
         );
         finish(
+            None,
             &mut r,
-            &mut a,
-            &mut b,
+            &mut lat,
             Some(fetch(4, Some(2_001_000))),
             9_001_000,
             true,
             Some(5),
         );
         finish(
+            None,
             &mut r,
-            &mut a,
-            &mut b,
+            &mut lat,
             Some(fetch(0, None)),
             9_001_000,
             false,
@@ -421,12 +417,20 @@ mod tests {
         );
         assert_eq!((r.lists_complete, r.lists_incomplete), (1, 2));
         assert_eq!(
-            a.summary().count,
+            lat.ttfp.summary().count,
             2,
             "first packets of the two lists that got any"
         );
-        assert_eq!(b.summary().count, 1, "completion of the whole list only");
+        assert_eq!(
+            lat.ttc.summary().count,
+            1,
+            "completion of the whole list only"
+        );
         // 9 ms from the intended start, to hdrhistogram's 3 significant digits.
-        assert!(b.summary().max_us.abs_diff(9_000) <= 9, "{}", b.summary());
+        assert!(
+            lat.ttc.summary().max_us.abs_diff(9_000) <= 9,
+            "{}",
+            lat.ttc.summary()
+        );
     }
 }

@@ -4,8 +4,10 @@
 //! so a master's per-address caps and the kernel's reuseport hashing see many hosts, as in the wild.
 
 use mio::net::UdpSocket;
+use mio::{Events, Poll};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 /// Hosts per /16 of loopback used here (d = 1..=254, c = 0..=255).
 const PER_B: usize = 254 * 256;
@@ -61,6 +63,18 @@ pub fn drain(
         }
     }
     Ok(n)
+}
+
+/// Waits up to `timeout` for readiness; a signal interrupting the wait is not an error.
+pub fn wait(poll: &mut Poll, events: &mut Events, timeout: Duration) -> Result<(), String> {
+    match poll.poll(events, Some(timeout)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            events.clear();
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]
