@@ -6,7 +6,7 @@ use crate::query::{self, Mode};
 use crate::report::{Latency, LatencySummary, Progress};
 use crate::schedule::Load;
 use crate::sources;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll};
 use muster::wire::a2s::{Challenge, InfoRequest};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -125,11 +125,7 @@ fn probe(cfg: &Config, servers: Vec<SocketAddr>) -> Result<(usize, usize, usize,
     let mut socks = Vec::with_capacity(slots_n);
     for i in 0..slots_n {
         let host = sources::host(cfg.source_base, i);
-        let mut s = sources::bind(host, first).map_err(|e| format!("{host}: {e}"))?;
-        poll.registry()
-            .register(&mut s, Token(i), Interest::READABLE)
-            .map_err(|e| e.to_string())?;
-        socks.push(s);
+        socks.push(sources::bind_registered(&poll, host, first, i)?);
     }
     let mut inflight: Vec<Option<Probe>> = (0..slots_n).map(|_| None).collect();
     let mut queue = servers.into_iter();

@@ -5,7 +5,7 @@
 
 use crate::report::{Latency, LatencySummary, Progress};
 use crate::sources;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll};
 use muster::wire::a2s::{Challenge, InfoRequest, SourceInfo};
 use muster::wire::dp_server::GetInfo;
 use muster::wire::valve_heartbeat::ChallengeReply;
@@ -107,11 +107,7 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     let mut servers = Vec::with_capacity(cfg.servers);
     for i in 0..cfg.servers {
         let host = sources::host(cfg.source_base, i / cfg.per_host.max(1));
-        let mut sock = sources::bind(host, first)
-            .map_err(|e| format!("server {i} on {host}: {e} (raise `ulimit -n`?)"))?;
-        poll.registry()
-            .register(&mut sock, Token(i), Interest::READABLE)
-            .map_err(|e| e.to_string())?;
+        let sock = sources::bind_registered(&poll, host, first, i)?;
         let kind = match cfg.protocol {
             Protocol::Valve => Kind::Valve,
             Protocol::Dp => Kind::Dp,

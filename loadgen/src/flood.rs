@@ -4,7 +4,7 @@
 use crate::report::Progress;
 use crate::schedule::{Load, Scheduler};
 use crate::sources;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -118,11 +118,7 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     let mut socks = Vec::with_capacity(n);
     for i in 0..n {
         let host = sources::host(cfg.source_base, i);
-        let mut s = sources::bind(host, first).map_err(|e| format!("{host}: {e}"))?;
-        poll.registry()
-            .register(&mut s, Token(i), Interest::READABLE)
-            .map_err(|e| e.to_string())?;
-        socks.push(s);
+        socks.push(sources::bind_registered(&poll, host, first, i)?);
     }
     let mut sent = vec![0u64; n];
     let mut got = vec![0u64; n];

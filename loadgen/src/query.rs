@@ -5,7 +5,7 @@
 use crate::report::{Latency, LatencySummary, Progress};
 use crate::schedule::{Load, Scheduler};
 use crate::sources;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll};
 use muster::wire::dp_list::ListResponse;
 use muster::wire::valve_list::ListPage;
 use serde::Serialize;
@@ -130,10 +130,7 @@ fn run_inner(
     let mut slots = Vec::with_capacity(slots_n);
     for i in 0..slots_n {
         let host = sources::host(cfg.source_base, i % cfg.hosts.max(1));
-        let mut sock = sources::bind(host, first_target).map_err(|e| format!("{host}: {e}"))?;
-        poll.registry()
-            .register(&mut sock, Token(i), Interest::READABLE)
-            .map_err(|e| e.to_string())?;
+        let sock = sources::bind_registered(&poll, host, first_target, i)?;
         slots.push(Slot { sock, fetch: None });
     }
     let dp_query = match cfg.mode {

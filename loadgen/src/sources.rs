@@ -4,7 +4,7 @@
 //! so a master's per-address caps and the kernel's reuseport hashing see many hosts, as in the wild.
 
 use mio::net::UdpSocket;
-use mio::{Events, Poll};
+use mio::{Events, Interest, Poll, Token};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -28,6 +28,21 @@ pub fn bind(host: Ipv4Addr, target: SocketAddr) -> io::Result<UdpSocket> {
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
     };
     UdpSocket::bind(SocketAddr::new(ip, 0))
+}
+
+/// [`bind`], then registered with `poll` for reading under `token` (the caller's slot index).
+pub fn bind_registered(
+    poll: &Poll,
+    host: Ipv4Addr,
+    target: SocketAddr,
+    token: usize,
+) -> Result<UdpSocket, String> {
+    let mut s =
+        bind(host, target).map_err(|e| format!("bind on {host}: {e} (raise `ulimit -n`?)"))?;
+    poll.registry()
+        .register(&mut s, Token(token), Interest::READABLE)
+        .map_err(|e| e.to_string())?;
+    Ok(s)
 }
 
 /// Only loopback targets: the load generator never aims at the Internet.

@@ -67,6 +67,8 @@ pub enum StartError {
     MemLock { have_kib: u64, need_kib: u64 },
     #[error("core {core} did not start: {why}")]
     Core { core: usize, why: String },
+    #[error("not all cores were serving within {0:?}")]
+    StartTimeout(Duration),
     #[error("{cores} cores asked, but only {available} CPUs are available to this process")]
     Cpus { cores: usize, available: usize },
 }
@@ -177,13 +179,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
         match ready_rx.recv_timeout(left) {
             Ok(Ok(_)) => ready += 1,
             Ok(Err((core, why))) => return Err(engine.abort(StartError::Core { core, why })),
-            Err(_) => {
-                let e = StartError::Core {
-                    core: ready,
-                    why: format!("not all cores were serving within {START_TIMEOUT:?}"),
-                };
-                return Err(engine.abort(e));
-            }
+            Err(_) => return Err(engine.abort(StartError::StartTimeout(START_TIMEOUT))),
         }
     }
     tracing::info!(cores, listeners = ?engine.local, "serving");
@@ -234,11 +230,9 @@ impl Engine {
     fn abort(self, e: StartError) -> StartError {
         self.stop.store(true, Ordering::Relaxed);
         // Another core's own error (e.g. glommio's) explains more than a timeout does.
-        match self.join() {
-            Err(inner) if matches!(e, StartError::Core { ref why, .. } if why.starts_with("not all")) => {
-                inner
-            }
-            _ => e,
+        match (self.join(), e) {
+            (Err(inner), StartError::StartTimeout(_)) => inner,
+            (_, e) => e,
         }
     }
 }
