@@ -14,13 +14,16 @@
 //!   timing wheel for expiry ([`master::table`], [`master::expiry`], [`master::policy`]), filter
 //!   evaluation ([`master::matcher`]), the merged list of every shard with shared pre-encoded pages
 //!   ([`master::list`]), and the state machine that ties them ([`master::service`]:
-//!   `handle(now, from, datagram, out)`, `tick`, snapshot publication; [`master::counters`]).
-//!
+//!   `handle(now, from, datagram, out)`, `tick`, snapshot publication; [`master::counters`]);
+//!   which shard a source address belongs to ([`master::steer`], the function the engine's
+//!   steering program computes); and, for tests and fuzzing, a byte-driven invariant checker
+//!   (`master::exercise`).
 //! - [`engine`]: the product around the core — one pinned glommio executor per core, each with a
 //!   `SO_REUSEPORT` socket per listener (steered by source address) and its own shard, shard
 //!   snapshots exchanged over a bounded channel mesh, replies sent gathered or by UDP GSO and paced
 //!   per client ([`engine::core`], [`engine::socket`], [`engine::pacer`], [`engine::gso`],
-//!   [`engine::sys`], [`engine::stats`]).
+//!   [`engine::sys`], [`engine::stats`]); each core reports its list sizes, merged epochs and
+//!   counters over a bounded channel ([`engine::status`]).
 //! - [`config`]: the `serve` configuration — the embedded commented TOML defaults, files laid over
 //!   them, command-line overrides, validation into [`engine::Settings`].
 //!

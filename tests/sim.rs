@@ -5,6 +5,7 @@
 use muster::master::counters::Drop;
 use muster::master::list::Packets;
 use muster::master::policy::Limits;
+use muster::master::steer::shard_for;
 use muster::master::{Config, Master, Time};
 use muster::wire::dp_list::{ListQuery as DpQuery, ListResponse};
 use muster::wire::dp_server::{GetInfo, Heartbeat as DpHeartbeat, InfoResponse};
@@ -113,14 +114,9 @@ impl Sim {
         );
     }
 
-    /// The shard the kernel's reuseport hash would pick for a source.
+    /// The shard the engine's steering program sends a source to (the same function).
     fn shard_of(&self, from: SocketAddr) -> usize {
-        let h = from.port() as usize
-            ^ match from.ip() {
-                std::net::IpAddr::V4(ip) => u32::from(ip) as usize,
-                std::net::IpAddr::V6(ip) => ip.segments()[7] as usize,
-            };
-        h.wrapping_mul(0x9E37_79B9) % self.masters.len()
+        shard_for(from.ip(), self.masters.len())
     }
 
     fn add_server(&mut self, s: GameServer, first_at: Time) -> usize {
@@ -573,6 +569,71 @@ fn per_ip_cap_and_private_addresses() {
         3,
         "no challenge is even sent to private addresses"
     );
+}
+
+#[test]
+fn the_per_address_cap_holds_across_shards_because_a_host_has_one_shard() {
+    let mut lim = limits(900_000);
+    lim.max_servers_per_ip = 3;
+    let mut sim = Sim::new(21, 4, lim, 0.0);
+    // 24 hosts with 8 ports each (IPv4), and two IPv6 /64s with 8 servers on distinct addresses
+    // each: the cap counts the IPv4 address or the /64, and every shard sees a host's every port.
+    let mut hosts: Vec<Vec<SocketAddr>> = (0..24u8)
+        .map(|h| {
+            (0..8u16)
+                .map(|p| SocketAddr::from(([20, 9, 0, h], 27000 + p)))
+                .collect()
+        })
+        .collect();
+    for net in 0..2u16 {
+        hosts.push(
+            (0..8u16)
+                .map(|i| {
+                    let ip = std::net::Ipv6Addr::new(0x2001, 0xdb8, net, 7, i, 0, 0, 1);
+                    SocketAddr::new(ip.into(), 27015)
+                })
+                .collect(),
+        );
+    }
+    for host in &hosts {
+        for (i, &addr) in host.iter().enumerate() {
+            // IPv6 servers are DP: the Valve page format carries IPv4 only.
+            let kind = if i % 2 == 0 && addr.is_ipv4() {
+                Kind::Valve
+            } else {
+                Kind::Dp(0)
+            };
+            sim.add_server(
+                GameServer {
+                    addr,
+                    kind,
+                    players: 1,
+                    map: "m",
+                    leaves_at: Time::from_secs(1_000_000),
+                    interval_ms: 20_000,
+                },
+                Time::from_millis(1000 + i as u64 * 50),
+            );
+        }
+    }
+    sim.run_until(Time::from_secs(70));
+    // Each shard saw only its own hosts, whole; the merged list holds exactly 3 per host.
+    let shards_used: HashSet<usize> = hosts.iter().map(|h| sim.shard_of(h[0])).collect();
+    assert_eq!(shards_used.len(), 4, "the hosts spread over every shard");
+    for host in &hosts {
+        let shard = sim.shard_of(host[0]);
+        assert!(
+            host.iter().all(|a| sim.shard_of(*a) == shard),
+            "a host has one shard"
+        );
+        let listed = host.iter().filter(|a| sim.listed().contains(a)).count();
+        assert_eq!(listed, 3, "{:?}", host[0]);
+    }
+    for m in &sim.masters {
+        assert_eq!(m.list().len(), 26 * 3, "every shard's merged list");
+    }
+    // Three heartbeat rounds: the 5 refused per host are refused again each round (never listed).
+    assert!(sim.dropped(Drop::PerIpCap) >= 26 * 5);
 }
 
 #[test]

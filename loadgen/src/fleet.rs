@@ -13,6 +13,7 @@ use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -152,9 +153,10 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     let mut progress = Progress::new();
     let end = cfg.duration.as_nanos() as u64;
     let limit = cfg.count.unwrap_or(u64::MAX);
+    let interrupted = sources::interrupted();
     loop {
         let now = now_ns();
-        if now >= end || r.handshakes >= limit {
+        if now >= end || r.handshakes >= limit || interrupted.load(Ordering::Relaxed) {
             break;
         }
         // Timers due now (bounded per round so receives are not starved).

@@ -48,7 +48,7 @@ struct Common {
     /// Master to aim at (HOST:PORT, loopback only); repeat for several masters.
     #[arg(long, required = true, value_name = "HOST:PORT")]
     target: Vec<SocketAddr>,
-    /// Stop after this many seconds.
+    /// Stop after this many seconds (a fleet also stops at SIGINT/SIGTERM, reporting what it did).
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     duration: f64,
     /// Stop after this many operations (handshakes, lists, datagrams).

@@ -7,6 +7,8 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Hosts per /16 of loopback used here (d = 1..=254, c = 0..=255).
@@ -43,6 +45,21 @@ pub fn bind_registered(
         .register(&mut s, Token(token), Interest::READABLE)
         .map_err(|e| e.to_string())?;
     Ok(s)
+}
+
+/// A flag set by SIGINT or SIGTERM, so a long run (a fleet kept up while something else is
+/// measured) ends early and still reports what it did. Registered once per process.
+pub fn interrupted() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // Registration fails only for forbidden signals; these two are not.
+            let _ = signal_hook::flag::register(sig, flag.clone());
+        }
+        flag
+    })
+    .clone()
 }
 
 /// Only loopback targets: the load generator never aims at the Internet.

@@ -12,6 +12,7 @@
 use super::gso;
 use super::pacer::{Full, Pacer};
 use super::stats::EngineCounters;
+use super::status::{CoreStatus, StatusSender};
 use super::sys;
 use super::{MESH_JOIN_TIMEOUT, Settings};
 use crate::master::counters::Counters;
@@ -57,6 +58,7 @@ pub struct CoreArgs {
     pub mesh: Option<MeshBuilder<Arc<ShardSnapshot>, FullMesh>>,
     pub stop: Arc<AtomicBool>,
     pub ready: Sender<Result<usize, (usize, String)>>,
+    pub status: StatusSender,
     pub epoch: Instant,
 }
 
@@ -102,6 +104,7 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         mesh,
         stop,
         ready,
+        status,
         epoch,
         ..
     } = args;
@@ -210,6 +213,9 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         if core.master.borrow_mut().refresh_list() {
             core.stats.borrow_mut().list_rebuilds += 1;
         }
+        if !status.push(core.status(index)) {
+            core.stats.borrow_mut().status_dropped += 1;
+        }
     }
     if let Some(s) = &senders {
         s.close();
@@ -222,6 +228,20 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
 impl Core {
     fn now(&self) -> Time {
         Time::from_millis(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    fn status(&self, index: usize) -> CoreStatus {
+        let m = self.master.borrow();
+        CoreStatus {
+            core: index,
+            at_ms: self.now().millis(),
+            valve_listed: m.list().valve_len(),
+            dp_listed: m.list().dp_len(),
+            shard_servers: m.table().len(),
+            merged_epochs: m.list_epochs().to_vec(),
+            counters: *m.counters(),
+            engine: *self.stats.borrow(),
+        }
     }
 
     fn now_ns(&self) -> u64 {

@@ -8,6 +8,7 @@
 //! | [`gso`] | cutting packet runs into UDP GSO sends |
 //! | [`sys`] | raw gathered/GSO sends, io_uring and locked-memory preflight, CPU set |
 //! | [`stats`] | per-core engine counters |
+//! | [`status`] | each core's report of itself (list sizes, merged epochs, counters) over a bounded channel |
 //!
 //! docs/architecture.md draws the data flow and lists the bounds.
 
@@ -16,10 +17,12 @@ pub mod gso;
 pub mod pacer;
 pub mod socket;
 pub mod stats;
+pub mod status;
 pub mod sys;
 
 use crate::master::Config as MasterConfig;
 pub use stats::{EngineCounters, Report};
+pub use status::CoreStatus;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +81,7 @@ pub enum StartError {
 pub struct Engine {
     local: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
+    status: status::StatusBoard,
     threads: Vec<std::thread::JoinHandle<Result<core::CoreReport, String>>>,
 }
 
@@ -143,6 +147,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
     let mesh = (cores > 1)
         .then(|| glommio::channels::channel_mesh::MeshBuilder::full(cores, core::MESH_CAPACITY));
     let (ready_tx, ready_rx) = mpsc::channel();
+    let (status_tx, status) = status::channel(cores);
     let epoch = Instant::now();
     let settings = Arc::new(settings);
     let mut threads = Vec::with_capacity(cores);
@@ -155,6 +160,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
             mesh: mesh.clone(),
             stop: stop.clone(),
             ready: ready_tx.clone(),
+            status: status_tx.clone(),
             epoch,
         };
         let t = std::thread::Builder::new()
@@ -170,6 +176,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
     let engine = Engine {
         local,
         stop,
+        status,
         threads,
     };
     let deadline = Instant::now() + START_TIMEOUT;
@@ -190,6 +197,22 @@ impl Engine {
     /// The bound addresses (port 0 resolved), in `listen` order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local
+    }
+
+    /// Each core's latest report of itself (`None` until its first tick).
+    pub fn status(&self) -> Vec<Option<CoreStatus>> {
+        self.status.latest()
+    }
+
+    /// Whether every core serves a list of exactly `valve` Valve and `dp` DP servers, merged from
+    /// a snapshot of every shard. This is what "ready" means after registering servers: each
+    /// core's merged list lags by up to one refresh, and a client may land on any core.
+    pub fn every_core_lists(&self, valve: usize, dp: usize) -> bool {
+        self.status().iter().all(|s| {
+            s.as_ref().is_some_and(|s| {
+                s.valve_listed == valve && s.dp_listed == dp && !s.merged_epochs.contains(&0)
+            })
+        })
     }
 
     /// Setting this flag stops every core within one tick (signal handlers set it).

@@ -6,9 +6,10 @@
 //! exact with no state shared between cores. Where the kernel refuses the program, it falls back
 //! to its own hash (logged) and the cap holds per core.
 
+use crate::master::steer;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// The sockets of one listen address: `sockets[i]` belongs to core `i`.
 #[derive(Debug)]
@@ -92,21 +93,7 @@ pub fn bind(addr: SocketAddr, cores: usize, recv_buffer: usize) -> Result<Listen
 
 /// Classic BPF's offset of the network header (`SKF_NET_OFF`).
 const SKF_NET_OFF: i32 = -0x10_0000;
-const HASH_MUL: u32 = 0x9E37_79B1;
-
-/// The core a datagram from `ip` lands on; the BPF program below computes the same.
-pub fn core_for(ip: IpAddr, cores: usize) -> usize {
-    let key = match ip {
-        IpAddr::V4(v4) => u32::from(v4),
-        IpAddr::V6(v6) => {
-            // The /64 prefix, as the per-address cap counts IPv6.
-            let o = v6.octets();
-            let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-            w(0) ^ w(4)
-        }
-    };
-    (key.wrapping_mul(HASH_MUL) >> 16) as usize % cores.max(1)
-}
+const HASH_MUL: u32 = steer::HASH_MUL;
 
 fn attach_steering(s: &Socket, v6: bool, cores: usize) -> io::Result<()> {
     let op = |code: u32, k: u32| libc::sock_filter {
@@ -123,7 +110,8 @@ fn attach_steering(s: &Socket, v6: bool, cores: usize) -> io::Result<()> {
     };
     let mut prog = Vec::new();
     if v6 {
-        // Source address at 8..24 of the IPv6 header; its /64 is bytes 8..16.
+        // The program computes `steer::shard_for`. Source address at 8..24 of the IPv6 header;
+        // its /64 is bytes 8..16.
         prog.push(ld_net(8));
         prog.push(op(libc::BPF_MISC | libc::BPF_TAX, 0));
         prog.push(ld_net(12));
@@ -175,7 +163,7 @@ impl ReuseportCbpf for Socket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::UdpSocket;
+    use std::net::{IpAddr, UdpSocket};
     use std::time::Duration;
 
     #[test]
@@ -206,7 +194,7 @@ mod tests {
             for _ in 0..4 {
                 let c = UdpSocket::bind((ip, 0)).unwrap();
                 c.send_to(&[host], l.addr).unwrap();
-                let want = core_for(ip, 2);
+                let want = steer::shard_for(ip, 2);
                 let mut b = [0u8; 4];
                 let (n, from) = cores[want].recv_from(&mut b).unwrap();
                 assert_eq!((n, b[0], from.ip()), (1, host, ip));

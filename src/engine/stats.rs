@@ -29,6 +29,8 @@ pub struct EngineCounters {
     pub snapshots_deferred: u64,
     /// Merged-list rebuilds.
     pub list_rebuilds: u64,
+    /// Status reports dropped because the watcher's channel was full.
+    pub status_dropped: u64,
 }
 
 impl EngineCounters {
@@ -46,6 +48,7 @@ impl EngineCounters {
         self.snapshots_sent += o.snapshots_sent;
         self.snapshots_deferred += o.snapshots_deferred;
         self.list_rebuilds += o.list_rebuilds;
+        self.status_dropped += o.status_dropped;
     }
 }
 

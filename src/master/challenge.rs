@@ -27,6 +27,8 @@ pub const DEFAULT_VALVE_WINDOW_MS: u64 = 60_000;
 pub const DEFAULT_DP_WINDOW_MS: u64 = 2_000;
 
 /// dpmaster's challenge alphabet, in byte order.
+// A const evaluation: an out-of-range index here fails the build, not a datagram.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 const ALPHABET: [u8; 89] = {
     let mut a = [0u8; 89];
     let mut b = 33u8;
@@ -61,6 +63,11 @@ pub struct Challenges {
     secret: [u8; 16],
     valve_window_ms: u64,
     dp_window_ms: u64,
+}
+
+/// The number of the window `now` falls in (`window_ms` is at least 1 by construction).
+fn window(now: Time, window_ms: u64) -> u64 {
+    now.millis().checked_div(window_ms).unwrap_or(0)
 }
 
 /// Domain separation between the two handshakes.
@@ -104,26 +111,32 @@ impl Challenges {
 
     /// The challenge to send to `addr` now.
     pub fn valve(&self, now: Time, addr: SocketAddr) -> u32 {
-        self.valve_at(now.millis() / self.valve_window_ms, addr)
+        self.valve_at(window(now, self.valve_window_ms), addr)
     }
 
     /// Whether `challenge` was issued to `addr` in this window or the previous one. Bit 31 is
     /// ignored, so a server that printed it signed or unsigned verifies alike.
     pub fn verify_valve(&self, now: Time, addr: SocketAddr, challenge: u32) -> bool {
-        let w = now.millis() / self.valve_window_ms;
+        let w = window(now, self.valve_window_ms);
         let c = challenge & 0x7FFF_FFFF;
-        c == self.valve_at(w, addr) || (w > 0 && c == self.valve_at(w - 1, addr))
+        c == self.valve_at(w, addr)
+            || w.checked_sub(1)
+                .is_some_and(|p| c == self.valve_at(p, addr))
     }
 
     fn dp_at(&self, window: u64, addr: SocketAddr, tag: u8) -> DpChallenge {
+        // Mixed-radix digits of the MAC: first the length, then one alphabet index per byte.
+        const SPAN: u128 = (CHALLENGE_MAX_LEN - CHALLENGE_MIN_LEN + 1) as u128;
+        const RADIX: u128 = ALPHABET.len() as u128;
         let mut m = self.mac(DOMAIN_DP, window, addr, tag);
-        let span = (CHALLENGE_MAX_LEN - CHALLENGE_MIN_LEN + 1) as u128;
-        let len = CHALLENGE_MIN_LEN + (m % span) as usize;
-        m /= span;
+        let extra = m.checked_rem(SPAN).unwrap_or(0) as usize;
+        let len = CHALLENGE_MIN_LEN.saturating_add(extra);
+        m = m.checked_div(SPAN).unwrap_or(0);
         let mut buf = [0u8; CHALLENGE_MAX_LEN];
         for b in buf.iter_mut().take(len) {
-            *b = ALPHABET[(m % ALPHABET.len() as u128) as usize];
-            m /= ALPHABET.len() as u128;
+            let digit = m.checked_rem(RADIX).unwrap_or(0) as usize;
+            *b = ALPHABET.get(digit).copied().unwrap_or(b'A');
+            m = m.checked_div(RADIX).unwrap_or(0);
         }
         DpChallenge {
             buf,
@@ -133,7 +146,7 @@ impl Challenges {
 
     /// The `getinfo` challenge for `addr` answering a heartbeat whose tag has index `tag`.
     pub fn dp(&self, now: Time, addr: SocketAddr, tag: u8) -> DpChallenge {
-        self.dp_at(now.millis() / self.dp_window_ms, addr, tag)
+        self.dp_at(window(now, self.dp_window_ms), addr, tag)
     }
 
     /// Which of `tags` (indices `0..tags`) the challenge was issued for, in this window or the
@@ -142,7 +155,7 @@ impl Challenges {
         if !(CHALLENGE_MIN_LEN..=CHALLENGE_MAX_LEN).contains(&challenge.len()) {
             return None;
         }
-        let w = now.millis() / self.dp_window_ms;
+        let w = window(now, self.dp_window_ms);
         let windows = [Some(w), w.checked_sub(1)];
         (0..tags).find(|&t| {
             windows

@@ -89,32 +89,45 @@ pub struct Counters {
     pub dropped: [u64; Drop::COUNT],
 }
 
+/// Counts one event. Counters wrap rather than panic (2⁶⁴ events never happen; a panic on the
+/// packet path must not be possible at all).
+pub fn inc(c: &mut u64) {
+    *c = c.wrapping_add(1);
+}
+
+/// Counts `n` events.
+pub fn add(c: &mut u64, n: u64) {
+    *c = c.wrapping_add(n);
+}
+
 impl Counters {
     pub fn drop(&mut self, why: Drop) {
-        self.dropped[why as usize] += 1;
+        if let Some(c) = self.dropped.get_mut(why as usize) {
+            inc(c);
+        }
     }
 
     pub fn dropped(&self, why: Drop) -> u64 {
-        self.dropped[why as usize]
+        self.dropped.get(why as usize).copied().unwrap_or(0)
     }
 
     pub fn dropped_total(&self) -> u64 {
-        self.dropped.iter().sum()
+        self.dropped.iter().fold(0, |a, b| a.wrapping_add(*b))
     }
 }
 
 impl AddAssign<&Counters> for Counters {
     fn add_assign(&mut self, o: &Counters) {
-        self.received += o.received;
-        self.answered += o.answered;
-        self.challenges_sent += o.challenges_sent;
-        self.registered += o.registered;
-        self.refreshed += o.refreshed;
-        self.expired += o.expired;
-        self.valve_queries += o.valve_queries;
-        self.dp_queries += o.dp_queries;
+        add(&mut self.received, o.received);
+        add(&mut self.answered, o.answered);
+        add(&mut self.challenges_sent, o.challenges_sent);
+        add(&mut self.registered, o.registered);
+        add(&mut self.refreshed, o.refreshed);
+        add(&mut self.expired, o.expired);
+        add(&mut self.valve_queries, o.valve_queries);
+        add(&mut self.dp_queries, o.dp_queries);
         for (a, b) in self.dropped.iter_mut().zip(o.dropped) {
-            *a += b;
+            add(a, b);
         }
     }
 }

@@ -39,7 +39,8 @@ pub struct Wheel {
 impl Wheel {
     /// A wheel whose horizon covers `horizon_ms` (the server timeout) from any `now`.
     pub fn new(now: Time, horizon_ms: u64) -> Self {
-        let len = (horizon_ms / GRANULARITY_MS + 2) as usize;
+        let len =
+            usize::try_from((horizon_ms / GRANULARITY_MS).saturating_add(2)).unwrap_or(usize::MAX);
         Self {
             buckets: (0..len).map(|_| Vec::new()).collect(),
             cursor: now.millis() / GRANULARITY_MS,
@@ -50,8 +51,23 @@ impl Wheel {
     /// Schedules `e` to come due at `at` (rounded up to the bucket; clamped to the horizon).
     pub fn schedule(&mut self, at: Time, e: Entry) {
         let tick = at.millis().div_ceil(GRANULARITY_MS);
-        let tick = tick.clamp(self.cursor, self.cursor + self.len as u64 - 1);
-        self.buckets[(tick % self.len as u64) as usize].push(e);
+        let tick = tick.clamp(self.cursor, self.horizon_end());
+        let i = self.bucket(tick);
+        if let Some(b) = self.buckets.get_mut(i) {
+            b.push(e);
+        }
+    }
+
+    /// The last tick the wheel can hold from its cursor (one revolution on).
+    fn horizon_end(&self) -> u64 {
+        self.cursor
+            .saturating_add(self.len as u64)
+            .saturating_sub(1)
+    }
+
+    /// The bucket of absolute tick `tick` (`len` ≥ 2 by construction).
+    fn bucket(&self, tick: u64) -> usize {
+        tick.checked_rem(self.len as u64).unwrap_or(0) as usize
     }
 
     /// Processes due entries up to `now`, at most `budget` of them. Returns `true` when everything
@@ -66,26 +82,31 @@ impl Wheel {
         // After a long pause every bucket is due: visit each once, not every skipped tick. All
         // entries lie within one revolution of the old cursor, so none is missed.
         let revolution = self.len as u64;
-        if now_tick >= self.cursor + revolution {
-            self.cursor = now_tick + 1 - revolution;
+        if now_tick >= self.cursor.saturating_add(revolution) {
+            self.cursor = now_tick.saturating_add(1).saturating_sub(revolution);
         }
         while self.cursor <= now_tick {
-            let i = (self.cursor % self.len as u64) as usize;
-            while let Some(e) = self.buckets[i].pop() {
-                if budget == 0 {
-                    self.buckets[i].push(e);
+            let i = self.bucket(self.cursor);
+            let next = self.cursor.saturating_add(1);
+            let (lo, hi) = (next, self.horizon_end());
+            while let Some(e) = self.buckets.get_mut(i).and_then(Vec::pop) {
+                let Some(left) = budget.checked_sub(1) else {
+                    if let Some(b) = self.buckets.get_mut(i) {
+                        b.push(e);
+                    }
                     return false;
-                }
-                budget -= 1;
+                };
+                budget = left;
                 if let Due::Reschedule(at) = visit(e) {
                     // Rescheduling into the bucket being drained would loop: push it one tick on.
-                    let at = at.max(Time::from_millis((self.cursor + 1) * GRANULARITY_MS));
-                    let tick = at.millis().div_ceil(GRANULARITY_MS);
-                    let tick = tick.clamp(self.cursor + 1, self.cursor + self.len as u64 - 1);
-                    self.buckets[(tick % self.len as u64) as usize].push(e);
+                    let tick = at.millis().div_ceil(GRANULARITY_MS).clamp(lo, hi.max(lo));
+                    let j = self.bucket(tick);
+                    if let Some(b) = self.buckets.get_mut(j) {
+                        b.push(e);
+                    }
                 }
             }
-            self.cursor += 1;
+            self.cursor = next;
         }
         true
     }
@@ -100,12 +121,11 @@ impl Wheel {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<Vec<Entry>>()
-            + self
-                .buckets
-                .iter()
-                .map(|b| b.capacity() * std::mem::size_of::<Entry>())
-                .sum::<usize>()
+        let entries: usize = self.buckets.iter().map(Vec::capacity).sum();
+        self.buckets
+            .capacity()
+            .saturating_mul(std::mem::size_of::<Vec<Entry>>())
+            .saturating_add(entries.saturating_mul(std::mem::size_of::<Entry>()))
     }
 }
 

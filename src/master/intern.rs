@@ -37,7 +37,10 @@ impl Interner {
             return Sym::NONE;
         }
         if let Some(&id) = self.ids.get(s) {
-            if let Some(Some(e)) = self.entries.get_mut(id as usize - 1) {
+            if let Some(Some(e)) = (id as usize)
+                .checked_sub(1)
+                .and_then(|i| self.entries.get_mut(i))
+            {
                 e.refs = e.refs.saturating_add(1);
             }
             return Sym(id);
@@ -47,14 +50,18 @@ impl Interner {
             bytes: bytes.clone(),
             refs: 1,
         });
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.entries[id as usize - 1] = entry;
+        let free = self
+            .free
+            .pop()
+            .and_then(|id| Some((id, (id as usize).checked_sub(1)?)));
+        let id = match free.and_then(|(id, i)| Some((id, self.entries.get_mut(i)?))) {
+            Some((id, slot)) => {
+                *slot = entry;
                 id
             }
             None => {
                 self.entries.push(entry);
-                self.entries.len() as u32
+                u32::try_from(self.entries.len()).unwrap_or(u32::MAX)
             }
         };
         self.ids.insert(bytes, id);
@@ -66,9 +73,14 @@ impl Interner {
         if sym == Sym::NONE {
             return;
         }
-        let slot = &mut self.entries[sym.0 as usize - 1];
+        let Some(slot) = (sym.0 as usize)
+            .checked_sub(1)
+            .and_then(|i| self.entries.get_mut(i))
+        else {
+            return;
+        };
         let Some(e) = slot else { return };
-        e.refs -= 1;
+        e.refs = e.refs.saturating_sub(1);
         if e.refs == 0 {
             self.ids.remove(&e.bytes);
             *slot = None;
@@ -108,11 +120,20 @@ impl Interner {
 
     /// Heap bytes held (strings, their index and the table), for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        let strings: usize = self.ids.keys().map(|k| k.len() + 16).sum();
+        // Each string's bytes plus the two counts of its `Arc` allocation.
+        let strings: usize = self.ids.keys().map(|k| k.len().saturating_add(16)).sum();
+        let ids = self
+            .ids
+            .capacity()
+            .saturating_mul(std::mem::size_of::<(Arc<[u8]>, u32)>().saturating_add(1));
         strings
-            + self.ids.capacity() * (std::mem::size_of::<(Arc<[u8]>, u32)>() + 1)
-            + self.entries.capacity() * std::mem::size_of::<Option<Entry>>()
-            + self.free.capacity() * 4
+            .saturating_add(ids)
+            .saturating_add(
+                self.entries
+                    .capacity()
+                    .saturating_mul(std::mem::size_of::<Option<Entry>>()),
+            )
+            .saturating_add(self.free.capacity().saturating_mul(4))
     }
 }
 

@@ -102,7 +102,14 @@ impl List {
                 idx: idx as u32,
             }));
         }
-        let get = |r: &Ref| &shards[r.shard as usize].servers[r.idx as usize];
+        // Refs are made just above from these very shards: every one resolves.
+        static NONE: Server = Server::EMPTY;
+        let get = |r: &Ref| {
+            shards
+                .get(r.shard as usize)
+                .and_then(|s| s.servers.get(r.idx as usize))
+                .unwrap_or(&NONE)
+        };
         // Each shard is sorted already; a stable sort of the concatenation is a k-way merge in
         // practice (runs are detected), and keeps equal keys in shard order for the dedup below.
         all.sort_by_key(|r| get(r).addr);
@@ -126,7 +133,7 @@ impl List {
                 Family::DarkPlaces => dp.push(r),
             }
         }
-        let mut entries = Vec::with_capacity(valve.len() * ENTRY_LEN);
+        let mut entries = Vec::with_capacity(valve.len().saturating_mul(ENTRY_LEN));
         for r in &valve {
             entries.extend_from_slice(&get(r).addr.v4_entry());
         }
@@ -139,26 +146,45 @@ impl List {
         }
     }
 
-    fn server(&self, r: Ref) -> (&Server, &SymTable) {
-        let s = &self.shards[r.shard as usize];
-        (&s.servers[r.idx as usize], &s.strings)
+    fn server(&self, r: Ref) -> Option<(&Server, &SymTable)> {
+        let s = self.shards.get(r.shard as usize)?;
+        Some((s.servers.get(r.idx as usize)?, &s.strings))
     }
 
     /// Servers in the list (Valve IPv4 + DP).
     pub fn len(&self) -> usize {
-        self.valve.len() + self.dp.len()
+        self.valve.len().saturating_add(self.dp.len())
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Servers on the Valve list (IPv4 only: the page format has no room for IPv6).
+    pub fn valve_len(&self) -> usize {
+        self.valve.len()
+    }
+
+    /// Servers on the DP list (every game, IPv4 and IPv6).
+    pub fn dp_len(&self) -> usize {
+        self.dp.len()
+    }
+
     /// Every listed server's address, Valve then DP, for tests and tools.
     pub fn addrs(&self) -> impl Iterator<Item = AddrKey> + '_ {
+        self.valve_addrs().chain(self.dp_addrs())
+    }
+
+    /// The Valve list's addresses, in wire order.
+    pub fn valve_addrs(&self) -> impl Iterator<Item = AddrKey> + '_ {
         self.valve
             .iter()
-            .chain(&self.dp)
-            .map(|&r| self.server(r).0.addr)
+            .filter_map(|&r| Some(self.server(r)?.0.addr))
+    }
+
+    /// The DP list's addresses, in wire order (IPv4 first).
+    pub fn dp_addrs(&self) -> impl Iterator<Item = AddrKey> + '_ {
+        self.dp.iter().filter_map(|&r| Some(self.server(r)?.0.addr))
     }
 
     /// Index of the first Valve server after `seed` (an expired seed still finds the next one).
@@ -179,24 +205,27 @@ impl List {
         let start = self.valve_after(seed);
         let all_regions = matches!(region, Region::All | Region::Unknown(_));
         if filter.is_empty() && all_regions {
-            let remaining = self.valve.len() - start;
+            let remaining = self.valve.len().saturating_sub(start);
             let (count, last) = if remaining < MAX_PAGE_ENTRIES {
                 (remaining, true)
             } else {
                 (MAX_PAGE_ENTRIES, false)
             };
+            let from = start.saturating_mul(ENTRY_LEN);
             return ValvePage::Shared {
                 entries: self.valve_entries.clone(),
-                range: start * ENTRY_LEN..(start + count) * ENTRY_LEN,
+                range: from..from.saturating_add(count.saturating_mul(ENTRY_LEN)),
                 last,
             };
         }
         let collapse = filter.collapse_addr_hash();
         let mut last_ip: Option<[u8; 4]> = collapse.then(|| [seed[0], seed[1], seed[2], seed[3]]);
         out.extend_from_slice(&PAGE_HEADER);
-        let mut count = 0;
-        for &r in &self.valve[start..] {
-            let (s, strings) = self.server(r);
+        let mut count = 0usize;
+        for &r in self.valve.get(start..).unwrap_or_default() {
+            let Some((s, strings)) = self.server(r) else {
+                continue;
+            };
             let e = s.addr.v4_entry();
             let ip = [e[0], e[1], e[2], e[3]];
             if collapse && last_ip == Some(ip) {
@@ -210,7 +239,7 @@ impl List {
                 return ValvePage::Written;
             }
             out.extend_from_slice(&e);
-            count += 1;
+            count = count.saturating_add(1);
             last_ip = Some(ip);
         }
         if count < MAX_PAGE_ENTRIES {
@@ -266,7 +295,9 @@ impl List {
             return;
         };
         for &r in &self.dp {
-            let (s, strings) = self.server(r);
+            let Some((s, strings)) = self.server(r) else {
+                continue;
+            };
             if matcher::dp_matches(game, protocol, f, s, strings) {
                 // Port 0 and IPv6-in-plain-response are excluded by dp_matches and the policy.
                 let _ = w.push(s.addr.addr());
@@ -371,7 +402,7 @@ mod tests {
         .unwrap();
         let list = List::merge(vec![a.snapshot(), b.snapshot()]);
         assert_eq!(list.len(), 1000);
-        let (s, strings) = list.server(list.valve[7]);
+        let (s, strings) = list.server(list.valve[7]).unwrap();
         assert_eq!(strings.get(s.map), b"newer");
         let all = walk(&list, b"");
         assert_eq!(all.len(), 1000);

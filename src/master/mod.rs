@@ -1,3 +1,16 @@
+//! (lint scope) Outside tests, `master/` may not unwrap, expect, panic, index unchecked or overflow:
+//! every path here runs on datagrams from the network, as `wire/` does.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 //! The sans-IO master core: registration, challenges, expiry, caps, filters and list pages.
 //!
 //! A pure state machine per shard: it takes `now`, the peer address and a datagram, and says what to
@@ -16,13 +29,17 @@
 //! | [`matcher`] | Valve filters and DP options evaluated on records |
 //! | [`list`] | the merged list of every shard: Valve pages and DP responses |
 //! | [`counters`] | per-shard counters and drop reasons |
+//! | `exercise` | (tests and the `exercise` feature) a byte-driven script runner checking the invariants; the fuzz target `master_handle` |
 //! | [`service`] | [`Master`]: `handle`, `tick`, snapshot publication |
+//! | [`steer`] | which shard a source address belongs to (the engine's BPF computes the same) |
 
 pub use service::{Config, Master, Reply};
 pub use time::Time;
 
 pub mod challenge;
 pub mod counters;
+#[cfg(any(test, feature = "exercise"))]
+pub mod exercise;
 pub mod expiry;
 pub mod intern;
 pub mod list;
@@ -30,5 +47,6 @@ pub mod matcher;
 pub mod policy;
 pub mod record;
 pub mod service;
+pub mod steer;
 pub mod table;
 pub mod time;

@@ -119,6 +119,29 @@ pub struct Server {
 }
 
 impl Server {
+    /// A record with nothing in it (a stand-in where a lookup that cannot fail must still not panic).
+    pub const EMPTY: Server = Server {
+        addr: AddrKey([0; 19]),
+        family: Family::Valve,
+        region: 0,
+        server_type: 0,
+        players: 0,
+        max_players: 0,
+        bots: 0,
+        flags: 0,
+        appid: 0,
+        protocol: 0,
+        game: Sym::NONE,
+        product: Sym::NONE,
+        map: Sym::NONE,
+        version: Sym::NONE,
+        tags: Sym::NONE,
+        gamedata: Sym::NONE,
+        hostname: Sym::NONE,
+        first_seen: 0,
+        last_seen: 0,
+    };
+
     pub fn has(&self, flag: u16) -> bool {
         self.flags & flag != 0
     }
@@ -161,7 +184,8 @@ pub fn small_number(v: Option<&[u8]>) -> Option<u8> {
     Some(
         v.iter()
             .fold(0u32, |n, d| {
-                n.saturating_mul(10).saturating_add(u32::from(d - b'0'))
+                n.saturating_mul(10)
+                    .saturating_add(u32::from(d.wrapping_sub(b'0')))
             })
             .min(255) as u8,
     )
@@ -174,7 +198,8 @@ pub fn number(v: Option<&[u8]>) -> Option<u32> {
         return None;
     }
     v.iter().try_fold(0u32, |n, d| {
-        n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+        n.checked_mul(10)?
+            .checked_add(u32::from(d.wrapping_sub(b'0')))
     })
 }
 

@@ -15,7 +15,7 @@
 //!   leaves the list at the timeout.
 
 use super::challenge::Challenges;
-use super::counters::{Counters, Drop};
+use super::counters::{Counters, Drop, add, inc};
 use super::list::{List, Packets, ValvePage};
 use super::policy::{self, AddressVerdict, GamePolicy, Limits, TAGS};
 use super::record::{Family, flags, number, small_number};
@@ -117,6 +117,8 @@ pub struct Master {
     shards: Vec<Option<Arc<ShardSnapshot>>>,
     shard: usize,
     list_stale: bool,
+    /// For every shard, the epoch of its snapshot in `list` (0: none).
+    list_epochs: Vec<u64>,
     counters: Counters,
 }
 
@@ -137,8 +139,9 @@ impl Master {
             table: Table::new(now, config.limits.clone()),
             list: List::default(),
             shards: vec![None; shards],
-            shard: shard.min(shards - 1),
+            shard: shard.min(shards.saturating_sub(1)),
             list_stale: false,
+            list_epochs: vec![0; shards],
             counters: Counters::default(),
             config,
         }
@@ -160,6 +163,17 @@ impl Master {
         &self.config
     }
 
+    /// Which shard this is.
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    /// For every shard, the epoch of its snapshot merged into the list this shard serves (0: none
+    /// yet). A test or operator compares these across cores to know every core is up to date.
+    pub fn list_epochs(&self) -> &[u64] {
+        &self.list_epochs
+    }
+
     /// Handles one datagram from `from`. Reply bytes that are not shared go to `out` (cleared first).
     pub fn handle(
         &mut self,
@@ -169,7 +183,7 @@ impl Master {
         out: &mut Packets,
     ) -> Reply {
         out.clear();
-        self.counters.received += 1;
+        inc(&mut self.counters.received);
         let from = policy::canonical(from);
         let reply = match classify(datagram) {
             Kind::ValveListQuery => self.valve_query(datagram, out),
@@ -184,7 +198,7 @@ impl Master {
         };
         match reply {
             Ok(r) => {
-                self.counters.answered += r.count(out);
+                add(&mut self.counters.answered, r.count(out));
                 r
             }
             Err(why) => {
@@ -206,7 +220,7 @@ impl Master {
     fn valve_query(&mut self, datagram: &[u8], out: &mut Packets) -> Result<Reply, Drop> {
         let q = ListQuery::decode(datagram).map_err(|_| Drop::Malformed)?;
         let filter = Filter::parse(q.filter).map_err(|_| Drop::BadFilter)?;
-        self.counters.valve_queries += 1;
+        inc(&mut self.counters.valve_queries);
         let seed = super::record::AddrKey::new(q.seed.into()).v4_entry();
         match self
             .list
@@ -241,7 +255,7 @@ impl Master {
                 let challenge = self.challenges.valve(now, from);
                 ChallengeReply { challenge, nonce }.encode(&mut out.bytes);
                 out.ends.push(out.bytes.len());
-                self.counters.challenges_sent += 1;
+                inc(&mut self.counters.challenges_sent);
                 Ok(Reply::Packets)
             }
             ServerMessage::Heartbeat(hb) => {
@@ -275,7 +289,7 @@ impl Master {
         .encode(&mut out.bytes)
         .map_err(|_| Drop::Malformed)?;
         out.ends.push(out.bytes.len());
-        self.counters.challenges_sent += 1;
+        inc(&mut self.counters.challenges_sent);
         Ok(Reply::Packets)
     }
 
@@ -298,7 +312,7 @@ impl Master {
 
     fn dp_query(&mut self, datagram: &[u8], out: &mut Packets) -> Result<Reply, Drop> {
         let q = DpQuery::decode(datagram).map_err(|_| Drop::Malformed)?;
-        self.counters.dp_queries += 1;
+        inc(&mut self.counters.dp_queries);
         match self.list.dp_response(&q, self.config.max_dp_packet, out) {
             Some(shared) => Ok(Reply::Shared(shared)),
             None => Ok(Reply::Packets),
@@ -313,8 +327,8 @@ impl Master {
         f: &Fields<'_>,
     ) -> Result<(), Drop> {
         match self.table.upsert(now, from, family, f) {
-            Ok(Upserted::Inserted) => self.counters.registered += 1,
-            Ok(Upserted::Refreshed) => self.counters.refreshed += 1,
+            Ok(Upserted::Inserted) => inc(&mut self.counters.registered),
+            Ok(Upserted::Refreshed) => inc(&mut self.counters.refreshed),
             Err(Rejected::PerIpCap) => return Err(Drop::PerIpCap),
             Err(Rejected::TableFull) => return Err(Drop::TableFull),
         }
@@ -325,14 +339,15 @@ impl Master {
     /// work is done (`false`: call again soon).
     pub fn tick(&mut self, now: Time, budget: usize) -> bool {
         let (expired, done) = self.table.expire(now, budget);
-        self.counters.expired += expired as u64;
+        add(&mut self.counters.expired, expired as u64);
         done
     }
 
     /// A snapshot of this shard if it changed since the last one; it is also installed locally.
     /// The engine sends it to every other core.
     pub fn publish(&mut self) -> Option<Arc<ShardSnapshot>> {
-        if !self.table.changed() && self.shards[self.shard].is_some() {
+        let held = self.shards.get(self.shard).is_some_and(Option::is_some);
+        if !self.table.changed() && held {
             return None;
         }
         let snap = self.table.snapshot();
@@ -358,6 +373,11 @@ impl Master {
             return false;
         }
         self.list = List::merge(self.shards.iter().flatten().cloned().collect());
+        self.list_epochs = self
+            .shards
+            .iter()
+            .map(|s| s.as_ref().map_or(0, |s| s.epoch))
+            .collect();
         self.list_stale = false;
         true
     }

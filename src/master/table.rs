@@ -158,6 +158,11 @@ impl Table {
         self.slots.get(i as usize)?.as_ref()
     }
 
+    /// Every listed server, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Server> {
+        self.slots.iter().flatten()
+    }
+
     pub fn strings(&self) -> &Interner {
         &self.interner
     }
@@ -198,17 +203,23 @@ impl Table {
             }
             return Err(Rejected::PerIpCap);
         }
-        *count += 1;
+        *count = count.saturating_add(1);
         let server = f.to_server(key, family, now, &mut self.interner);
-        let slot = match self.free.pop() {
-            Some(s) => {
-                self.slots[s as usize] = Some(server);
+        let reused = self
+            .free
+            .pop()
+            .and_then(|s| Some((s, self.slots.get_mut(s as usize)?)));
+        let slot = match reused {
+            Some((s, place)) => {
+                *place = Some(server);
                 s
             }
             None => {
+                // Slot numbers are u32: `max_servers` is far below 2³² (config-checked).
+                let s = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
                 self.slots.push(Some(server));
                 self.generations.push(0);
-                (self.slots.len() - 1) as u32
+                s
             }
         };
         let (slots, hasher) = (&self.slots, &self.hasher);
@@ -220,7 +231,7 @@ impl Table {
             at,
             Entry {
                 slot,
-                generation: self.generations[slot as usize],
+                generation: self.generations.get(slot as usize).copied().unwrap_or(0),
             },
         );
         self.changed = true;
@@ -239,7 +250,10 @@ impl Table {
     }
 
     fn remove_slot(&mut self, slot: u32) {
-        let Some(server) = self.slots[slot as usize].as_ref().copied() else {
+        let Some(place) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(server) = place.take() else {
             return;
         };
         if let Ok(entry) = self
@@ -248,17 +262,18 @@ impl Table {
         {
             entry.remove();
         }
-        self.slots[slot as usize] = None;
         let ip = IpKey::new(server.addr.addr().ip());
         if let Some(c) = self.per_ip.get_mut(&ip) {
-            *c -= 1;
+            *c = c.saturating_sub(1);
             if *c == 0 {
                 self.per_ip.remove(&ip);
             }
         }
         server.release_strings(&mut self.interner);
         // A new generation makes the wheel entry of this slot stale.
-        self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
+        if let Some(g) = self.generations.get_mut(slot as usize) {
+            *g = g.wrapping_add(1);
+        }
         self.free.push(slot);
         self.changed = true;
     }
@@ -302,7 +317,7 @@ impl Table {
         let mut servers: Vec<Server> = self.slots.iter().flatten().copied().collect();
         servers.sort_unstable_by_key(|s| s.addr);
         self.changed = false;
-        self.epoch += 1;
+        self.epoch = self.epoch.wrapping_add(1);
         Arc::new(ShardSnapshot {
             servers,
             strings: self.interner.table(),
@@ -313,15 +328,24 @@ impl Table {
     /// Heap bytes held by the table (records, index, caps, wheel, strings): memory per server is
     /// this over [`len`](Self::len).
     pub fn heap_bytes(&self) -> usize {
-        let index = self.index.capacity() * (std::mem::size_of::<u32>() + 1);
-        let per_ip = self.per_ip.capacity() * (std::mem::size_of::<(IpKey, u16)>() + 1);
-        self.slots.capacity() * std::mem::size_of::<Option<Server>>()
-            + self.generations.capacity() * 4
-            + self.free.capacity() * 4
-            + index
-            + per_ip
-            + self.wheel.heap_bytes()
-            + self.interner.heap_bytes()
+        let size = |cap: usize, each: usize| cap.saturating_mul(each);
+        [
+            size(
+                self.index.capacity(),
+                std::mem::size_of::<u32>().saturating_add(1),
+            ),
+            size(
+                self.per_ip.capacity(),
+                std::mem::size_of::<(IpKey, u16)>().saturating_add(1),
+            ),
+            size(self.slots.capacity(), std::mem::size_of::<Option<Server>>()),
+            size(self.generations.capacity(), 4),
+            size(self.free.capacity(), 4),
+            self.wheel.heap_bytes(),
+            self.interner.heap_bytes(),
+        ]
+        .iter()
+        .fold(0usize, |a, b| a.saturating_add(*b))
     }
 }
 

@@ -10,6 +10,7 @@
 
 use muster::config::{File, Overrides};
 use muster::engine::{self, Engine};
+use muster::master::steer::shard_for;
 use muster::wire::dp_list::ListResponse;
 use muster::wire::valve_list::ListPage;
 use std::collections::HashSet;
@@ -81,53 +82,77 @@ pub fn valve_info(gamedir: &str, map: &str, challenge: u32) -> String {
     )
 }
 
-/// Registers every socket as a Valve game server (pipelined: all `q`s, then all heartbeats).
-/// Returns how many got a challenge.
-pub fn valve_register(master: SocketAddr, servers: &[UdpSocket], gamedir: &str) -> usize {
-    for s in servers {
-        s.send_to(b"q", master).unwrap();
+/// Game-server sockets whose handshake is in flight at once. Bounded so a burst never overruns the
+/// master's receive buffer or the kernel's loopback backlog (`net.core.netdev_max_backlog`).
+pub const HANDSHAKE_WINDOW: usize = 128;
+/// Times a game server asks for a challenge before giving up (a real one retries too).
+pub const HANDSHAKE_TRIES: usize = 4;
+
+/// What a batch of handshakes did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Handshakes {
+    /// Servers that got a challenge and answered it.
+    pub answered: usize,
+    /// Challenge requests sent (more than `answered` only where one went unanswered in time).
+    pub requests: usize,
+}
+
+/// Runs the two-step handshake for every socket, [`HANDSHAKE_WINDOW`] at a time: sends `ask`,
+/// waits for the master's challenge (asking again up to [`HANDSHAKE_TRIES`] times), and sends
+/// `answer(challenge reply)`.
+fn handshake(
+    master: SocketAddr,
+    servers: &[UdpSocket],
+    ask: &[u8],
+    mut answer: impl FnMut(&[u8]) -> Vec<u8>,
+) -> Handshakes {
+    let mut done = Handshakes::default();
+    let mut buf = [0u8; 256];
+    for window in servers.chunks(HANDSHAKE_WINDOW) {
+        for s in window {
+            s.send_to(ask, master).unwrap();
+            done.requests += 1;
+        }
+        for s in window {
+            for attempt in 1..=HANDSHAKE_TRIES {
+                if let Some(n) = recv_from_master(s, master, &mut buf) {
+                    s.send_to(&answer(&buf[..n]), master).unwrap();
+                    done.answered += 1;
+                    break;
+                }
+                if attempt < HANDSHAKE_TRIES {
+                    s.send_to(ask, master).unwrap();
+                    done.requests += 1;
+                }
+            }
+        }
     }
-    let mut ok = 0;
-    let mut buf = [0u8; 64];
-    for s in servers {
-        let Some(n) = recv_from_master(s, master, &mut buf) else {
-            continue;
-        };
+    done
+}
+
+/// Registers every socket as a Valve game server: `q` → challenge → heartbeat.
+pub fn valve_register(master: SocketAddr, servers: &[UdpSocket], gamedir: &str) -> Handshakes {
+    handshake(master, servers, b"q", |reply| {
         // FF FF FF FF 73 0A <challenge u32 LE> (10 bytes; 14 with a Xash nonce).
-        assert_eq!(&buf[..6], b"\xFF\xFF\xFF\xFFs\n", "challenge reply");
-        assert_eq!(n, 10);
-        let challenge = u32::from_le_bytes(buf[6..10].try_into().unwrap());
-        let hb = format!("0\n{}", valve_info(gamedir, "de_dust2", challenge));
-        s.send_to(hb.as_bytes(), master).unwrap();
-        ok += 1;
-    }
-    ok
+        assert_eq!(&reply[..6], b"\xFF\xFF\xFF\xFFs\n", "challenge reply");
+        assert_eq!(reply.len(), 10);
+        let challenge = u32::from_le_bytes(reply[6..10].try_into().unwrap());
+        format!("0\n{}", valve_info(gamedir, "de_dust2", challenge)).into_bytes()
+    })
 }
 
 /// Registers every socket as a DP/Q3 game server: `heartbeat <tag>` → `getinfo` → `infoResponse`.
-pub fn dp_register(master: SocketAddr, servers: &[UdpSocket], tag: &str, info: &str) -> usize {
+pub fn dp_register(master: SocketAddr, servers: &[UdpSocket], tag: &str, info: &str) -> Handshakes {
     let hb = [OOB, format!("heartbeat {tag}\n").as_bytes()].concat();
-    for s in servers {
-        s.send_to(&hb, master).unwrap();
-    }
-    let mut ok = 0;
-    let mut buf = [0u8; 128];
-    for s in servers {
-        let Some(n) = recv_from_master(s, master, &mut buf) else {
-            continue;
-        };
-        let text = &buf[..n];
+    handshake(master, servers, &hb, |text| {
         assert!(text.starts_with(b"\xFF\xFF\xFF\xFFgetinfo "), "{text:?}");
         let challenge = std::str::from_utf8(&text[12..]).unwrap();
-        let reply = [
+        [
             OOB,
             format!("infoResponse\n{info}\\challenge\\{challenge}").as_bytes(),
         ]
-        .concat();
-        s.send_to(&reply, master).unwrap();
-        ok += 1;
-    }
-    ok
+        .concat()
+    })
 }
 
 pub const NEXUIZ_INFO: &str = "\\gamename\\Nexuiz\\modname\\data\\gameversion\\20000\\sv_maxclients\\16\\clients\\2\\bots\\0\\mapname\\dm1\\hostname\\a Nexuiz server\\protocol\\3";
@@ -187,6 +212,36 @@ pub fn dp_list(master: SocketAddr, client: &UdpSocket, query: &str) -> (Vec<Sock
         }
     }
     panic!("the response never ended");
+}
+
+/// Waits until every core of `e` serves a list of exactly `valve` Valve and `dp` DP servers (each
+/// core's merged list lags by up to one refresh; a client may land on any core). Panics with each
+/// core's last report if that does not happen within [`PATIENCE`].
+pub fn every_core_lists(e: &Engine, valve: usize, dp: usize) {
+    assert!(
+        eventually(|| e.every_core_lists(valve, dp)),
+        "not every core lists {valve} Valve + {dp} DP servers: {:#?}",
+        e.status()
+    );
+}
+
+/// One client socket per core of `cores`, each on a source address (127.0.<hi>.x) that the
+/// engine's steering sends to that core: what the binary's cores serve can be asked of each.
+pub fn clients_on_every_core(cores: usize, hi: u8) -> Vec<UdpSocket> {
+    (0..cores)
+        .map(|core| {
+            let ip = (1..=254)
+                .map(|d| Ipv4Addr::new(127, 0, hi, d))
+                .find(|ip| shard_for(IpAddr::V4(*ip), cores) == core)
+                .expect("some address of a /24 steers to every core");
+            socket(ip)
+        })
+        .collect()
+}
+
+/// Polls until `ready(client)` holds for a client on every core (see [`clients_on_every_core`]).
+pub fn on_every_core(clients: &[UdpSocket], mut ready: impl FnMut(&UdpSocket) -> bool) -> bool {
+    eventually(|| clients.iter().all(&mut ready))
 }
 
 /// Polls `f` until it returns true; false if it did not within [`PATIENCE`].
