@@ -2,9 +2,12 @@
 //! `default-config.toml` (so the commented file in the repo *is* the defaults), command-line
 //! overrides applied on top, then checked and turned into the engine's [`Settings`].
 
-use crate::engine::{Pacing, Settings};
+use crate::engine::Settings;
 use crate::master::Config as MasterConfig;
+use crate::master::admission::{AdmissionConfig, ClassLimits, QUERY};
+use crate::master::bucket::{MAX_BURST, Rate};
 use crate::master::policy::{GamePolicy, Limits};
+use crate::master::transmit::TxConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,8 +22,8 @@ pub const MAX_DP_PACKET: usize = 1472;
 pub const MIN_DP_PACKET: usize = 64;
 /// Upper bound on `list_refresh_ms`: a list older than a minute is not a live list.
 pub const MAX_LIST_REFRESH_MS: u64 = 60_000;
-/// Upper bound on paced replies in flight per core.
-pub const MAX_PACED_CLIENTS: usize = 1 << 20;
+/// Upper bound on `pacing.max_queued_mib`.
+pub const MAX_QUEUED_MIB: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,15 +39,81 @@ pub struct File {
     pub reject_games: Vec<String>,
     pub max_dp_packet: usize,
     pub pacing: PacingFile,
+    pub admission: AdmissionFile,
     pub sockets: SocketsFile,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PacingFile {
-    pub burst: u32,
-    pub rate: u32,
-    pub max_clients: usize,
+    pub window_kib: u32,
+    pub rate_kib: u32,
+    pub max_queued_mib: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionFile {
+    pub trusted: Vec<String>,
+    pub max_sources: usize,
+    pub max_networks: usize,
+    pub fine_kib: u32,
+    pub validation_secs: u64,
+    pub unvalidated: ClassFile,
+    pub validated: ClassFile,
+    pub network: ClassFile,
+    pub core: CoreFile,
+    pub challenges: ChallengesFile,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassFile {
+    pub queries_burst: u32,
+    pub queries_per_minute: u32,
+    pub reply_burst_kib: u32,
+    pub reply_kib_per_sec: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoreFile {
+    pub reply_burst_kib: u32,
+    pub reply_kib_per_sec: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengesFile {
+    pub source_burst: u32,
+    pub source_per_sec: u32,
+    pub core_burst: u32,
+    pub core_per_sec: u32,
+}
+
+const KIB: u32 = 1024;
+
+fn kib(n: u32) -> u32 {
+    n.saturating_mul(KIB).min(MAX_BURST)
+}
+
+fn queries(n: u32) -> u32 {
+    n.saturating_mul(QUERY as u32).min(MAX_BURST)
+}
+
+impl ClassFile {
+    fn limits(&self) -> ClassLimits {
+        ClassLimits {
+            queries: Rate {
+                burst: queries(self.queries_burst),
+                per_sec: queries(self.queries_per_minute) / 60,
+            },
+            bytes: Rate {
+                burst: kib(self.reply_burst_kib),
+                per_sec: kib(self.reply_kib_per_sec),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -65,8 +134,9 @@ pub struct Overrides {
     pub max_servers: Option<usize>,
     pub max_servers_per_ip: Option<u16>,
     pub list_refresh_ms: Option<u64>,
-    pub pace_burst: Option<u32>,
-    pub pace_rate: Option<u32>,
+    pub pace_window_kib: Option<u32>,
+    pub pace_rate_kib: Option<u32>,
+    pub trusted: Vec<String>,
     pub no_gso: bool,
 }
 
@@ -134,12 +204,13 @@ impl File {
         if let Some(v) = o.list_refresh_ms {
             self.list_refresh_ms = v;
         }
-        if let Some(v) = o.pace_burst {
-            self.pacing.burst = v;
+        if let Some(v) = o.pace_window_kib {
+            self.pacing.window_kib = v;
         }
-        if let Some(v) = o.pace_rate {
-            self.pacing.rate = v;
+        if let Some(v) = o.pace_rate_kib {
+            self.pacing.rate_kib = v;
         }
+        self.admission.trusted.extend(o.trusted.iter().cloned());
         if o.no_gso {
             self.sockets.gso = false;
         }
@@ -182,12 +253,13 @@ impl File {
         if !(MIN_DP_PACKET..=MAX_DP_PACKET).contains(&self.max_dp_packet) {
             return bad("max_dp_packet", "must be 64..=1472");
         }
-        if self.pacing.burst == 0 || self.pacing.rate == 0 {
-            return bad("pacing", "burst and rate must be at least 1");
+        if self.pacing.window_kib == 0 || self.pacing.rate_kib == 0 {
+            return bad("pacing", "window_kib and rate_kib must be at least 1");
         }
-        if !(1..=MAX_PACED_CLIENTS).contains(&self.pacing.max_clients) {
-            return bad("pacing.max_clients", "must be 1..=1048576");
+        if !(1..=MAX_QUEUED_MIB).contains(&self.pacing.max_queued_mib) {
+            return bad("pacing.max_queued_mib", "must be 1..=4096");
         }
+        let admission = self.admission()?;
         let games = |v: &[String]| v.iter().map(|g| g.as_bytes().into()).collect();
         let mut master = MasterConfig::with_secret(secret);
         master.limits = Limits {
@@ -202,19 +274,85 @@ impl File {
             reject: games(&self.reject_games),
         };
         master.max_dp_packet = self.max_dp_packet;
+        master.admission = admission;
+        master.tx = TxConfig {
+            window: kib(self.pacing.window_kib) as usize,
+            rate: kib(self.pacing.rate_kib),
+            max_pending: self.pacing.max_queued_mib.saturating_mul(1024 * 1024),
+            gso: self.sockets.gso,
+        };
         Ok(Settings {
             listen: self.listen.clone(),
             cores,
             master,
             list_refresh: Duration::from_millis(self.list_refresh_ms),
-            pacing: Pacing {
-                burst: self.pacing.burst,
-                rate: self.pacing.rate,
-                max_clients: self.pacing.max_clients,
-            },
             gso: self.sockets.gso,
             recv_buffer: self.sockets.recv_buffer_kib.saturating_mul(1024),
             io_memory: self.sockets.io_memory_kib.saturating_mul(1024),
+        })
+    }
+}
+
+impl File {
+    /// The `[admission]` section, checked.
+    fn admission(&self) -> Result<AdmissionConfig, ConfigError> {
+        let a = &self.admission;
+        let mut trusted = Vec::with_capacity(a.trusted.len());
+        for t in &a.trusted {
+            // A bare address is a network of one.
+            let net = t
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError::Invalid {
+                    key: "admission.trusted",
+                    why: format!("{t:?} is not a CIDR (like 192.0.2.0/24) or an address"),
+                })?;
+            trusted.push(net.trunc());
+        }
+        if a.max_sources == 0 || a.max_networks == 0 {
+            return Err(ConfigError::Invalid {
+                key: "admission.max_sources",
+                why: "max_sources and max_networks must be at least 1".to_owned(),
+            });
+        }
+        for (key, c) in [
+            ("admission.unvalidated", a.unvalidated),
+            ("admission.validated", a.validated),
+            ("admission.network", a.network),
+        ] {
+            if c.queries_burst == 0 || c.reply_burst_kib == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: "queries_burst and reply_burst_kib must be at least 1 (a source could never be answered)".to_owned(),
+                });
+            }
+        }
+        Ok(AdmissionConfig {
+            max_sources: a.max_sources,
+            max_prefixes: a.max_networks,
+            unvalidated: a.unvalidated.limits(),
+            validated: a.validated.limits(),
+            network: a.network.limits(),
+            core_unvalidated_bytes: Rate {
+                burst: kib(a.core.reply_burst_kib),
+                per_sec: kib(a.core.reply_kib_per_sec),
+            },
+            // A host may run `max_servers_per_ip` servers, each of which may need a retry.
+            source_challenges: Rate {
+                burst: queries(
+                    a.challenges
+                        .source_burst
+                        .max(u32::from(self.max_servers_per_ip).saturating_mul(2)),
+                ),
+                per_sec: queries(a.challenges.source_per_sec),
+            },
+            core_challenges: Rate {
+                burst: queries(a.challenges.core_burst),
+                per_sec: queries(a.challenges.core_per_sec),
+            },
+            fine_bytes: kib(a.fine_kib),
+            validation_ms: a.validation_secs.saturating_mul(1000),
+            trusted,
         })
     }
 }
@@ -266,20 +404,29 @@ mod tests {
         );
         assert_eq!((f.max_servers, f.max_servers_per_ip), (1_000_000, 32));
         assert_eq!((f.list_refresh_ms, f.max_dp_packet), (250, 1400));
-        assert_eq!((f.pacing.burst, f.pacing.rate), (32, 4000));
+        assert_eq!((f.pacing.window_kib, f.pacing.rate_kib), (96, 4096));
+        // The embedded [admission] section is exactly the documented defaults of the code.
+        let s = f.settings(2, [0; 16]).unwrap();
+        assert_eq!(s.master.admission, AdmissionConfig::default());
+        assert_eq!(s.master.tx, TxConfig::default());
         assert!(f.sockets.gso);
         assert_eq!(f.sockets.io_memory_kib, 64);
     }
 
     #[test]
     fn a_partial_file_keeps_other_defaults_and_unknown_keys_fail() {
-        let f = File::parse_partial("cores = 2\n[pacing]\nrate = 10\n", "t").unwrap();
-        assert_eq!((f.cores, f.pacing.rate, f.pacing.burst), (2, 10, 32));
+        let f = File::parse_partial("cores = 2\n[pacing]\nrate_kib = 10\n", "t").unwrap();
+        assert_eq!(
+            (f.cores, f.pacing.rate_kib, f.pacing.window_kib),
+            (2, 10, 96)
+        );
         assert_eq!(f.server_timeout, 900);
         let e = File::parse_partial("corez = 2\n", "t").unwrap_err();
         assert!(e.to_string().contains("corez"), "{e}");
         let e = File::parse_partial("[pacing]\nburstt = 1\n", "t").unwrap_err();
         assert!(e.to_string().contains("burstt"), "{e}");
+        let e = File::parse_partial("[admission.unvalidated]\nqueries = 1\n", "t").unwrap_err();
+        assert!(e.to_string().contains("queries"), "{e}");
         let e = File::parse_partial("cores = \"two\"\n", "t").unwrap_err();
         assert!(e.to_string().contains("cores"), "{e}");
     }
@@ -331,6 +478,24 @@ mod tests {
                 .contains("list_refresh_ms")
         );
         f.list_refresh_ms = 250;
+        f.admission.trusted = vec![
+            "10.0.0.0/8".into(),
+            "192.0.2.7".into(),
+            "2001:db8::/32".into(),
+        ];
+        let s = f.settings(2, [0; 16]).unwrap();
+        assert_eq!(s.master.admission.trusted.len(), 3);
+        assert!(
+            s.master.admission.trusted[1]
+                .contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap())
+        );
+        f.admission.trusted = vec!["10.0.0.0/33".into()];
+        let e = f.settings(2, [0; 16]).unwrap_err().to_string();
+        assert!(
+            e.contains("admission.trusted") && e.contains("10.0.0.0/33"),
+            "{e}"
+        );
+        f.admission.trusted.clear();
         f.listen.clear();
         assert!(f.settings(2, [0; 16]).is_err());
     }

@@ -57,12 +57,17 @@ struct Serve {
     /// Publish each core's shard to the others at most this often. [default: 250]
     #[arg(long, value_name = "MS")]
     list_refresh_ms: Option<u64>,
-    /// Packets of a multi-packet reply sent at once before pacing starts. [default: 32]
-    #[arg(long, value_name = "PACKETS")]
-    pace_burst: Option<u32>,
-    /// Packets per second per client after the burst. [default: 4000]
-    #[arg(long, value_name = "PPS")]
-    pace_rate: Option<u32>,
+    /// KiB of a multi-packet reply sent at once before pacing starts. [default: 96]
+    #[arg(long, value_name = "KIB")]
+    pace_window_kib: Option<u32>,
+    /// KiB per second per client after the window. [default: 4096]
+    #[arg(long, value_name = "KIB")]
+    pace_rate_kib: Option<u32>,
+    /// A network (CIDR, or one address) whose queries are never limited by admission control —
+    /// a server-list website, monitoring, a benchmark on loopback. Repeatable; adds to the config's
+    /// `admission.trusted`.
+    #[arg(long, value_name = "CIDR")]
+    trust: Vec<String>,
     /// Send one datagram per system call instead of UDP GSO.
     #[arg(long)]
     no_gso: bool,
@@ -111,8 +116,9 @@ fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
         max_servers: s.max_servers,
         max_servers_per_ip: s.max_servers_per_ip,
         list_refresh_ms: s.list_refresh_ms,
-        pace_burst: s.pace_burst,
-        pace_rate: s.pace_rate,
+        pace_window_kib: s.pace_window_kib,
+        pace_rate_kib: s.pace_rate_kib,
+        trusted: s.trust,
         no_gso: s.no_gso,
     });
     let settings = file.settings(engine::sys::allowed_cpus().len(), secret()?)?;
@@ -156,12 +162,11 @@ fn log_report(r: &Report) {
         expired = c.expired,
         valve_queries = c.valve_queries,
         dp_queries = c.dp_queries,
+        paced = c.paced,
         dropped = c.dropped_total(),
         datagrams_sent = e.datagrams_sent,
         bytes_sent = e.bytes_sent,
         gso_sends = e.gso_sends,
-        paced_replies = e.paced_replies,
-        pacer_full = e.pacer_full,
         send_errors = e.send_errors,
         oversized = e.oversized,
         snapshots_sent = e.snapshots_sent,

@@ -40,8 +40,9 @@ fn help_explains_every_option() {
         "--max-servers-per-ip",
         "--max-servers",
         "--list-refresh-ms",
-        "--pace-burst",
-        "--pace-rate",
+        "--pace-window-kib",
+        "--pace-rate-kib",
+        "--trust",
         "--no-gso",
     ] {
         assert!(serve.contains(flag), "{flag} missing from:\n{serve}");
@@ -113,7 +114,16 @@ fn config_errors_name_the_key() {
 
 #[test]
 fn sigterm_stops_cleanly_and_logs_the_totals() {
-    let m = Served::start(&["--listen", "127.0.0.1:0", "--cores", "2", "--allow-private"]);
+    // The readiness clients (127.0.61.x) poll often: trusted, so admission never refuses them.
+    let m = Served::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "2",
+        "--allow-private",
+        "--trust",
+        "127.0.61.0/24",
+    ]);
     let servers = sockets(60, 4, 8);
     let hs = dp_register(m.addr, &servers, "DarkPlaces", NEXUIZ_INFO);
     assert_eq!(hs.answered, 8);

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use muster::master::counters::Drop;
 use muster::master::steer::shard_for;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -109,8 +110,9 @@ fn valve_paging_filters_and_dp_ext_over_real_sockets() {
     let all: HashSet<_> = addrs(&cs).union(&addrs(&tf)).copied().collect();
     let (list, pages) = valve_list(master, &client, 0xFF, "");
     assert_eq!(set(list), all);
-    // 600 servers + the terminator at most 231 entries a page: 3 pages.
-    assert_eq!(pages, 3);
+    // 600 servers + the terminator, 168–231 entries a page (the length varies per client so that
+    // a continuation proves receipt): 3 or 4 pages.
+    assert!((3..=4).contains(&pages), "{pages} pages");
     let (list, _) = valve_list(master, &client, 0xFF, "\\gamedir\\tf");
     assert_eq!(set(list), addrs(&tf));
     let (list, _) = valve_list(master, &client, 0xFF, "\\nor\\1\\gamedir\\tf");
@@ -167,7 +169,7 @@ fn five_thousand_servers_arrive_whole_at_a_client_with_a_default_buffer() {
 #[test]
 fn a_list_larger_than_the_default_buffer_arrives_whole_because_it_is_paced() {
     // More list bytes than a default receive buffer holds: sent all at once, the kernel would
-    // drop the excess before the client reads it. Paced (burst 32, then 4000/s) it all arrives.
+    // drop the excess before the client reads it. Paced (96 KiB, then 4 MiB/s) it all arrives.
     let rmem = rmem_default();
     let n = (rmem * 5 / 4) / 7;
     let e = engine(2, |f| f.max_servers_per_ip = 10_000);
@@ -193,9 +195,6 @@ fn a_list_larger_than_the_default_buffer_arrives_whole_because_it_is_paced() {
     assert_eq!(set(list), want);
     let r = e.stop().unwrap();
     // The one list asked for (readiness came from the cores' status, not from queries).
-    assert_eq!(
-        r.engine.paced_replies, 1,
-        "the reply beyond the burst was paced"
-    );
-    assert_eq!(r.engine.pacer_full, 0);
+    assert_eq!(r.shard.paced, 1, "the reply beyond the window was paced");
+    assert_eq!(r.shard.dropped(Drop::TxFull), 0);
 }

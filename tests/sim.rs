@@ -3,7 +3,6 @@
 //! shards whose snapshots are exchanged as the engine does. Nothing here touches a socket or a clock.
 
 use muster::master::counters::Drop;
-use muster::master::list::Packets;
 use muster::master::policy::Limits;
 use muster::master::steer::shard_for;
 use muster::master::{Config, Master, Time};
@@ -53,6 +52,8 @@ enum Event {
     },
     /// A game server starts a handshake.
     Announce(usize),
+    /// A shard's paced replies come due.
+    Flush(usize),
 }
 
 struct Sim {
@@ -68,7 +69,6 @@ struct Sim {
     /// Datagrams delivered to the client, in arrival order.
     client_inbox: Vec<Vec<u8>>,
     next_refresh: Time,
-    out: Packets,
 }
 
 const SECRET: [u8; 16] = *b"simulation-key!!";
@@ -93,7 +93,6 @@ impl Sim {
             by_addr: HashMap::new(),
             client_inbox: Vec::new(),
             next_refresh: Time::from_secs(1),
-            out: Packets::default(),
         }
     }
 
@@ -200,17 +199,10 @@ impl Sim {
                 bytes,
             } => {
                 let shard = self.shard_of(from);
-                let mut out = std::mem::take(&mut self.out);
-                let reply = self.masters[shard].handle(self.now, from, &bytes, &mut out);
-                let to = match self.by_addr.get(&from) {
-                    Some(&i) => To::Server(i),
-                    None => To::Client,
-                };
-                for d in reply.datagrams(&out) {
-                    self.send(SocketAddr::from(([0, 0, 0, 0], 0)), to.clone(), d);
-                }
-                self.out = out;
+                let _ = self.masters[shard].handle(self.now, from, 0, &bytes);
+                self.flush(shard);
             }
+            Event::Flush(shard) => self.flush(shard),
             Event::Deliver {
                 to: To::Server(i),
                 bytes,
@@ -221,6 +213,23 @@ impl Sim {
                 bytes,
                 ..
             } => self.client_inbox.push(bytes),
+        }
+    }
+
+    /// Sends what shard `shard` has due now, and schedules its next paced packets.
+    fn flush(&mut self, shard: usize) {
+        let now = self.now;
+        for t in self.masters[shard].transmits(now) {
+            let to = match self.by_addr.get(&t.to) {
+                Some(&i) => To::Server(i),
+                None => To::Client,
+            };
+            for d in t.datagrams() {
+                self.send(SocketAddr::from(([0, 0, 0, 0], 0)), to.clone(), d);
+            }
+        }
+        if let Some(due) = self.masters[shard].poll_timeout() {
+            self.schedule(due.max(now.plus_millis(1)), Event::Flush(shard));
         }
     }
 
@@ -466,7 +475,6 @@ fn spoofed_heartbeats_and_shutdowns_change_nothing() {
     let before = sim.listed();
     assert_eq!(before.len(), 100);
     let now = sim.now;
-    let mut out = Packets::default();
     let m = &mut sim.masters[0];
     for (i, victim) in before.iter().enumerate() {
         // A heartbeat from a listed server's address with a guessed challenge, and from new addresses.
@@ -483,8 +491,8 @@ fn spoofed_heartbeats_and_shutdowns_change_nothing() {
             HeartbeatEnd::Newline,
         )
         .unwrap();
-        m.handle(now, *victim, &hb, &mut out);
-        m.handle(now, v4(50_000 + i as u32), &hb, &mut out);
+        let _ = m.handle(now, *victim, 0, &hb);
+        let _ = m.handle(now, v4(50_000 + i as u32), 0, &hb);
         let mut ir = Vec::new();
         InfoResponse::encode(
             &mut ir,
@@ -497,13 +505,11 @@ fn spoofed_heartbeats_and_shutdowns_change_nothing() {
             ],
         )
         .unwrap();
-        m.handle(now, *victim, &ir, &mut out);
+        let _ = m.handle(now, *victim, 0, &ir);
         // Spoofed shutdowns in every form.
         for b in [&b"b"[..], b"b\n", b"\xff\xff\xff\xffb\n"] {
-            assert_eq!(
-                m.handle(now, *victim, b, &mut out),
-                muster::master::Reply::Nothing
-            );
+            assert_eq!(m.handle(now, *victim, 0, b), Err(Drop::Shutdown));
+            assert!(m.transmits(now).is_empty(), "nothing is sent back");
         }
         let mut sd = Vec::new();
         ServerMessage::Shutdown {
@@ -512,7 +518,7 @@ fn spoofed_heartbeats_and_shutdowns_change_nothing() {
         }
         .encode(&mut sd)
         .unwrap();
-        m.handle(now, *victim, &sd, &mut out);
+        let _ = m.handle(now, *victim, 0, &sd);
     }
     assert_eq!(m.counters().dropped(Drop::BadChallenge), 300);
     assert_eq!(m.counters().dropped(Drop::Shutdown), 400);
@@ -642,7 +648,6 @@ fn filters_and_dp_queries_end_to_end() {
     fleet(&mut sim, 400, Time::from_secs(1_000_000), 60_000);
     sim.run_until(Time::from_secs(10));
     let m = &mut sim.masters[1];
-    let mut out = Packets::default();
     let client: SocketAddr = "30.0.0.2:6000".parse().unwrap();
     let mut q = Vec::new();
     ListQuery {
@@ -653,9 +658,9 @@ fn filters_and_dp_queries_end_to_end() {
     }
     .encode(&mut q)
     .unwrap();
-    let r = m.handle(sim.now, client, &q, &mut out);
-    let page = r.datagrams(&out);
-    let page = ListPage::decode(&page[0]).unwrap();
+    m.handle(sim.now, client, 0, &q).unwrap();
+    let page = m.transmits(sim.now)[0].datagrams().remove(0);
+    let page = ListPage::decode(&page).unwrap();
     // Valve servers are i % 4 in {0, 1}; de_dust is i % 3 == 0; non-empty is i % 9 != 0.
     let want = (0..400u32)
         .filter(|i| i % 4 < 2 && i % 3 == 0 && i % 9 != 0)
@@ -675,8 +680,12 @@ fn filters_and_dp_queries_end_to_end() {
         ),
     ] {
         DpQuery::decode(query).unwrap();
-        let r = m.handle(sim.now, client, query, &mut out);
-        let packets = r.datagrams(&out);
+        m.handle(sim.now, client, 0, query).unwrap();
+        let packets: Vec<Vec<u8>> = m
+            .transmits(sim.now)
+            .iter()
+            .flat_map(|t| t.datagrams())
+            .collect();
         let listed: usize = packets
             .iter()
             .map(|p| ListResponse::decode(p).unwrap().servers().count())

@@ -94,8 +94,8 @@ fn one(
     let to = SockAddr::from(dest);
     let payload = vec![0x5Au8; size];
     let limit = count.unwrap_or(u64::MAX);
-    let segs = (muster::engine::gso::MAX_GSO_BYTES / size.max(1))
-        .clamp(1, muster::engine::gso::MAX_GSO_SEGMENTS);
+    let segs = (muster::master::transmit::MAX_GSO_BYTES / size.max(1))
+        .clamp(1, muster::master::transmit::MAX_GSO_SEGMENTS);
     let gso_buf = payload.repeat(segs);
     let start = Instant::now();
     let (mut sent, mut calls) = (0u64, 0u64);

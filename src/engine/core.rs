@@ -1,34 +1,35 @@
 //! One core: a pinned glommio executor owning its sockets (one per listener), its shard
-//! ([`Master`]), its pacer and its counters. Nothing here is shared with another core except the
-//! immutable shard snapshots that travel over the bounded channel mesh.
+//! ([`Master`]) and its counters. Nothing here is shared with another core except the immutable
+//! shard snapshots that travel over the bounded channel mesh.
 //!
 //! Tasks on the core:
-//! - one receive loop per socket: `recv_from` → `Master::handle` → send (gathered, GSO, or paced);
-//! - the pacer: sends the paced remainder of multi-packet replies when due;
+//! - one receive loop per socket: wait until readable, then drain with `recvmmsg` ([`BATCH`] at a
+//!   time) → [`Master::handle_batch`] (registrations first; queries shed when saturated) → flush;
+//! - the pacer: while replies are paced, one tick per millisecond (or when the earliest is due)
+//!   flushes what came due — no timer per client;
 //! - one installer per peer core: takes its snapshots into the local shard list;
 //! - the core's main loop (every `list_refresh / 5`): expiry, publishing this shard when it changed
-//!   (at most every `list_refresh`), rebuilding the merged list, and watching the stop flag.
+//!   (at most every `list_refresh`), rebuilding the merged list, status, and the stop flag.
+//!
+//! A flush takes everything due from [`Master::poll_transmit`] and sends it with `sendmmsg` of
+//! gathered datagrams and GSO runs, never waiting: what a full socket buffer refuses goes back to
+//! the master ([`Master::unsent`]) and the pacer retries it a millisecond later.
 
-use super::gso;
-use super::pacer::{Full, Pacer};
 use super::stats::EngineCounters;
 use super::status::{CoreStatus, StatusSender};
-use super::sys;
+use super::sys::{self, BATCH, RecvBatch, SendStop};
 use super::{MESH_JOIN_TIMEOUT, Settings};
 use crate::master::counters::Counters;
-use crate::master::list::Packets;
 use crate::master::table::ShardSnapshot;
-use crate::master::{Master, Reply, Time};
-use crate::wire::valve_list::PAGE_HEADER;
+use crate::master::transmit::Transmit;
+use crate::master::{Datagram, Master, Time};
 use futures_lite::future;
 use glommio::channels::channel_mesh::{Full as FullMesh, MeshBuilder, Senders};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::UdpSocket;
 use glommio::{GlommioError, LocalExecutorBuilder, Placement};
-use socket2::SockAddr;
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -43,12 +44,12 @@ pub const MESH_CAPACITY: usize = 2;
 pub const MAX_DATAGRAM: usize = 2048;
 /// Expiry-wheel entries visited before the core lets its receive loops run.
 pub const EXPIRY_BUDGET: usize = 4096;
-/// Paced clients served per pacer wake-up before yielding.
-pub const MAX_PACED_PER_ROUND: usize = 256;
+/// Transmits taken from the master per `sendmmsg` round of a flush.
+pub const SEND_BATCH: usize = 4 * BATCH;
+/// The pacer's tick while replies are paced or a send is waiting for buffer space.
+pub const PACE_TICK: Duration = Duration::from_millis(1);
 /// Main-loop ticks per `list_refresh`.
 const TICKS_PER_REFRESH: u32 = 5;
-
-type Dest = (u8, SocketAddr);
 
 pub struct CoreArgs {
     pub index: usize,
@@ -87,13 +88,14 @@ pub fn run_thread(args: CoreArgs) -> Result<CoreReport, String> {
 
 struct Core {
     master: RefCell<Master>,
-    pacer: RefCell<Pacer<Dest>>,
     stats: RefCell<EngineCounters>,
     sockets: Vec<UdpSocket>,
-    gso: Cell<bool>,
-    burst: usize,
     epoch: Instant,
+    /// Wakes the pacer when it sleeps with nothing to do and something gets queued.
     wake: LocalSender<()>,
+    /// A send found the socket buffer full: the pacer retries after a tick.
+    blocked: Cell<bool>,
+    out: RefCell<Vec<Transmit>>,
 }
 
 async fn run(args: CoreArgs) -> Result<CoreReport, String> {
@@ -141,19 +143,18 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         .collect();
     let (wake, wake_rx) = local_channel::new_bounded(1);
     let now = Time::from_millis(epoch.elapsed().as_millis() as u64);
+    let mut master = Master::new(now, settings.master.clone(), shard, shards);
+    if !settings.gso {
+        master.disable_gso();
+    }
     let core = Rc::new(Core {
-        master: RefCell::new(Master::new(now, settings.master.clone(), shard, shards)),
-        pacer: RefCell::new(Pacer::new(
-            settings.pacing.burst,
-            settings.pacing.rate,
-            settings.pacing.max_clients,
-        )),
+        master: RefCell::new(master),
         stats: RefCell::new(EngineCounters::default()),
         sockets,
-        gso: Cell::new(settings.gso),
-        burst: settings.pacing.burst as usize,
         epoch,
         wake,
+        blocked: Cell::new(false),
+        out: RefCell::new(Vec::with_capacity(SEND_BATCH)),
     });
     for i in 0..core.sockets.len() {
         glommio::spawn_local(receive(core.clone(), i)).detach();
@@ -244,210 +245,176 @@ impl Core {
         }
     }
 
-    fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+    fn fd(&self, local: u8) -> i32 {
+        self.sockets
+            .get(usize::from(local))
+            .map_or(-1, AsRawFd::as_raw_fd)
     }
 
-    fn fd(&self, socket: usize) -> i32 {
-        self.sockets.get(socket).map_or(-1, AsRawFd::as_raw_fd)
-    }
-
-    async fn reply(&self, socket: usize, to: SocketAddr, reply: Reply, out: &mut Packets) {
-        match reply {
-            Reply::Nothing => {}
-            Reply::ValvePage {
-                entries,
-                range,
-                last,
-            } => {
-                let body = entries.get(range).unwrap_or_default();
-                let tail: &[u8] = if last { &[0; 6] } else { &[] };
-                self.send_one(socket, to, &[&PAGE_HEADER, body, tail]).await;
+    /// Sends everything due now, never waiting on a socket.
+    fn flush(&self) {
+        let now = self.now();
+        let mut out = self.out.borrow_mut();
+        for _ in 0..64 {
+            out.clear();
+            self.master
+                .borrow_mut()
+                .poll_transmit(now, &mut out, SEND_BATCH);
+            if out.is_empty() {
+                break;
             }
-            Reply::Packets if out.ends.len() <= 1 => {
-                self.send_one(socket, to, &[&out.bytes]).await;
+            let taken = out.len();
+            if !self.send_all(&mut out) {
+                return;
             }
-            Reply::Packets => {
-                let packets = Arc::new(std::mem::take(out));
-                self.send_paced(socket, to, packets);
-            }
-            Reply::Shared(p) if p.ends.len() == 1 => {
-                self.send_one(socket, to, &[&p.bytes]).await;
-            }
-            Reply::Shared(p) => self.send_paced(socket, to, p),
-        }
-    }
-
-    /// One datagram made of `parts`, sent straight from where the bytes live; if the socket
-    /// buffer is full, copied once and handed to glommio to send when it drains.
-    async fn send_one(&self, socket: usize, to: SocketAddr, parts: &[&[u8]]) {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        match sys::send_gather(self.fd(socket), &SockAddr::from(to), parts) {
-            Ok(_) => self.sent(1, len),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.stats.borrow_mut().send_would_block += 1;
-                let datagram = parts.concat();
-                let Some(s) = self.sockets.get(socket) else {
-                    return;
-                };
-                match s.send_to(&datagram, to).await {
-                    Ok(_) => self.sent(1, len),
-                    Err(_) => self.stats.borrow_mut().send_errors += 1,
-                }
-            }
-            Err(_) => self.stats.borrow_mut().send_errors += 1,
-        }
-    }
-
-    fn sent(&self, datagrams: usize, bytes: usize) {
-        let mut st = self.stats.borrow_mut();
-        st.datagrams_sent += datagrams as u64;
-        st.bytes_sent += bytes as u64;
-    }
-
-    /// A multi-packet reply: the burst now, the rest to the pacer.
-    fn send_paced(&self, socket: usize, to: SocketAddr, packets: Arc<Packets>) {
-        let now = self.now_ns();
-        let dest = (socket as u8, to);
-        let total = packets.ends.len();
-        let started = self.pacer.borrow_mut().start(now, dest, packets.clone());
-        let count = match started {
-            Ok(c) => {
-                if c < total {
-                    self.stats.borrow_mut().paced_replies += 1;
-                    let _ = self.wake.try_send(());
-                }
-                c
-            }
-            Err(Full) => {
-                self.stats.borrow_mut().pacer_full += 1;
-                self.burst.min(total)
-            }
-        };
-        let sent = self.send_range(socket, to, &packets, 0..count);
-        if sent < count && started.is_ok() {
-            if self.pacer.borrow_mut().requeue(now, dest, packets, sent) {
-                let _ = self.wake.try_send(());
-            } else {
-                self.stats.borrow_mut().pacer_full += 1;
+            if taken < SEND_BATCH {
+                break;
             }
         }
+        self.blocked.set(false);
     }
 
-    /// Sends packets `range` without waiting; returns how many went out before the socket buffer
-    /// filled (the caller reschedules the rest).
-    fn send_range(
-        &self,
-        socket: usize,
-        to: SocketAddr,
-        packets: &Packets,
-        range: std::ops::Range<usize>,
-    ) -> usize {
-        let dest = SockAddr::from(to);
-        let fd = self.fd(socket);
-        let mut sent = 0;
-        for b in gso::batches(&packets.ends, range.clone(), self.gso.get()) {
-            let bytes = packets.bytes.get(b.bytes.clone()).unwrap_or_default();
-            let r = if b.count == 1 {
-                sys::send_gather(fd, &dest, &[bytes])
-            } else {
-                sys::send_segments(fd, &dest, bytes, b.segment)
-            };
-            match r {
-                Ok(_) => {
-                    if b.count > 1 {
-                        self.stats.borrow_mut().gso_sends += 1;
-                    }
-                    self.sent(b.count, bytes.len());
-                    sent += b.count;
+    /// Sends `out` (grouped by socket); `false` if a socket buffer filled (the rest went back).
+    fn send_all(&self, out: &mut Vec<Transmit>) -> bool {
+        let mut i = 0;
+        while i < out.len() {
+            let local = out.get(i).map_or(0, |t| t.local);
+            let run = out
+                .get(i..)
+                .map_or(0, |r| r.iter().take_while(|t| t.local == local).count());
+            let batch = out.get(i..i.saturating_add(run)).unwrap_or_default();
+            let r = sys::send_batch(self.fd(local), batch);
+            {
+                let mut st = self.stats.borrow_mut();
+                for t in batch.iter().take(r.sent) {
+                    let n = t.count() as u64;
+                    st.datagrams_sent += n;
+                    st.bytes_sent += t.payload.len() as u64;
+                    st.gso_sends += u64::from(n > 1);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                st.send_errors += r.failed as u64;
+                st.send_calls += 1;
+            }
+            let done = i.saturating_add(r.sent).saturating_add(r.failed);
+            match r.stop {
+                None => i = i.saturating_add(run),
+                Some(SendStop::WouldBlock) => {
                     self.stats.borrow_mut().send_would_block += 1;
-                    return sent;
+                    self.give_back(out, done);
+                    return false;
                 }
-                Err(e) if b.count > 1 && sys::is_gso_unsupported(&e) => {
+                Some(SendStop::GsoRefused(at, e)) => {
                     tracing::warn!(error = %e, "UDP GSO refused; sending one datagram per call");
-                    self.gso.set(false);
                     self.stats.borrow_mut().gso_fallbacks += 1;
-                    let from = range.start + sent;
-                    return sent + self.send_range(socket, to, packets, from..range.end);
-                }
-                Err(_) => {
-                    // Unsendable to this address (unreachable, refused): skip, do not retry.
-                    self.stats.borrow_mut().send_errors += 1;
-                    sent += b.count;
+                    self.master.borrow_mut().disable_gso();
+                    // The refused run and everything after it go back, the run cut into datagrams.
+                    let at = i.saturating_add(at);
+                    let rest: Vec<Transmit> = out.drain(at..).collect();
+                    let split: Vec<Transmit> = rest.into_iter().flat_map(|t| t.split()).collect();
+                    self.master.borrow_mut().unsent(split.into_iter());
+                    out.clear();
+                    return true;
                 }
             }
         }
-        sent
+        true
+    }
+
+    /// Hands `out[from..]` back to the master and arms the pacer to retry.
+    fn give_back(&self, out: &mut Vec<Transmit>, from: usize) {
+        let rest: Vec<Transmit> = out.drain(from.min(out.len())..).collect();
+        self.master.borrow_mut().unsent(rest.into_iter());
+        out.clear();
+        self.blocked.set(true);
+        let _ = self.wake.try_send(());
     }
 }
 
 async fn receive(core: Rc<Core>, socket: usize) {
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    let mut out = Packets::default();
+    let mut batch = RecvBatch::new(MAX_DATAGRAM + 1);
+    let local = u8::try_from(socket).unwrap_or(u8::MAX);
+    let mut peek = [0u8; 1];
+    let mut was_full = false;
     loop {
         let Some(s) = core.sockets.get(socket) else {
             return;
         };
-        let (n, from) = match s.recv_from(&mut buf).await {
-            Ok(v) => v,
-            Err(_) => {
-                core.stats.borrow_mut().recv_errors += 1;
-                future::yield_now().await;
-                continue;
-            }
-        };
-        let Some(datagram) = buf.get(..n).filter(|_| n <= MAX_DATAGRAM) else {
-            core.stats.borrow_mut().oversized += 1;
+        // Wait until something is there (a non-blocking peek first, io_uring if need be).
+        if s.peek_from(&mut peek).await.is_err() {
+            core.stats.borrow_mut().recv_errors += 1;
+            future::yield_now().await;
             continue;
-        };
-        let reply = core
-            .master
-            .borrow_mut()
-            .handle(core.now(), from, datagram, &mut out);
-        core.reply(socket, from, reply, &mut out).await;
-        glommio::yield_if_needed().await;
+        }
+        loop {
+            let n = match batch.recv(core.fd(local)) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(_) => {
+                    core.stats.borrow_mut().recv_errors += 1;
+                    0
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            let full = n == BATCH;
+            // Two full batches in a row: the kernel queue is backing up.
+            let saturated = full && was_full;
+            was_full = full;
+            let mut datagrams: Vec<Datagram<'_>> = Vec::with_capacity(n);
+            {
+                let mut st = core.stats.borrow_mut();
+                st.recv_calls += 1;
+                st.datagrams_received += n as u64;
+                st.saturated_batches += u64::from(saturated);
+                for i in 0..n {
+                    match batch.get(i) {
+                        Some((from, bytes, false)) if bytes.len() <= MAX_DATAGRAM => {
+                            datagrams.push(Datagram { from, local, bytes });
+                        }
+                        _ => st.oversized += 1,
+                    }
+                }
+            }
+            core.master
+                .borrow_mut()
+                .handle_batch(core.now(), &datagrams, saturated);
+            core.flush();
+            if core.master.borrow_mut().poll_timeout().is_some() {
+                let _ = core.wake.try_send(());
+            }
+            if !full {
+                break;
+            }
+            glommio::yield_if_needed().await;
+        }
     }
 }
 
+/// Paced replies and refused sends: one tick per millisecond while there are any.
 async fn pace(core: Rc<Core>, wake: LocalReceiver<()>) {
     loop {
-        let due = core.pacer.borrow_mut().next_due();
+        let due = core.master.borrow_mut().poll_timeout();
         match due {
             None => {
                 if wake.recv().await.is_none() {
                     return;
                 }
+                continue;
             }
             Some(due) => {
-                let now = core.now_ns();
-                if due > now {
-                    let nap = Duration::from_nanos(due - now);
-                    future::or(glommio::timer::sleep(nap), async {
-                        let _ = wake.recv().await;
-                    })
-                    .await;
+                let now = core.now();
+                let wait = if core.blocked.get() {
+                    PACE_TICK
+                } else {
+                    Duration::from_millis(due.millis().saturating_sub(now.millis())).min(PACE_TICK)
+                };
+                if !wait.is_zero() {
+                    glommio::timer::sleep(wait).await;
                 }
             }
         }
-        let now = core.now_ns();
-        for _ in 0..MAX_PACED_PER_ROUND {
-            let Some(d) = core.pacer.borrow_mut().poll(now) else {
-                break;
-            };
-            let (socket, to) = d.dest;
-            let sent = core.send_range(socket.into(), to, &d.packets, d.range.clone());
-            let resume = d.range.start + sent;
-            if resume < d.range.end
-                && !core
-                    .pacer
-                    .borrow_mut()
-                    .requeue(now, d.dest, d.packets, resume)
-            {
-                core.stats.borrow_mut().pacer_full += 1;
-            }
-        }
-        future::yield_now().await;
+        core.flush();
+        core.stats.borrow_mut().pace_ticks += 1;
     }
 }

@@ -3,18 +3,14 @@
 //! | module | job |
 //! |---|---|
 //! | [`socket`] | one `SO_REUSEPORT` socket per core per listener, steered by source address |
-//! | [`core`] | one core's executor: receive → [`Master::handle`](crate::master::Master::handle) → send, expiry, snapshot exchange |
-//! | [`pacer`] | per-client burst-then-rate schedule for multi-packet replies |
-//! | [`gso`] | cutting packet runs into UDP GSO sends |
-//! | [`sys`] | raw gathered/GSO sends, io_uring and locked-memory preflight, CPU set |
+//! | [`core`] | one core's executor: `recvmmsg` → [`Master::handle_batch`](crate::master::Master::handle_batch) → `sendmmsg`, the pacing tick, expiry, snapshot exchange |
+//! | [`sys`] | `recvmmsg`, `sendmmsg` of gathered datagrams and GSO runs, io_uring and locked-memory preflight, CPU set |
 //! | [`stats`] | per-core engine counters |
 //! | [`status`] | each core's report of itself (list sizes, merged epochs, counters) over a bounded channel |
 //!
 //! docs/architecture.md draws the data flow and lists the bounds.
 
 pub mod core;
-pub mod gso;
-pub mod pacer;
 pub mod socket;
 pub mod stats;
 pub mod status;
@@ -36,13 +32,6 @@ pub const MESH_JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// glommio refuses to start below this locked-memory limit (its `MIN_MEMLOCK_LIMIT`).
 pub const MIN_MEMLOCK: u64 = 512 * 1024;
 
-#[derive(Clone, Debug)]
-pub struct Pacing {
-    pub burst: u32,
-    pub rate: u32,
-    pub max_clients: usize,
-}
-
 /// Everything the engine runs with (built from the config file and flags by [`crate::config`]).
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -50,7 +39,6 @@ pub struct Settings {
     pub cores: usize,
     pub master: MasterConfig,
     pub list_refresh: Duration,
-    pub pacing: Pacing,
     pub gso: bool,
     pub recv_buffer: usize,
     pub io_memory: usize,

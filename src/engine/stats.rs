@@ -8,21 +8,26 @@ pub struct EngineCounters {
     /// Datagrams longer than `core::MAX_DATAGRAM`, dropped unread.
     pub oversized: u64,
     pub recv_errors: u64,
-    /// Sends the kernel refused (other than a full socket buffer).
+    /// `recvmmsg` calls that returned datagrams, and the datagrams.
+    pub recv_calls: u64,
+    pub datagrams_received: u64,
+    /// Receive batches handled as saturated (two full batches in a row).
+    pub saturated_batches: u64,
+    /// Sends the kernel refused for their destination (unreachable, refused).
     pub send_errors: u64,
-    /// Sends that found the socket buffer full and waited or were rescheduled.
+    /// Flushes that found a socket buffer full (the rest was retried a tick later).
     pub send_would_block: u64,
+    /// `sendmmsg` calls.
+    pub send_calls: u64,
     /// Datagrams sent (all paths).
     pub datagrams_sent: u64,
     pub bytes_sent: u64,
-    /// `sendmsg` calls that carried several datagrams by GSO.
+    /// GSO runs sent (several datagrams in one message).
     pub gso_sends: u64,
-    /// GSO refused by the kernel: the core switched to one datagram per call.
+    /// GSO refused by the kernel: the core switched to one datagram per transmit.
     pub gso_fallbacks: u64,
-    /// Multi-packet replies that needed pacing beyond their burst.
-    pub paced_replies: u64,
-    /// Paced replies refused because `pacing.max_clients` were in flight (the burst was sent).
-    pub pacer_full: u64,
+    /// Pacer ticks (flushes not driven by a receive).
+    pub pace_ticks: u64,
     /// Shard snapshots sent to other cores.
     pub snapshots_sent: u64,
     /// Snapshots not sent because a peer's channel was full (the latest is retried).
@@ -35,20 +40,28 @@ pub struct EngineCounters {
 
 impl EngineCounters {
     pub fn add(&mut self, o: &EngineCounters) {
-        self.oversized += o.oversized;
-        self.recv_errors += o.recv_errors;
-        self.send_errors += o.send_errors;
-        self.send_would_block += o.send_would_block;
-        self.datagrams_sent += o.datagrams_sent;
-        self.bytes_sent += o.bytes_sent;
-        self.gso_sends += o.gso_sends;
-        self.gso_fallbacks += o.gso_fallbacks;
-        self.paced_replies += o.paced_replies;
-        self.pacer_full += o.pacer_full;
-        self.snapshots_sent += o.snapshots_sent;
-        self.snapshots_deferred += o.snapshots_deferred;
-        self.list_rebuilds += o.list_rebuilds;
-        self.status_dropped += o.status_dropped;
+        let pairs = [
+            (&mut self.oversized, o.oversized),
+            (&mut self.recv_errors, o.recv_errors),
+            (&mut self.recv_calls, o.recv_calls),
+            (&mut self.datagrams_received, o.datagrams_received),
+            (&mut self.saturated_batches, o.saturated_batches),
+            (&mut self.send_errors, o.send_errors),
+            (&mut self.send_would_block, o.send_would_block),
+            (&mut self.send_calls, o.send_calls),
+            (&mut self.datagrams_sent, o.datagrams_sent),
+            (&mut self.bytes_sent, o.bytes_sent),
+            (&mut self.gso_sends, o.gso_sends),
+            (&mut self.gso_fallbacks, o.gso_fallbacks),
+            (&mut self.pace_ticks, o.pace_ticks),
+            (&mut self.snapshots_sent, o.snapshots_sent),
+            (&mut self.snapshots_deferred, o.snapshots_deferred),
+            (&mut self.list_rebuilds, o.list_rebuilds),
+            (&mut self.status_dropped, o.status_dropped),
+        ];
+        for (a, b) in pairs {
+            *a = a.wrapping_add(b);
+        }
     }
 }
 

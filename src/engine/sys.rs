@@ -1,12 +1,15 @@
-//! The raw system calls glommio does not offer: gathered sends (a Valve page straight from the
-//! shared entry buffer, no copy), UDP GSO sends, and the io_uring / locked-memory preflight.
+//! The raw system calls glommio does not offer: batched receives (`recvmmsg`), batched gathered
+//! sends with UDP GSO (`sendmmsg`, straight from the shared list buffers, no copy), and the
+//! io_uring / locked-memory preflight.
 //!
 //! Sockets stay blocking (glommio's own calls add `MSG_DONTWAIT` then fall back to io_uring), so
 //! every call here passes `MSG_DONTWAIT`: a full socket buffer returns `WouldBlock`, never blocks
 //! the core.
 
+use crate::master::transmit::Transmit;
 use socket2::{MsgHdr, SockAddr, SockRef};
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, RawFd};
 
 fn sock<'a>(fd: &'a BorrowedFd<'_>) -> SockRef<'a> {
@@ -69,6 +72,256 @@ pub fn send_segments(
     let cmsg = segment_cmsg(seg);
     let msg = msg.with_control(&cmsg.0);
     retry_eintr(|| sock(&fd).sendmsg(&msg, libc::MSG_DONTWAIT))
+}
+
+/// Datagrams one `recvmmsg` / `sendmmsg` call moves at most.
+pub const BATCH: usize = 64;
+
+/// A socket address as the kernel wants it.
+fn raw_addr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; all-zero is a valid (unspecified) value.
+    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match a {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_in fits in sockaddr_storage, which is aligned for it.
+            unsafe { std::ptr::write((&raw mut st).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: as above, for sockaddr_in6.
+            unsafe { std::ptr::write((&raw mut st).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (st, len as libc::socklen_t)
+}
+
+/// The address the kernel wrote into `st` (`None` for a family muster does not listen on).
+fn std_addr(st: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(st.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin: libc::sockaddr_in =
+                unsafe { std::ptr::read((st as *const libc::sockaddr_storage).cast()) };
+            let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::from((ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((st as *const libc::sockaddr_storage).cast()) };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Buffers for receiving up to [`BATCH`] datagrams in one `recvmmsg`.
+pub struct RecvBatch {
+    slot: usize,
+    bufs: Vec<u8>,
+    addrs: Vec<libc::sockaddr_storage>,
+    lens: [usize; BATCH],
+    flags: [i32; BATCH],
+    count: usize,
+}
+
+impl RecvBatch {
+    /// Room for [`BATCH`] datagrams of up to `slot` bytes (a longer one is reported truncated).
+    pub fn new(slot: usize) -> Self {
+        Self {
+            slot,
+            bufs: vec![0; slot.saturating_mul(BATCH)],
+            // SAFETY: sockaddr_storage is plain data; zeroed is valid.
+            addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            lens: [0; BATCH],
+            flags: [0; BATCH],
+            count: 0,
+        }
+    }
+
+    /// Receives what is waiting, up to [`BATCH`] datagrams, without waiting; returns how many.
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.count = 0;
+        let mut iov: Vec<libc::iovec> = self
+            .bufs
+            .chunks_mut(self.slot)
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: mmsghdr is plain data; zeroed is valid.
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for ((h, v), a) in hdrs
+            .iter_mut()
+            .zip(iov.iter_mut())
+            .zip(self.addrs.iter_mut())
+        {
+            h.msg_hdr.msg_name = (a as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen =
+                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = v;
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        let n = loop {
+            // SAFETY: every header points at a live buffer and address slot owned by `self` (or
+            // `iov`), alive for the call; the kernel writes at most their stated lengths.
+            let r = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    hdrs.as_mut_ptr(),
+                    BATCH as u32,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if r >= 0 {
+                break r as usize;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        };
+        for (i, h) in hdrs.iter().take(n).enumerate() {
+            self.lens[i] = h.msg_len as usize;
+            self.flags[i] = h.msg_hdr.msg_flags;
+        }
+        self.count = n;
+        Ok(n)
+    }
+
+    /// Datagram `i` of the last receive: its source, its bytes, and whether it was longer than
+    /// the slot (then only the slot's worth is here).
+    pub fn get(&self, i: usize) -> Option<(SocketAddr, &[u8], bool)> {
+        if i >= self.count {
+            return None;
+        }
+        let from = std_addr(self.addrs.get(i)?)?;
+        let start = i.checked_mul(self.slot)?;
+        let len = (*self.lens.get(i)?).min(self.slot);
+        let truncated = self.flags.get(i).is_some_and(|f| f & libc::MSG_TRUNC != 0);
+        Some((
+            from,
+            self.bufs.get(start..start.checked_add(len)?)?,
+            truncated,
+        ))
+    }
+}
+
+/// Why [`send_batch`] stopped before the end.
+#[derive(Debug)]
+pub enum SendStop {
+    /// The socket buffer is full: the rest waits.
+    WouldBlock,
+    /// The transmit at this index was a GSO run the kernel cannot segment.
+    GsoRefused(usize, io::Error),
+}
+
+/// What [`send_batch`] did.
+#[derive(Debug, Default)]
+pub struct SendResult {
+    /// Transmits handed to the kernel, from the front (errors skipped are counted apart).
+    pub sent: usize,
+    /// Transmits refused for their destination (unreachable, refused…): dropped, not retried.
+    pub failed: usize,
+    pub stop: Option<SendStop>,
+}
+
+/// Sends `txs` (all from one socket) with `sendmmsg`, [`BATCH`] at a time, each a gathered
+/// datagram or a GSO run, without waiting.
+pub fn send_batch(fd: RawFd, txs: &[Transmit]) -> SendResult {
+    let mut r = SendResult::default();
+    let mut at = 0;
+    while at < txs.len() {
+        let chunk = txs
+            .get(at..txs.len().min(at.saturating_add(BATCH)))
+            .unwrap_or_default();
+        let addrs: Vec<(libc::sockaddr_storage, libc::socklen_t)> =
+            chunk.iter().map(|t| raw_addr(t.to)).collect();
+        let parts: Vec<[&[u8]; 3]> = chunk.iter().map(|t| t.payload.parts()).collect();
+        let iovs: Vec<[libc::iovec; 3]> = parts
+            .iter()
+            .map(|p| {
+                p.map(|s| libc::iovec {
+                    iov_base: s.as_ptr().cast_mut().cast(),
+                    iov_len: s.len(),
+                })
+            })
+            .collect();
+        let cmsgs: Vec<SegmentCmsg> = chunk
+            .iter()
+            .map(|t| segment_cmsg(u16::try_from(t.segment).unwrap_or(u16::MAX)))
+            .collect();
+        // SAFETY: mmsghdr is plain data; zeroed is valid.
+        let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; chunk.len()];
+        for (i, h) in hdrs.iter_mut().enumerate() {
+            let (Some(t), Some(a), Some(v), Some(c)) =
+                (chunk.get(i), addrs.get(i), iovs.get(i), cmsgs.get(i))
+            else {
+                continue;
+            };
+            h.msg_hdr.msg_name = (&raw const a.0).cast_mut().cast();
+            h.msg_hdr.msg_namelen = a.1;
+            h.msg_hdr.msg_iov = v.as_ptr().cast_mut();
+            h.msg_hdr.msg_iovlen = 3;
+            if t.count() > 1 {
+                h.msg_hdr.msg_control = c.0.as_ptr().cast_mut().cast();
+                h.msg_hdr.msg_controllen = c.0.len();
+            }
+        }
+        // SAFETY: every header points at addresses, iovecs, payload slices and control bytes that
+        // live until the call returns; the kernel only reads them.
+        let n =
+            unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as u32, libc::MSG_DONTWAIT) };
+        if n > 0 {
+            r.sent = r.sent.saturating_add(n as usize);
+            at = at.saturating_add(n as usize);
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => {
+                r.stop = Some(SendStop::WouldBlock);
+                return r;
+            }
+            _ if chunk.first().is_some_and(|t| t.count() > 1) && is_gso_unsupported(&e) => {
+                r.stop = Some(SendStop::GsoRefused(at, e));
+                return r;
+            }
+            _ => {
+                // Unsendable to this destination (unreachable, refused): skip it, do not retry.
+                r.failed = r.failed.saturating_add(1);
+                at = at.saturating_add(1);
+            }
+        }
+    }
+    r
 }
 
 /// Whether a GSO send failed because the path cannot segment (disable GSO and send one by one).

@@ -70,9 +70,12 @@ fn window(now: Time, window_ms: u64) -> u64 {
     now.millis().checked_div(window_ms).unwrap_or(0)
 }
 
-/// Domain separation between the two handshakes.
+/// Domain separation between the two handshakes and the page lengths.
 const DOMAIN_VALVE: u8 = 1;
 const DOMAIN_DP: u8 = 2;
+const DOMAIN_PAGE: u8 = 3;
+/// Valve pages hold between `MAX_PAGE_ENTRIES - PAGE_JITTER + 1` and `MAX_PAGE_ENTRIES` entries.
+pub const PAGE_JITTER: usize = 64;
 
 impl Challenges {
     pub fn new(secret: [u8; 16], valve_window_ms: u64, dp_window_ms: u64) -> Self {
@@ -107,6 +110,17 @@ impl Challenges {
 
     fn valve_at(&self, window: u64, addr: SocketAddr) -> u32 {
         (self.mac(DOMAIN_VALVE, window, addr, 0) as u32) & 0x7FFF_FFFF
+    }
+
+    /// How many entries (terminator included) the Valve page after `seed` holds for `addr`:
+    /// 168–231, a keyed hash of both. A client pages with the last address it got, so a
+    /// continuation seeded with it proves the client received the page; a spoofer cannot know
+    /// where a page it never saw ended.
+    pub fn page_capacity(&self, addr: SocketAddr, seed: [u8; 6]) -> usize {
+        let seed = u64::from_be_bytes([0, 0, seed[0], seed[1], seed[2], seed[3], seed[4], seed[5]]);
+        let m = self.mac(DOMAIN_PAGE, seed, addr, 0);
+        let jitter = m.checked_rem(PAGE_JITTER as u128).unwrap_or(0) as usize;
+        crate::wire::valve_list::MAX_PAGE_ENTRIES.saturating_sub(jitter)
     }
 
     /// The challenge to send to `addr` now.
@@ -169,6 +183,29 @@ impl Challenges {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_capacities_vary_per_client_and_seed_within_bounds() {
+        let c = ch();
+        let a: SocketAddr = "198.51.100.7:27005".parse().unwrap();
+        let b: SocketAddr = "198.51.100.8:27005".parse().unwrap();
+        let seeds: Vec<[u8; 6]> = (0..200u8).map(|i| [1, 2, 3, i, 0, 1]).collect();
+        let caps: Vec<usize> = seeds.iter().map(|s| c.page_capacity(a, *s)).collect();
+        assert!(caps.iter().all(|n| (168..=231).contains(n)), "{caps:?}");
+        let distinct: std::collections::HashSet<_> = caps.iter().collect();
+        assert!(
+            distinct.len() > 40,
+            "spread over the range: {}",
+            distinct.len()
+        );
+        assert_eq!(
+            c.page_capacity(a, seeds[5]),
+            caps[5],
+            "the same for the same client and seed"
+        );
+        let other: Vec<usize> = seeds.iter().map(|s| c.page_capacity(b, *s)).collect();
+        assert_ne!(caps, other, "another client gets other lengths");
+    }
 
     fn ch() -> Challenges {
         Challenges::new(

@@ -32,10 +32,28 @@ pub enum Drop {
     Shutdown,
     /// A Valve query whose filter does not parse.
     BadFilter,
+    /// A list query over its source's query rate (admission).
+    SourceQueries,
+    /// A list query from a source whose reply-byte budget is spent.
+    SourceBytes,
+    /// A list query over its network's (/24, /48) query rate, unvalidated sources.
+    NetworkQueries,
+    /// A list query from a network whose reply-byte budget is spent.
+    NetworkBytes,
+    /// A list query refused because the core's budget for unvalidated sources is spent.
+    CoreBytes,
+    /// A challenge request over its source's rate.
+    SourceChallenges,
+    /// A challenge request over the core's rate.
+    CoreChallenges,
+    /// A reply refused because the core's transmit queue holds its maximum of bytes.
+    TxFull,
+    /// A list query shed while the core was saturated (registrations kept priority).
+    Shed,
 }
 
 impl Drop {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 22;
     pub const ALL: [Drop; Self::COUNT] = [
         Drop::Unknown,
         Drop::Malformed,
@@ -50,6 +68,15 @@ impl Drop {
         Drop::TableFull,
         Drop::Shutdown,
         Drop::BadFilter,
+        Drop::SourceQueries,
+        Drop::SourceBytes,
+        Drop::NetworkQueries,
+        Drop::NetworkBytes,
+        Drop::CoreBytes,
+        Drop::SourceChallenges,
+        Drop::CoreChallenges,
+        Drop::TxFull,
+        Drop::Shed,
     ];
 
     /// The label used in logs and metrics.
@@ -68,6 +95,15 @@ impl Drop {
             Drop::TableFull => "table_full",
             Drop::Shutdown => "shutdown_ignored",
             Drop::BadFilter => "bad_filter",
+            Drop::SourceQueries => "source_queries",
+            Drop::SourceBytes => "source_bytes",
+            Drop::NetworkQueries => "network_queries",
+            Drop::NetworkBytes => "network_bytes",
+            Drop::CoreBytes => "core_bytes",
+            Drop::SourceChallenges => "source_challenges",
+            Drop::CoreChallenges => "core_challenges",
+            Drop::TxFull => "tx_full",
+            Drop::Shed => "shed",
         }
     }
 }
@@ -86,6 +122,14 @@ pub struct Counters {
     pub expired: u64,
     pub valve_queries: u64,
     pub dp_queries: u64,
+    /// Candidates examined by filtered Valve queries.
+    pub scanned: u64,
+    /// Filtered Valve queries cut short by the scan cap.
+    pub scan_capped: u64,
+    /// Multi-packet replies paced beyond their window.
+    pub paced: u64,
+    /// Paced replies superseded by a newer one to the same client.
+    pub superseded: u64,
     pub dropped: [u64; Drop::COUNT],
 }
 
@@ -126,6 +170,10 @@ impl AddAssign<&Counters> for Counters {
         add(&mut self.expired, o.expired);
         add(&mut self.valve_queries, o.valve_queries);
         add(&mut self.dp_queries, o.dp_queries);
+        add(&mut self.scanned, o.scanned);
+        add(&mut self.scan_capped, o.scan_capped);
+        add(&mut self.paced, o.paced);
+        add(&mut self.superseded, o.superseded);
         for (a, b) in self.dropped.iter_mut().zip(o.dropped) {
             add(a, b);
         }

@@ -20,6 +20,10 @@
 //! | module | job |
 //! |---|---|
 //! | [`time`] | the caller's monotonic milliseconds |
+//! | [`bucket`] | token buckets with debt (a whole list is never cut short) |
+//! | [`bounded`] | a fixed-capacity map from source address to state, evicting what is worth least |
+//! | [`admission`] | who gets how many replies and bytes: per source, network and core, by class |
+//! | [`transmit`] | the transmit queue: `poll_transmit` / `poll_timeout`, paced flows, GSO runs |
 //! | [`challenge`] | stateless keyed-MAC challenges for both handshakes |
 //! | [`intern`] | reference-counted strings shared by records |
 //! | [`record`] | the compact server record and its wire-ordered address key |
@@ -33,9 +37,12 @@
 //! | [`service`] | [`Master`]: `handle`, `tick`, snapshot publication |
 //! | [`steer`] | which shard a source address belongs to (the engine's BPF computes the same) |
 
-pub use service::{Config, Master, Reply};
+pub use service::{Config, Datagram, Master};
 pub use time::Time;
 
+pub mod admission;
+pub mod bounded;
+pub mod bucket;
 pub mod challenge;
 pub mod counters;
 #[cfg(any(test, feature = "exercise"))]
@@ -50,3 +57,4 @@ pub mod service;
 pub mod steer;
 pub mod table;
 pub mod time;
+pub mod transmit;

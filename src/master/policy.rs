@@ -89,11 +89,28 @@ fn is_private_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xFFC0) == 0xFE80 // link local fe80::/10
 }
 
-/// The key of the per-address cap: the IPv4 address, or the IPv6 /64.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The key of the per-address cap: the IPv4 address, or the IPv6 /64. [`IpKey::prefix`] gives
+/// the wider network around it (IPv4 /24, IPv6 /48), for aggregates against carpet bombing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpKey([u8; 9]);
 
 impl IpKey {
+    /// The /24 (IPv4) or /48 (IPv6) around `ip`; never equal to any [`IpKey::new`].
+    pub fn prefix(ip: IpAddr) -> Self {
+        let mut k = [0u8; 9];
+        match ip {
+            IpAddr::V4(v4) => {
+                k[0] = 24;
+                k[1..4].copy_from_slice(&v4.octets()[..3]);
+            }
+            IpAddr::V6(v6) => {
+                k[0] = 48;
+                k[1..7].copy_from_slice(&v6.octets()[..6]);
+            }
+        }
+        Self(k)
+    }
+
     pub fn new(ip: IpAddr) -> Self {
         let mut k = [0u8; 9];
         match ip {
@@ -207,6 +224,12 @@ mod tests {
         let k3 = IpKey::new(a("[2001:db8:0:2::1]:1").ip());
         assert_eq!(k1, k2);
         assert_ne!(k1, k3);
+        let p = |s: &str| IpKey::prefix(a(s).ip());
+        assert_eq!(p("1.2.3.4:1"), p("1.2.3.200:9"));
+        assert_ne!(p("1.2.3.4:1"), p("1.2.4.4:1"));
+        assert_eq!(p("[2001:db8:1::1]:1"), p("[2001:db8:1:ffff::2]:1"));
+        assert_ne!(p("[2001:db8:1::1]:1"), p("[2001:db8:2::1]:1"));
+        assert_ne!(p("1.2.3.4:1"), IpKey::new(a("1.2.3.4:1").ip()));
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The master as a pure state machine: `handle(now, from, datagram, out)` and `tick(now, budget)`.
+//! The master as a pure state machine: `handle(now, from, local, datagram)` queues what to send,
+//! `poll_transmit(now)` / `poll_timeout()` hand it out when due (`transmit.rs`), `tick(now, budget)`
+//! expires servers. Every list reply is admitted first (`admission.rs`).
 //!
 //! One [`Master`] is one shard (one core). Registration touches only its own table; list queries are
 //! answered from the merge of every shard's latest snapshot, which the engine moves between cores
@@ -14,23 +16,28 @@
 //!   delist any server by spoofing its address (xash3d-master does the same). A server that stops
 //!   leaves the list at the timeout.
 
+use super::admission::{Admission, AdmissionConfig, Class};
 use super::challenge::Challenges;
 use super::counters::{Counters, Drop, add, inc};
 use super::list::{List, Packets, ValvePage};
-use super::policy::{self, AddressVerdict, GamePolicy, Limits, TAGS};
+use super::policy::{self, AddressVerdict, GamePolicy, IpKey, Limits, TAGS};
 use super::record::{Family, flags, number, small_number};
 use super::table::{Fields, Rejected, ShardSnapshot, Table, Upserted};
 use super::time::Time;
+use super::transmit::{Payload, Transmit, TxConfig, TxQueue};
 use crate::wire::dp_list::{ListQuery as DpQuery, MAX_RESPONSE_LEN};
 use crate::wire::dp_server::{GetInfo, Heartbeat as DpHeartbeat, InfoResponse};
 use crate::wire::filter::Filter;
 use crate::wire::infostring::InfoString;
 use crate::wire::valve_heartbeat::{ChallengeReply, ServerMessage};
-use crate::wire::valve_list::ListQuery;
+use crate::wire::valve_list::{ENTRY_LEN, ListQuery, NULL_ADDR};
 use crate::wire::{Kind, classify};
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::sync::Arc;
+
+/// List queries handled per batch while the core is saturated (the rest are shed, counted);
+/// registrations in the batch are all handled, first.
+pub const SATURATED_QUERY_BUDGET: usize = 16;
 
 /// Everything a shard needs to run.
 #[derive(Clone, Debug)]
@@ -43,6 +50,8 @@ pub struct Config {
     pub dp_challenge_window_ms: u64,
     /// Largest DP response packet (dpmaster: 1400).
     pub max_dp_packet: usize,
+    pub admission: AdmissionConfig,
+    pub tx: TxConfig,
 }
 
 impl Config {
@@ -55,56 +64,30 @@ impl Config {
             valve_challenge_window_ms: super::challenge::DEFAULT_VALVE_WINDOW_MS,
             dp_challenge_window_ms: super::challenge::DEFAULT_DP_WINDOW_MS,
             max_dp_packet: MAX_RESPONSE_LEN,
+            admission: AdmissionConfig::default(),
+            tx: TxConfig::default(),
         }
     }
 }
 
-/// What to send back to the datagram's source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    Nothing,
-    /// The packets in `out` (one or more).
-    Packets,
-    /// One Valve page: `PAGE_HEADER`, `entries[range]`, then `0.0.0.0:0` if `last` — one datagram.
-    ValvePage {
-        entries: Arc<[u8]>,
-        range: Range<usize>,
-        last: bool,
-    },
-    /// Shared pre-encoded DP packets, sent as they are.
-    Shared(Arc<Packets>),
+/// One received datagram: who sent it, which of the engine's listeners it came in on, its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Datagram<'a> {
+    pub from: SocketAddr,
+    pub local: u8,
+    pub bytes: &'a [u8],
 }
 
-impl Reply {
-    /// The datagrams this reply sends, materialised (for tests and simple senders).
-    pub fn datagrams(&self, out: &Packets) -> Vec<Vec<u8>> {
-        match self {
-            Reply::Nothing => Vec::new(),
-            Reply::Packets => out.iter().map(<[u8]>::to_vec).collect(),
-            Reply::Shared(p) => p.iter().map(<[u8]>::to_vec).collect(),
-            Reply::ValvePage {
-                entries,
-                range,
-                last,
-            } => {
-                let mut d = crate::wire::valve_list::PAGE_HEADER.to_vec();
-                d.extend_from_slice(entries.get(range.clone()).unwrap_or_default());
-                if *last {
-                    d.extend_from_slice(&[0; 6]);
-                }
-                vec![d]
-            }
-        }
-    }
-
-    fn count(&self, out: &Packets) -> u64 {
-        match self {
-            Reply::Nothing => 0,
-            Reply::Packets => out.ends.len() as u64,
-            Reply::Shared(p) => p.ends.len() as u64,
-            Reply::ValvePage { .. } => 1,
-        }
-    }
+/// Whether a message registers a game server (these keep priority when the core is saturated).
+fn is_registration(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::ValveChallengeRequest
+            | Kind::ValveHeartbeat
+            | Kind::ValveShutdown
+            | Kind::DpHeartbeat
+            | Kind::DpInfoResponse
+    )
 }
 
 /// One shard of the master.
@@ -119,6 +102,10 @@ pub struct Master {
     list_stale: bool,
     /// For every shard, the epoch of its snapshot in `list` (0: none).
     list_epochs: Vec<u64>,
+    admission: Admission,
+    tx: TxQueue,
+    /// Where filtered Valve pages are encoded (reused).
+    scratch: Vec<u8>,
     counters: Counters,
 }
 
@@ -142,6 +129,9 @@ impl Master {
             shard: shard.min(shards.saturating_sub(1)),
             list_stale: false,
             list_epochs: vec![0; shards],
+            admission: Admission::new(now, config.admission.clone()),
+            tx: TxQueue::new(config.tx),
+            scratch: Vec::new(),
             counters: Counters::default(),
             config,
         }
@@ -163,6 +153,14 @@ impl Master {
         &self.config
     }
 
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    pub fn tx(&self) -> &TxQueue {
+        &self.tx
+    }
+
     /// Which shard this is.
     pub fn shard(&self) -> usize {
         self.shard
@@ -174,39 +172,86 @@ impl Master {
         &self.list_epochs
     }
 
-    /// Handles one datagram from `from`. Reply bytes that are not shared go to `out` (cleared first).
+    /// Handles one datagram from `from` that came in on listener `local`. Replies are queued:
+    /// [`poll_transmit`](Self::poll_transmit) hands them out. `Err` says why it had no effect
+    /// (also counted).
     pub fn handle(
         &mut self,
         now: Time,
         from: SocketAddr,
+        local: u8,
         datagram: &[u8],
-        out: &mut Packets,
-    ) -> Reply {
-        out.clear();
+    ) -> Result<(), Drop> {
         inc(&mut self.counters.received);
         let from = policy::canonical(from);
-        let reply = match classify(datagram) {
-            Kind::ValveListQuery => self.valve_query(datagram, out),
+        let done = match classify(datagram) {
+            Kind::ValveListQuery => self.valve_query(now, from, local, datagram),
             Kind::ValveChallengeRequest | Kind::ValveHeartbeat | Kind::ValveShutdown => {
-                self.valve_server(now, from, datagram, out)
+                self.valve_server(now, from, local, datagram)
             }
-            Kind::DpHeartbeat => self.dp_heartbeat(now, from, datagram, out),
+            Kind::DpHeartbeat => self.dp_heartbeat(now, from, local, datagram),
             Kind::DpInfoResponse => self.dp_info(now, from, datagram),
-            Kind::DpGetServers | Kind::DpGetServersExt => self.dp_query(datagram, out),
+            Kind::DpGetServers | Kind::DpGetServersExt => self.dp_query(now, from, local, datagram),
             Kind::Unknown => Err(Drop::Unknown),
             _ => Err(Drop::Unexpected),
         };
-        match reply {
-            Ok(r) => {
-                add(&mut self.counters.answered, r.count(out));
-                r
-            }
-            Err(why) => {
-                self.counters.drop(why);
-                out.clear();
-                Reply::Nothing
+        if let Err(why) = done {
+            self.counters.drop(why);
+        }
+        done
+    }
+
+    /// Handles a batch of datagrams: registrations first, then list queries — at most
+    /// [`SATURATED_QUERY_BUDGET`] of them when `saturated` (the engine's receive queue is backing
+    /// up), the rest shed and counted, so game servers keep registering whatever the query load.
+    pub fn handle_batch(&mut self, now: Time, batch: &[Datagram<'_>], saturated: bool) {
+        for d in batch.iter().filter(|d| is_registration(classify(d.bytes))) {
+            let _ = self.handle(now, d.from, d.local, d.bytes);
+        }
+        let mut budget = if saturated {
+            SATURATED_QUERY_BUDGET
+        } else {
+            usize::MAX
+        };
+        for d in batch.iter().filter(|d| !is_registration(classify(d.bytes))) {
+            match budget.checked_sub(1) {
+                Some(left) => {
+                    budget = left;
+                    let _ = self.handle(now, d.from, d.local, d.bytes);
+                }
+                None => {
+                    inc(&mut self.counters.received);
+                    self.counters.drop(Drop::Shed);
+                }
             }
         }
+    }
+
+    /// Moves what is due at `now` into `out` (at most `max` transmits).
+    pub fn poll_transmit(&mut self, now: Time, out: &mut Vec<Transmit>, max: usize) {
+        self.tx.poll_transmit(now, out, max);
+    }
+
+    /// Puts back, at the front and in order, transmits the socket did not take.
+    pub fn unsent(&mut self, back: impl DoubleEndedIterator<Item = Transmit>) {
+        self.tx.unsent(back);
+    }
+
+    /// When something next comes due to send (`None`: nothing queued).
+    pub fn poll_timeout(&mut self) -> Option<Time> {
+        self.tx.poll_timeout()
+    }
+
+    /// Every transmit due at `now` (tests and simulations).
+    pub fn transmits(&mut self, now: Time) -> Vec<Transmit> {
+        let mut out = Vec::new();
+        self.tx.poll_transmit(now, &mut out, usize::MAX);
+        out
+    }
+
+    /// The kernel refused GSO: send one datagram per transmit from now on.
+    pub fn disable_gso(&mut self) {
+        self.tx.disable_gso();
     }
 
     fn address_ok(&self, from: SocketAddr) -> Result<(), Drop> {
@@ -217,46 +262,99 @@ impl Master {
         }
     }
 
-    fn valve_query(&mut self, datagram: &[u8], out: &mut Packets) -> Result<Reply, Drop> {
+    /// Queues a one-datagram reply.
+    fn reply(&mut self, to: SocketAddr, local: u8, payload: Payload) -> Result<(), Drop> {
+        self.tx.send(to, local, payload).map_err(|_| Drop::TxFull)?;
+        inc(&mut self.counters.answered);
+        Ok(())
+    }
+
+    fn valve_query(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        local: u8,
+        datagram: &[u8],
+    ) -> Result<(), Drop> {
         let q = ListQuery::decode(datagram).map_err(|_| Drop::Malformed)?;
         let filter = Filter::parse(q.filter).map_err(|_| Drop::BadFilter)?;
-        inc(&mut self.counters.valve_queries);
         let seed = super::record::AddrKey::new(q.seed.into()).v4_entry();
-        match self
+        let continues = (q.seed != NULL_ADDR).then_some(seed);
+        let holds = self.table.holds(IpKey::new(from.ip()));
+        let grant = self.admission.admit_query(now, from, continues, holds)?;
+        inc(&mut self.counters.valve_queries);
+        // Page lengths vary per source, so the last address of a page proves receipt.
+        let capacity = if grant.class == Class::Trusted {
+            crate::wire::valve_list::MAX_PAGE_ENTRIES
+        } else {
+            self.challenges.page_capacity(from, seed)
+        };
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let (page, scan) = self
             .list
-            .valve_page(q.region, seed, &filter, &mut out.bytes)
-        {
+            .valve_page(q.region, seed, &filter, capacity, &mut out);
+        add(&mut self.counters.scanned, scan.examined as u64);
+        if scan.capped {
+            inc(&mut self.counters.scan_capped);
+        }
+        let last_entry = |b: &[u8]| -> Option<[u8; ENTRY_LEN]> {
+            b.len()
+                .checked_sub(ENTRY_LEN)
+                .and_then(|at| b.get(at..))
+                .and_then(|e| e.try_into().ok())
+        };
+        let (payload, last) = match page {
             ValvePage::Shared {
                 entries,
                 range,
                 last,
-            } => Ok(Reply::ValvePage {
-                entries,
-                range,
-                last,
-            }),
-            ValvePage::Written => {
-                out.ends.push(out.bytes.len());
-                Ok(Reply::Packets)
+            } => {
+                let end = entries.get(range.clone()).and_then(last_entry);
+                (
+                    Payload::Page {
+                        entries,
+                        range,
+                        last,
+                    },
+                    end,
+                )
             }
+            ValvePage::Written { last } => {
+                let end = if last { None } else { last_entry(&out) };
+                (Payload::Owned(out.as_slice().into()), end)
+            }
+        };
+        self.scratch = out;
+        let len = payload.len();
+        if !self.tx.has_room(len) {
+            return Err(Drop::TxFull);
         }
+        self.admission.charge(now, grant, from, len);
+        if let Some(end) = last.filter(|_| !matches!(payload, Payload::Page { last: true, .. })) {
+            self.admission.page_sent(now, from, end);
+        }
+        self.reply(from, local, payload)
     }
 
     fn valve_server(
         &mut self,
         now: Time,
         from: SocketAddr,
+        local: u8,
         datagram: &[u8],
-        out: &mut Packets,
-    ) -> Result<Reply, Drop> {
+    ) -> Result<(), Drop> {
         match ServerMessage::decode(datagram).map_err(|_| Drop::Malformed)? {
             ServerMessage::ChallengeRequest { nonce, .. } => {
                 self.address_ok(from)?;
+                self.admission.admit_challenge(now, from)?;
                 let challenge = self.challenges.valve(now, from);
-                ChallengeReply { challenge, nonce }.encode(&mut out.bytes);
-                out.ends.push(out.bytes.len());
+                let mut b = Vec::with_capacity(16);
+                ChallengeReply { challenge, nonce }.encode(&mut b);
+                let payload = Payload::small(&b).ok_or(Drop::Malformed)?;
+                self.reply(from, local, payload)?;
                 inc(&mut self.counters.challenges_sent);
-                Ok(Reply::Packets)
+                Ok(())
             }
             ServerMessage::Heartbeat(hb) => {
                 self.address_ok(from)?;
@@ -265,8 +363,7 @@ impl Master {
                     return Err(Drop::BadChallenge);
                 }
                 let fields = valve_fields(&hb.info).ok_or(Drop::MissingKey)?;
-                self.upsert(now, from, Family::Valve, &fields)?;
-                Ok(Reply::Nothing)
+                self.upsert(now, from, Family::Valve, &fields)
             }
             ServerMessage::Shutdown { .. } => Err(Drop::Shutdown),
         }
@@ -276,24 +373,27 @@ impl Master {
         &mut self,
         now: Time,
         from: SocketAddr,
+        local: u8,
         datagram: &[u8],
-        out: &mut Packets,
-    ) -> Result<Reply, Drop> {
+    ) -> Result<(), Drop> {
         let hb = DpHeartbeat::decode(datagram).map_err(|_| Drop::Malformed)?;
         let tag = policy::tag_index(hb.tag).ok_or(Drop::UnknownTag)?;
         self.address_ok(from)?;
+        self.admission.admit_challenge(now, from)?;
         let challenge = self.challenges.dp(now, from, tag);
+        let mut b = Vec::with_capacity(32);
         GetInfo {
             challenge: challenge.as_bytes(),
         }
-        .encode(&mut out.bytes)
+        .encode(&mut b)
         .map_err(|_| Drop::Malformed)?;
-        out.ends.push(out.bytes.len());
+        let payload = Payload::small(&b).ok_or(Drop::Malformed)?;
+        self.reply(from, local, payload)?;
         inc(&mut self.counters.challenges_sent);
-        Ok(Reply::Packets)
+        Ok(())
     }
 
-    fn dp_info(&mut self, now: Time, from: SocketAddr, datagram: &[u8]) -> Result<Reply, Drop> {
+    fn dp_info(&mut self, now: Time, from: SocketAddr, datagram: &[u8]) -> Result<(), Drop> {
         let ir = InfoResponse::decode(datagram).map_err(|_| Drop::Malformed)?;
         self.address_ok(from)?;
         let challenge = ir.challenge().ok_or(Drop::BadChallenge)?;
@@ -306,17 +406,42 @@ impl Master {
         if !self.config.games.allows(fields.game) {
             return Err(Drop::GameRejected);
         }
-        self.upsert(now, from, Family::DarkPlaces, &fields)?;
-        Ok(Reply::Nothing)
+        self.upsert(now, from, Family::DarkPlaces, &fields)
     }
 
-    fn dp_query(&mut self, datagram: &[u8], out: &mut Packets) -> Result<Reply, Drop> {
+    fn dp_query(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        local: u8,
+        datagram: &[u8],
+    ) -> Result<(), Drop> {
         let q = DpQuery::decode(datagram).map_err(|_| Drop::Malformed)?;
+        let holds = self.table.holds(IpKey::new(from.ip()));
+        let grant = self.admission.admit_query(now, from, None, holds)?;
         inc(&mut self.counters.dp_queries);
-        match self.list.dp_response(&q, self.config.max_dp_packet, out) {
-            Some(shared) => Ok(Reply::Shared(shared)),
-            None => Ok(Reply::Packets),
+        let packets: Arc<Packets> = self.list.dp_response(&q, self.config.max_dp_packet);
+        let len = packets.bytes.len();
+        if !self.tx.has_room(len) {
+            return Err(Drop::TxFull);
         }
+        self.admission.charge(now, grant, from, len);
+        let count = packets.ends.len() as u64;
+        let before = self.tx.stats();
+        self.tx
+            .send_packets(now, from, local, packets)
+            .map_err(|_| Drop::TxFull)?;
+        let after = self.tx.stats();
+        add(&mut self.counters.answered, count);
+        add(
+            &mut self.counters.paced,
+            after.paced.wrapping_sub(before.paced),
+        );
+        add(
+            &mut self.counters.superseded,
+            after.superseded.wrapping_sub(before.superseded),
+        );
+        Ok(())
     }
 
     fn upsert(
@@ -332,6 +457,8 @@ impl Master {
             Err(Rejected::PerIpCap) => return Err(Drop::PerIpCap),
             Err(Rejected::TableFull) => return Err(Drop::TableFull),
         }
+        // The address answered a challenge: it receives our packets.
+        self.admission.validate(now, from.ip());
         Ok(())
     }
 
@@ -472,6 +599,13 @@ mod tests {
     use super::*;
     use crate::wire::dp_server::GetInfo;
 
+    /// The one datagram among `t`.
+    fn only(t: Vec<Transmit>) -> Vec<u8> {
+        let mut d: Vec<Vec<u8>> = t.iter().flat_map(Transmit::datagrams).collect();
+        assert_eq!(d.len(), 1, "{t:?}");
+        d.remove(0)
+    }
+
     fn master(games: GamePolicy) -> Master {
         let mut c = Config::with_secret([7; 16]);
         c.limits.allow_private = true;
@@ -487,29 +621,21 @@ mod tests {
         pairs: &[(&[u8], &[u8])],
     ) -> Option<Drop> {
         let now = Time::from_secs(10);
-        let mut out = Packets::default();
         let mut hb = Vec::new();
         DpHeartbeat { tag, newline: true }.encode(&mut hb).unwrap();
-        let before = m.counters().dropped_total();
-        if m.handle(now, from, &hb, &mut out) == Reply::Nothing {
-            return Drop::ALL.into_iter().find(|d| m.counters().dropped(*d) > 0);
+        if let Err(why) = m.handle(now, from, 0, &hb) {
+            return Some(why);
         }
-        let getinfo = out.iter().next().unwrap().to_vec();
+        let getinfo = only(m.transmits(now));
         let challenge = GetInfo::decode(&getinfo).unwrap().challenge.to_vec();
         // A repeat heartbeat in the same window gets the same challenge.
-        m.handle(now, from, &hb, &mut out);
-        assert_eq!(out.iter().next().unwrap(), &getinfo[..]);
+        m.handle(now, from, 0, &hb).unwrap();
+        assert_eq!(only(m.transmits(now)), getinfo);
         let mut all: Vec<(&[u8], &[u8])> = pairs.to_vec();
         all.push((b"challenge", &challenge));
         let mut ir = Vec::new();
         InfoResponse::encode(&mut ir, all).unwrap();
-        m.handle(now.plus_millis(30), from, &ir, &mut out);
-        (m.counters().dropped_total() > before).then(|| {
-            *Drop::ALL
-                .iter()
-                .find(|d| m.counters().dropped(**d) > 0)
-                .unwrap()
-        })
+        m.handle(now.plus_millis(30), from, 0, &ir).err()
     }
 
     const REQUIRED: [(&[u8], &[u8]); 3] = [
@@ -595,24 +721,67 @@ mod tests {
     fn xash_nonce_is_echoed_and_unknown_datagrams_are_counted() {
         let mut m = master(GamePolicy::default());
         let a: SocketAddr = "1.2.3.4:27015".parse().unwrap();
-        let mut out = Packets::default();
-        m.handle(Time::ZERO, a, b"q\xff\x78\x56\x34\x12", &mut out);
-        let reply = ChallengeReply::decode(out.iter().next().unwrap()).unwrap();
+        m.handle(Time::ZERO, a, 0, b"q\xff\x78\x56\x34\x12")
+            .unwrap();
+        let reply = only(m.transmits(Time::ZERO));
+        let reply = ChallengeReply::decode(&reply).unwrap();
         assert_eq!(reply.nonce, Some(0x1234_5678));
         assert_eq!(
-            m.handle(Time::ZERO, a, b"GET / HTTP/1.0", &mut out),
-            Reply::Nothing
+            m.handle(Time::ZERO, a, 0, b"GET / HTTP/1.0"),
+            Err(Drop::Unknown)
         );
         assert_eq!(
-            m.handle(
-                Time::ZERO,
-                a,
-                b"\xff\xff\xff\xffTSource Engine Query\0",
-                &mut out
-            ),
-            Reply::Nothing
+            m.handle(Time::ZERO, a, 0, b"\xff\xff\xff\xffTSource Engine Query\0"),
+            Err(Drop::Unexpected)
         );
+        assert!(m.transmits(Time::ZERO).is_empty());
         assert_eq!(m.counters().dropped(Drop::Unknown), 1);
         assert_eq!(m.counters().dropped(Drop::Unexpected), 1);
+    }
+
+    #[test]
+    fn a_saturated_batch_keeps_every_registration_and_sheds_queries_past_the_budget() {
+        let mut m = master(GamePolicy::default());
+        let now = Time::from_secs(5);
+        let query = b"1\xff0.0.0.0:0\0\0";
+        let servers: Vec<SocketAddr> = (0..40u16)
+            .map(|p| SocketAddr::from(([203, 0, 113, (p % 8) as u8], 27015 + p)))
+            .collect();
+        let clients: Vec<SocketAddr> = (0..100u8)
+            .map(|h| SocketAddr::from(([198, 51, 100, h], 5000)))
+            .collect();
+        // Queries first in the batch, challenge requests after: registrations still go first.
+        let mut batch: Vec<Datagram<'_>> = clients
+            .iter()
+            .map(|&from| Datagram {
+                from,
+                local: 0,
+                bytes: query,
+            })
+            .collect();
+        batch.extend(servers.iter().map(|&from| Datagram {
+            from,
+            local: 0,
+            bytes: b"q",
+        }));
+        m.handle_batch(now, &batch, true);
+        assert_eq!(m.counters().challenges_sent, 40);
+        assert_eq!(m.counters().valve_queries, SATURATED_QUERY_BUDGET as u64);
+        assert_eq!(
+            m.counters().dropped(Drop::Shed),
+            100 - SATURATED_QUERY_BUDGET as u64
+        );
+        let sent = m.transmits(now);
+        assert_eq!(sent.len(), 40 + SATURATED_QUERY_BUDGET);
+        assert!(
+            sent[..40].iter().all(|t| t.payload.len() == 10),
+            "challenges leave first"
+        );
+        // Not saturated: every query is answered.
+        m.handle_batch(now, &batch, false);
+        assert_eq!(
+            m.counters().dropped(Drop::Shed),
+            100 - SATURATED_QUERY_BUDGET as u64
+        );
     }
 }

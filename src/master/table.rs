@@ -158,6 +158,11 @@ impl Table {
         self.slots.get(i as usize)?.as_ref()
     }
 
+    /// Whether a server is listed at this address (IPv4) or /64 (IPv6).
+    pub fn holds(&self, ip: IpKey) -> bool {
+        self.per_ip.contains_key(&ip)
+    }
+
     /// Every listed server, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Server> {
         self.slots.iter().flatten()

@@ -251,6 +251,37 @@ impl<'a> Filter<'a> {
         })
     }
 
+    /// The conditions every listed server must satisfy: those at the top level, outside any
+    /// `nor` / `nand` group, neutral ones left out (a list can answer from an index of one).
+    pub fn required(&self) -> impl Iterator<Item = &Condition<'a>> {
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            while let Some(node) = self.nodes.get(i) {
+                i = self.after(i);
+                if let Node::Cond(c) = node
+                    && !c.is_neutral()
+                {
+                    return Some(c);
+                }
+            }
+            None
+        })
+    }
+
+    /// The index after the subtree at `i`.
+    fn after(&self, i: usize) -> usize {
+        match self.nodes.get(i) {
+            Some(&Node::Group { children, .. }) => {
+                let mut next = i.saturating_add(1);
+                for _ in 0..children {
+                    next = self.after(next);
+                }
+                next
+            }
+            _ => i.saturating_add(1),
+        }
+    }
+
     /// Whether the result is to hold one server per IP.
     pub fn collapse_addr_hash(&self) -> bool {
         self.conditions()
@@ -307,37 +338,55 @@ impl<'a> Filter<'a> {
     }
 }
 
-/// Matches `text` against a pattern where `*` stands for any run of bytes, ASCII case-insensitively.
-/// Linear in practice: greedy with one backtrack point, O(len(pattern) × len(text)) at worst.
+/// Longest pattern or text [`wildcard_match`] compares (infostring values and patterns are at most
+/// 255 bytes; longer inputs are compared on their first bytes only).
+pub const MAX_WILDCARD_LEN: usize = 256;
+
+/// ASCII-lowercases at most [`MAX_WILDCARD_LEN`] bytes of `s` into `buf`.
+fn lower<'b>(s: &[u8], buf: &'b mut [u8; MAX_WILDCARD_LEN]) -> &'b [u8] {
+    let n = s.len().min(MAX_WILDCARD_LEN);
+    for (d, c) in buf.iter_mut().zip(s) {
+        *d = c.to_ascii_lowercase();
+    }
+    buf.get(..n).unwrap_or_default()
+}
+
+/// Matches `text` against a pattern where `*` stands for any run of bytes, ASCII case-insensitively,
+/// in time linear in both: the pattern splits at `*` into literal pieces; the first must begin the
+/// text, the last must end it, and each one between is found (by a linear substring search) at
+/// its earliest place after the previous one — the earliest place is never worse, since it leaves
+/// the most text for the pieces after it.
 pub fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
-    // Positions never exceed the slice lengths, so the saturating steps never saturate.
-    let (mut p, mut t) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while let Some(&c) = text.get(t) {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p = p.saturating_add(1);
+    let (mut pb, mut tb) = ([0u8; MAX_WILDCARD_LEN], [0u8; MAX_WILDCARD_LEN]);
+    let (pattern, text) = (lower(pattern, &mut pb), lower(text, &mut tb));
+    let mut pieces = pattern.split(|&b| b == b'*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(last) = pieces.next_back() else {
+        return pattern == text; // no `*`: the whole text
+    };
+    let Some(rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let Some(mut middle) = rest
+        .len()
+        .checked_sub(last.len())
+        .and_then(|end| rest.split_at_checked(end))
+        .filter(|(_, tail)| *tail == last)
+        .map(|(m, _)| m)
+    else {
+        return false;
+    };
+    for piece in pieces.filter(|p| !p.is_empty()) {
+        match memchr::memmem::find(middle, piece) {
+            Some(at) => {
+                middle = middle
+                    .get(at.saturating_add(piece.len())..)
+                    .unwrap_or_default();
             }
-            Some(pc) if pc.eq_ignore_ascii_case(&c) => {
-                p = p.saturating_add(1);
-                t = t.saturating_add(1);
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp.saturating_add(1);
-                    t = st.saturating_add(1);
-                    star = Some((sp, t));
-                }
-                None => return false,
-            },
+            None => return false,
         }
     }
-    pattern
-        .get(p..)
-        .unwrap_or_default()
-        .iter()
-        .all(|&c| c == b'*')
+    true
 }
 
 #[cfg(test)]
@@ -524,6 +573,48 @@ mod tests {
         assert!(wildcard_match(b"1.0.*", b"1.0.2.7"));
         assert!(!wildcard_match(b"", b"x"));
         assert!(wildcard_match(b"exact", b"EXACT"));
+        assert!(
+            !wildcard_match(b"ab*ba", b"aba"),
+            "the first and last pieces may not overlap"
+        );
+        assert!(!wildcard_match(b"*a*a*a*a*b", &[b'a'; 200][..]));
+        assert!(wildcard_match(b"**", b"x"));
+    }
+
+    #[test]
+    fn required_conditions_are_the_top_level_ones() {
+        let f = Filter::parse(b"\\gamedir\\tf\\nor\\2\\map\\a\\appid\\4\\secure\\0\\appid\\440")
+            .unwrap();
+        let req: Vec<_> = f.required().collect();
+        assert_eq!(
+            req,
+            [
+                &Condition::GameDir(b"tf"),
+                &Condition::Secure(false),
+                &Condition::AppId(440)
+            ]
+        );
+        let nested = Filter::parse(b"\\nand\\1\\nor\\1\\gamedir\\x\\map\\m").unwrap();
+        assert_eq!(
+            nested.required().collect::<Vec<_>>(),
+            [&Condition::Map(b"m")]
+        );
+    }
+
+    #[test]
+    fn the_backtracking_worst_case_matches_correctly() {
+        // The classic quadratic case for backtracking matchers (a 255-byte pattern of `*a` pieces
+        // and a text of `a`s, then a final mismatch): here each piece is searched once, left to
+        // right, with a linear substring search.
+        let pattern: Vec<u8> = std::iter::repeat_n(&b"*a"[..], 127)
+            .flatten()
+            .copied()
+            .collect();
+        let text = [b'a'; 255];
+        assert!(wildcard_match(&pattern, &text));
+        let mut miss = pattern.clone();
+        miss.push(b'b');
+        assert!(!wildcard_match(&miss, &text));
     }
 
     fn reference_match(p: &[u8], t: &[u8]) -> bool {
@@ -539,7 +630,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn wildcard_agrees_with_reference(p in "[ab*]{0,8}", t in "[abAB]{0,10}") {
+        fn wildcard_agrees_with_reference(p in "[ab*]{0,10}", t in "[abAB]{0,14}") {
             prop_assert_eq!(wildcard_match(p.as_bytes(), t.as_bytes()), reference_match(p.as_bytes(), t.as_bytes()));
         }
 
