@@ -107,6 +107,7 @@ fn region_list(
         retries: cfg.retries,
         source_base: cfg.source_base.wrapping_add(1 + i as u8),
         hosts: 1,
+        gro: true,
     };
     query::run_collect(&q)
 }

@@ -8,11 +8,13 @@
 //! | [`flood`] | attack traffic and the amplification it earns |
 //! | [`crawl`] | the seed crawler's flow: lists per region, then A2S_INFO everything |
 //! | [`blast`] | the loopback ceiling: send_to, sendmmsg, GSO |
+//! | [`batch`] | batched receives (`recvmmsg`, `UDP_GRO` runs split back into datagrams) |
 //! | [`schedule`] | closed/open-loop start times |
 //! | [`sources`] | simulated hosts (127.b.c.d) and their sockets |
 //! | [`report`] | histograms, JSON, the progress line |
 //! | [`plot`] | the SVG latency plot |
 
+mod batch;
 mod blast;
 mod crawl;
 mod fleet;
@@ -131,6 +133,9 @@ enum Command {
         hosts: usize,
         #[arg(long, default_value_t = 60)]
         source_base: u8,
+        /// Do not ask the kernel to coalesce datagrams (`UDP_GRO`): one receive per datagram.
+        #[arg(long)]
+        no_gro: bool,
         /// Write the latency plot (SVG) here.
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
@@ -248,6 +253,7 @@ fn run(cli: Cli) -> Result<(), String> {
             retries,
             hosts,
             source_base,
+            no_gro,
             plot: plot_file,
         } => {
             let load = match rate {
@@ -272,6 +278,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 retries,
                 source_base,
                 hosts,
+                gro: !no_gro,
             };
             let out = query::run(&cfg)?;
             if let Some(p) = plot_file {

@@ -260,10 +260,20 @@ pub fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
 }
 
-/// A running `muster serve` and the address it reports.
+/// A running `muster serve` and the address it reports. Killed if dropped without
+/// [`Served::terminate`] (a failing test must not leave a master running).
 pub struct Served {
-    child: Child,
+    child: Option<Child>,
     pub addr: SocketAddr,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Served {
@@ -286,14 +296,18 @@ impl Served {
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .parse()
             .unwrap();
-        Served { child, addr }
+        Served {
+            child: Some(child),
+            addr,
+        }
     }
 
     /// Sends SIGTERM and returns what the process wrote to stderr; asserts a clean exit.
-    pub fn terminate(self) -> String {
+    pub fn terminate(mut self) -> String {
+        let child = self.child.take().expect("running");
         // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let o = self.child.wait_with_output().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let o = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(
             o.status.success(),
