@@ -1,143 +1,222 @@
 #!/usr/bin/env bash
-# End-to-end benchmark: muster on loopback, a fleet of N game servers (1k, 10k, 100k), then Valve
-# and DP list-query load, with `--cores 1` and `--cores 2`. Figures go into docs/benchmarks.md
-# (between the e2e markers) as ratios to `muster-loadgen blast` measured in the same run.
+# End-to-end benchmarks on loopback, written into docs/benchmarks.md (between the e2e markers):
 #
-#   benches/e2e.sh                      # all sizes, 5 s of query load per step
-#   SIZES="1000 10000" DUR=3 benches/e2e.sh
+#  1. side by side with dpmaster 2.2 (the reference a user would pick instead): the same DP
+#     fleet registered with each, then the same list-query load — lists/s, p99, and lists per
+#     second of the master's CPU (utime+stime from /proc/PID/stat) — dpmaster vs muster
+#     `--cores 1` and `--cores 2`, at 1k and 10k servers; and the CPU per registration through
+#     the full handshake at 100k, with the kernel's floor (`muster-loadgen floor`) beside them;
+#  2. the reflection flood: 10k DP + 2k Valve servers listed, 256 spoofed sources sending 5,000
+#     list queries/s for 15 s — the bandwidth amplification (BAF) muster (defaults) and dpmaster
+#     (default, and `-f`) hand out, and whether fresh clients still get whole lists meanwhile;
+#  3. muster alone at 1k / 10k / 100k / 1M servers: registrations/s, list load, memory.
 #
-# Everything runs on loopback; every step is bounded in time.
+#   benches/e2e.sh                                   # everything (about 10 minutes)
+#   PARTS="dpmaster flood" DUR=5 benches/e2e.sh      # some parts
+#   SIZES="1000 10000" benches/e2e.sh
+#
+# dpmaster is built from ../shared/peers/dpmaster as its README there says (set DPMASTER to use a
+# binary of your own). Everything runs on loopback; every step is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SIZES="${SIZES:-1000 10000 100000}"
-DUR="${DUR:-5}"
+PARTS="${PARTS:-dpmaster flood sizes}"
+SIZES="${SIZES:-1000 10000 100000 1000000}"
+DUR="${DUR:-8}"
 CONC="${CONC:-8}"
 OUT=target/bench-e2e
 mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.skipped
+rm -f "$OUT"/*.json "$OUT"/*.txt
 
 cargo build --release --workspace -q
 M=target/release/muster
 L=target/release/muster-loadgen
-# The fleet holds one socket per game server: a 100k fleet needs `ulimit -n` above 100k. Raise
-# it as far as allowed; sizes that still do not fit are skipped and say so in the results.
-ulimit -n 262144 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-FDS=$(ulimit -n)
-
 CPUS=$(nproc)
-# With --cores 1 the master runs on CPU 0 (glommio pins it); the load generator is kept off it.
-pin_loadgen() { if [ "$1" = 1 ] && [ "$CPUS" -gt 1 ]; then echo "taskset -c 1-$((CPUS - 1))"; fi; }
+TICK=$(getconf CLK_TCK)
+
+if [ -z "${DPMASTER:-}" ] && [ -d ../shared/peers/dpmaster ]; then
+    d=target/peers
+    if [ ! -x "$d/dpmaster/dpmaster" ]; then
+        rm -rf "$d" && mkdir -p "$d" && cp -r ../shared/peers/dpmaster "$d/"
+        make -s -C "$d/dpmaster" release >/dev/null
+    fi
+    DPMASTER="$d/dpmaster/dpmaster"
+fi
+DPMASTER="${DPMASTER:-}"
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+LG1=""; [ "$CPUS" -gt 1 ] && LG1="taskset -c 1-$((CPUS - 1))"
+
+PID=""; ADDR=""
+# start_muster CORES [flags…]: muster on 127.0.0.1 (pinned by itself: --cores 1 is CPU 0).
+start_muster() {
+    local cores=$1; shift
+    local port; port=$(free_port)
+    $M serve --listen "127.0.0.1:$port" --cores "$cores" --allow-private --max-servers-per-ip 64 "$@" \
+        >"$OUT/master.out" 2>"$OUT/master.err" &
+    PID=$!
+    for _ in $(seq 100); do grep -q "serving on" "$OUT/master.out" && break; sleep 0.1; done
+    grep -q "serving on" "$OUT/master.out" || { cat "$OUT/master.err"; exit 1; }
+    ADDR="127.0.0.1:$port"
+}
+# start_dpmaster [flags…]: dpmaster on CPU 0, quiet (-v 1: errors only; its default logs every packet).
+start_dpmaster() {
+    local port; port=$(free_port)
+    local jail; jail=$(mktemp -d)
+    taskset -c 0 "$DPMASTER" -j "$jail" -l 127.0.0.1 -p "$port" --allow-loopback -n 1100000 -N 64 -v 1 "$@" \
+        >"$OUT/master.out" 2>&1 &
+    PID=$!
+    ADDR="127.0.0.1:$port"
+    sleep 0.5
+}
+stop_master() { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+
+# listed ADDR MODE: servers on the list (one query).
+listed() {
+    $L query --target "$1" --mode "$2" --count 1 --timeout 3 --source-base 61 2>/dev/null \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["entries_received"])'
+}
+# listed_wait ADDR MODE EXPECT: the list once it holds EXPECT, or after 5 s (each core's merged
+# list lags by up to one refresh; dpmaster lists at once).
+listed_wait() {
+    local got=0
+    for _ in $(seq 25); do
+        got=$(listed "$1" "$2")
+        [ "$got" -ge "$3" ] && break
+        sleep 0.2
+    done
+    echo "$got"
+}
+# Fleet ports: fixed, so a second run re-registers the same servers.
+FLEET_PORT=40000
+
+# register ADDR N PROTOCOL BASE TAG [MODE EXPECT]: the fleet registers N servers and records the
+# master's CPU over that first round; with MODE, again (up to 3 rounds) until EXPECT are listed
+# (a DP registration lost on the way has no retry in the protocol).
+register() {
+    local addr=$1 n=$2 proto=$3 base=$4 tag=$5 mode=${6:-} expect=${7:-0}
+    local port=$((FLEET_PORT + base))
+    local c0; c0=$(cpu_ticks "$PID")
+    $LG1 $L fleet --target "$addr" --servers "$n" --protocol "$proto" --per-host 32 --rate 50000 \
+        --count "$n" --duration 300 --source-base "$base" --port "$port" --json "$OUT/$tag.fleet.json" >/dev/null
+    local c1; c1=$(cpu_ticks "$PID")
+    echo "$(( c1 - c0 ))" >"$OUT/$tag.regcpu.txt"
+    [ -n "$mode" ] || return 0
+    for _ in 1 2 3; do
+        [ "$(listed_wait "$addr" "$mode" "$expect")" -ge "$expect" ] && break
+        $LG1 $L fleet --target "$addr" --servers "$n" --protocol "$proto" --per-host 32 --rate 10000 \
+            --count "$n" --duration 300 --source-base "$base" --port "$port" >/dev/null
+    done
+    listed_wait "$addr" "$mode" "$expect" >"$OUT/$tag.listed.txt"
+}
+
+# query_load ADDR TAG MODE EXPECT [pin]: closed-loop list load, the master's CPU over it.
+query_load() {
+    local addr=$1 tag=$2 mode=$3 expect=$4 pin=${5:-}
+    local c0; c0=$(cpu_ticks "$PID")
+    /usr/bin/time -o "$OUT/$tag.lgtime.txt" -f "%U %S" $pin $L query --target "$addr" --mode "$mode" \
+        --concurrency "$CONC" --duration "$DUR" --expect "$expect" --json "$OUT/$tag.json" >/dev/null
+    local c1; c1=$(cpu_ticks "$PID")
+    echo "$(( c1 - c0 ))" >"$OUT/$tag.cpu.txt"
+}
 
 echo "== blast (loopback ceiling, 1395-byte datagrams)"
 $L blast --duration 3 --json "$OUT/blast.json" >/dev/null
 
-rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
-
-for cores in 1 2; do
-    for n in $SIZES; do
-        tag="c${cores}-n${n}"
-        echo "== $tag"
-        if [ $((n + 512)) -gt "$FDS" ]; then
-            echo "skipped: $n servers need $n sockets; ulimit -n is $FDS here" | tee "$OUT/$tag.skipped"
-            continue
-        fi
-        $M serve --listen 127.0.0.1:0 --cores "$cores" --allow-private --max-servers-per-ip 64 \
-            >"$OUT/$tag.master.out" 2>"$OUT/$tag.master.err" &
-        mpid=$!
-        for _ in $(seq 100); do grep -q "serving on" "$OUT/$tag.master.out" && break; sleep 0.1; done
-        addr=$(sed -n 's/^muster: serving on \([^ ,]*\).*/\1/p' "$OUT/$tag.master.out")
-        [ -n "$addr" ] || { echo "master did not start"; cat "$OUT/$tag.master.err"; exit 1; }
-        rss0=$(rss_kib $mpid)
-        # --protocol mixed: server i is GoldSrc if i % 3 == 0, DarkPlaces (Nexuiz) if 1, Quake III if 2.
-        valve_n=$(((n + 2) / 3))
-        dp_n=$(((n + 1) / 3))
-        PIN=$(pin_loadgen "$cores")
-        # The fleet stops by itself once every server has registered (--count N handshakes).
-        $PIN $L fleet --target "$addr" --servers "$n" --protocol mixed --per-host 16 \
-            --count "$n" --duration 120 --json "$OUT/$tag.fleet.json" >/dev/null
-        # Wait (bounded) until every Valve server is listed by the core that answers.
-        ok=0
-        for _ in $(seq 100); do
-            if $L query --target "$addr" --count 1 --expect "$valve_n" --timeout 2 \
-                | grep -q '"lists_complete": 1'; then ok=1; break; fi
-            sleep 0.2
+if [[ " $PARTS " == *" dpmaster "* ]]; then
+    [ -n "$DPMASTER" ] || { echo "dpmaster: not built (no ../shared/peers/dpmaster, no DPMASTER)"; exit 1; }
+    for n in 1000 10000; do
+        for who in dpmaster muster1 muster2; do
+            tag="sbs-$who-n$n"
+            echo "== $tag"
+            case $who in
+                dpmaster) start_dpmaster; pin=$LG1 ;;
+                # The load generator's sources are trusted: this measures speed, not admission.
+                muster1) start_muster 1 --trust 127.0.0.0/8; pin=$LG1 ;;
+                muster2) start_muster 2 --trust 127.0.0.0/8; pin="" ;;
+            esac
+            register "$ADDR" "$n" dp 100 "$tag" dp "$n"
+            sleep 1
+            query_load "$ADDR" "$tag" dp "$n" "$pin"
+            stop_master
         done
-        [ "$ok" = 1 ] || { echo "the list never held every server"; kill $mpid; exit 1; }
-        rss1=$(rss_kib $mpid)
-        echo "$rss0 $rss1 $n" >"$OUT/$tag.rss"
-        $PIN $L query --target "$addr" --mode valve --concurrency "$CONC" --duration "$DUR" \
-            --expect "$valve_n" --json "$OUT/$tag.valve.json" --plot "$OUT/$tag.valve.svg" >/dev/null
-        $PIN $L query --target "$addr" --mode dp --concurrency "$CONC" --duration "$DUR" \
-            --expect "$dp_n" --json "$OUT/$tag.dp.json" --plot "$OUT/$tag.dp.svg" >/dev/null
-        kill -TERM $mpid
-        wait $mpid || true
     done
-done
+    echo "== registration CPU at 100k (dpmaster, muster --cores 1, the floor)"
+    for rate in 20000 100000; do
+    for who in dpmaster muster1 floor; do
+        tag="reg-$who-r$rate"
+        case $who in
+            dpmaster) start_dpmaster ;;
+            muster1) start_muster 1 --trust 127.0.0.0/8 ;;
+            floor)
+                port=$(free_port)
+                taskset -c 0 $L floor --listen "127.0.0.1:$port" --duration 300 >/dev/null 2>&1 &
+                PID=$!; ADDR="127.0.0.1:$port"; sleep 0.3 ;;
+        esac
+        c0=$(cpu_ticks "$PID")
+        $LG1 $L fleet --target "$ADDR" --servers 100000 --protocol dp --per-host 32 --rate "$rate" \
+            --count 100000 --duration 120 --json "$OUT/$tag.fleet.json" >/dev/null
+        c1=$(cpu_ticks "$PID")
+        echo "$(( c1 - c0 ))" >"$OUT/$tag.regcpu.txt"
+        if [ "$who" = floor ]; then echo 100000 >"$OUT/$tag.listed.txt"; else listed_wait "$ADDR" dp 100000 >"$OUT/$tag.listed.txt"; fi
+        stop_master
+    done
+    done
+fi
 
-python3 - "$OUT" "$SIZES" "$DUR" "$CONC" <<'EOF'
-import json, os, sys, platform, subprocess, datetime
-out, sizes, dur, conc = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
-blast = json.load(open(f"{out}/blast.json"))
-m = {x["method"]: x for x in blast["methods"]}
-base_pps = m["send_to"]["received_per_sec"]
-gso_pps = m["gso"]["received_per_sec"]
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-rows = []
-for cores in ("1", "2"):
-    for n in sizes:
-        tag = f"c{cores}-n{n}"
-        if os.path.exists(f"{out}/{tag}.skipped"):
-            why = open(f"{out}/{tag}.skipped").read().strip()
-            rows.append(f"| {cores} | {int(n):,} | — | {why} | | | | | | | |")
-            continue
-        try:
-            fl = json.load(open(f"{out}/{tag}.fleet.json"))
-        except FileNotFoundError:
-            fl = {}
-        v = json.load(open(f"{out}/{tag}.valve.json"))
-        d = json.load(open(f"{out}/{tag}.dp.json"))
-        rss0, rss1, _ = open(f"{out}/{tag}.rss").read().split()
-        rss_per = (int(rss1) - int(rss0)) * 1024 / int(n)
-        for name, q in (("Valve", v), ("DP", d)):
-            rows.append(
-                f"| {cores} | {int(n):,} | {name} | {q['lists_per_sec']:.0f} | {q['packets_per_sec']:,.0f} "
-                f"| {q['packets_per_sec'] / base_pps:.2f}× / {q['packets_per_sec'] / gso_pps:.2f}× "
-                f"| {q['bytes_per_sec'] / 1e6:.1f} | {q['time_to_complete']['p99_us'] / 1000:.2f} "
-                f"| {q['lists_incomplete']} | {fl.get('registrations_per_sec', 0):,.0f} | {rss_per:.0f} |"
-            )
-text = f"""<!-- e2e:begin (written by benches/e2e.sh; do not edit by hand) -->
-### End to end (muster + muster-loadgen on loopback)
+if [[ " $PARTS " == *" flood "* ]]; then
+    for who in muster muster-dp dpmaster dpmaster-f; do
+        tag="flood-$who"
+        echo "== $tag"
+        kind=query
+        case $who in
+            muster) start_muster 2 ;;
+            muster-dp) start_muster 2; kind=dp-query ;;
+            dpmaster) [ -n "$DPMASTER" ] || continue; start_dpmaster; kind=dp-query ;;
+            dpmaster-f) [ -n "$DPMASTER" ] || continue; start_dpmaster -f; kind=dp-query ;;
+        esac
+        register "$ADDR" 10000 dp 100 "$tag-dp" dp 10000
+        if [[ $who == muster* ]]; then register "$ADDR" 2000 valve 120 "$tag-valve" valve 2000; fi
+        sleep 1
+        $L flood --target "$ADDR" --kind "$kind" --sources 256 --rate 5000 --duration 15 \
+            --json "$OUT/$tag.json" >/dev/null &
+        fpid=$!
+        sleep 6
+        # Fresh clients in the middle of the flood, from addresses the flood does not use.
+        if command -v quakestat >/dev/null; then
+            timeout 30 quakestat -nexuizm,outfile "$ADDR,-" | grep -c '^nexuizs ' >"$OUT/$tag.qstat.txt" || true
+        fi
+        $L query --target "$ADDR" --mode dp --count 1 --expect 10000 --timeout 3 --source-base 78 \
+            --json "$OUT/$tag.fresh-dp.json" >/dev/null || true
+        if [[ $who == muster* ]]; then
+            $L query --target "$ADDR" --mode valve --count 1 --expect 2000 --timeout 3 --source-base 77 \
+                --json "$OUT/$tag.fresh-valve.json" >/dev/null || true
+        fi
+        wait "$fpid"
+        stop_master
+    done
+fi
 
-Run on {datetime.date.today()}: `SIZES="{' '.join(sizes)}" DUR={dur} CONC={conc} benches/e2e.sh`
-(`cargo build --release`; muster `serve --listen 127.0.0.1:0 --cores C --allow-private
---max-servers-per-ip 64`; `muster-loadgen fleet --servers N --protocol mixed` — a third each
-GoldSrc, DarkPlaces, Quake III; then `query --mode valve|dp --concurrency {conc} --duration {dur}
---expect` the GoldSrc / DarkPlaces count). Machine: {os.cpu_count()} × {cpu}, Linux {platform.release()}.
-**Master and load generator share these {os.cpu_count()} cores**: with `--cores 1` the master is
-pinned to CPU 0 and the load generator to the rest (`taskset`); with `--cores 2` they compete, so
-those rows measure the pair, not the master alone.
+if [[ " $PARTS " == *" sizes "* ]]; then
+    for cores in 1 2; do
+        for n in $SIZES; do
+            tag="size-c$cores-n$n"
+            echo "== $tag"
+            start_muster "$cores" --trust 127.0.0.0/8 --max-servers 2000000
+            rss0=$(rss_kib "$PID")
+            valve_n=$(( (n + 2) / 3 )); dp_n=$(( (n + 1) / 3 ))
+            register "$ADDR" "$n" mixed 100 "$tag"
+            # Every core lists every server (each core's list lags by up to one refresh).
+            listed_wait "$ADDR" valve "$valve_n" >/dev/null
+            echo "$rss0 $(rss_kib "$PID") $n" >"$OUT/$tag.rss.txt"
+            pin=""; [ "$cores" = 1 ] && pin=$LG1
+            query_load "$ADDR" "$tag.valve" valve "$valve_n" "$pin"
+            query_load "$ADDR" "$tag.dp" dp "$dp_n" "$pin"
+            stop_master
+        done
+    done
+fi
 
-Ceiling measured in the same run (`muster-loadgen blast --size 1395`): send_to
-{base_pps:,.0f} packets/s, sendmmsg {m['sendmmsg']['received_per_sec']:,.0f}, GSO {gso_pps:,.0f}
-({blast['gso_vs_send_to']:.1f}× send_to).
-
-| cores | servers | list | whole lists/s | list packets/s | packets/s ÷ blast send_to / GSO | MB/s | p99 whole list (ms) | incomplete | registrations/s | RSS bytes/server |
-|---|---|---|---|---|---|---|---|---|---|---|
-""" + "\n".join(rows) + """
-
-A list is counted whole only with every expected entry. Registrations/s is the fleet's first round
-(handshakes started at 20k/s by the load generator, so it caps the figure at small sizes). RSS per
-server is the master's resident-memory growth over the fleet's registration divided by N.
-Latency plots: `target/bench-e2e/*.svg`.
-<!-- e2e:end -->"""
-path = "docs/benchmarks.md"
-doc = open(path).read()
-b, e = doc.find("<!-- e2e:begin"), doc.find("<!-- e2e:end -->")
-if b >= 0 and e >= 0:
-    doc = doc[:b] + text + doc[e + len("<!-- e2e:end -->"):]
-else:
-    doc = doc.rstrip() + "\n\n" + text + "\n"
-open(path, "w").write(doc)
-print("docs/benchmarks.md updated")
-EOF
+python3 benches/e2e_report.py "$OUT" "$PARTS" "$SIZES" "$DUR" "$CONC" "$TICK"

@@ -198,3 +198,133 @@ fn a_list_larger_than_the_default_buffer_arrives_whole_because_it_is_paced() {
     assert_eq!(r.shard.paced, 1, "the reply beyond the window was paced");
     assert_eq!(r.shard.dropped(Drop::TxFull), 0);
 }
+
+/// Sends `datagrams` from `s` to `to` with `sendmmsg`, 64 per call (a burst the master receives
+/// faster than it wakes up).
+fn burst(s: &std::net::UdpSocket, to: SocketAddr, datagrams: &[Vec<u8>]) {
+    use std::os::fd::AsRawFd;
+    let SocketAddr::V4(to) = to else {
+        panic!("IPv4 only")
+    };
+    // SAFETY: plain data for the kernel; every pointer below outlives the call that reads it.
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sin.sin_family = libc::AF_INET as libc::sa_family_t;
+    sin.sin_port = to.port().to_be();
+    sin.sin_addr.s_addr = u32::from_ne_bytes(to.ip().octets());
+    for chunk in datagrams.chunks(64) {
+        let mut iov: Vec<libc::iovec> = chunk
+            .iter()
+            .map(|d| libc::iovec {
+                iov_base: d.as_ptr().cast_mut().cast(),
+                iov_len: d.len(),
+            })
+            .collect();
+        let mut hdrs: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .map(|v| {
+                // SAFETY: as above.
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_name = (&raw mut sin).cast();
+                h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+                h.msg_hdr.msg_iov = v;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        // SAFETY: the headers point at `iov`, `sin` and the datagrams, alive for the call.
+        let n = unsafe { libc::sendmmsg(s.as_raw_fd(), hdrs.as_mut_ptr(), hdrs.len() as u32, 0) };
+        assert_eq!(n, hdrs.len() as i32, "sendmmsg");
+    }
+}
+
+#[test]
+fn receives_and_replies_go_in_batches() {
+    let e = engine(2, |_| {});
+    let master = e.local_addrs()[0];
+    // 1,280 DP heartbeats from 20 sources (64 each: a source's challenge budget), each source's
+    // in one sendmmsg burst: one challenge each, read many at a time (recvmmsg) and sent many at a
+    // time (sendmmsg).
+    let hb = [OOB, b"heartbeat DarkPlaces\n"].concat();
+    let all: Vec<Vec<u8>> = (0..64).map(|_| hb.clone()).collect();
+    let sources = sockets(80, 20, 20);
+    for s in &sources {
+        burst(s, master, &all);
+    }
+    let mut buf = [0u8; 64];
+    for (k, s) in sources.iter().enumerate() {
+        for i in 0..64 {
+            let n = recv_from_master(s, master, &mut buf)
+                .unwrap_or_else(|| panic!("source {k}, challenge {i}"));
+            assert!(buf[..n].starts_with(b"\xFF\xFF\xFF\xFFgetinfo "));
+        }
+    }
+    let r = e.stop().unwrap();
+    assert_eq!(r.shard.challenges_sent, 1280);
+    assert_eq!(r.engine.datagrams_received, 1280);
+    assert!(
+        r.engine.recv_calls < r.engine.datagrams_received,
+        "batched receives: {} calls for {} datagrams",
+        r.engine.recv_calls,
+        r.engine.datagrams_received
+    );
+    assert!(
+        r.engine.send_calls < r.engine.datagrams_sent,
+        "batched sends: {} calls for {} datagrams",
+        r.engine.send_calls,
+        r.engine.datagrams_sent
+    );
+}
+
+#[test]
+fn registrations_go_through_a_query_flood() {
+    let e = engine(2, |f| f.max_servers_per_ip = 1000);
+    let master = e.local_addrs()[0];
+    // 2,000 Valve servers listed, so every query is answered with a full page by some budget.
+    let listed = sockets(90, 8, 2000);
+    assert_eq!(valve_register(master, &listed, "cstrike").answered, 2000);
+    every_core_lists(&e, 2000, 0);
+    drop(listed);
+    // Flooders on both cores hammer the master with list queries (bounded: 10 s at most) from
+    // before the first new game server registers until the last has.
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let flooders: Vec<_> = clients_on_every_core(2, 91)
+        .into_iter()
+        .map(|s| {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let q: Vec<Vec<u8>> = (0..64).map(|_| b"1\xff0.0.0.0:0\0\0".to_vec()).collect();
+                let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < end {
+                    burst(&s, master, &q);
+                    sent.fetch_add(64, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    assert!(
+        eventually(|| sent.load(Ordering::Relaxed) >= 4096),
+        "the flood started"
+    );
+    let servers = sockets(92, 16, 400);
+    let hs = valve_register(master, &servers, "tf");
+    let during = stop.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for t in flooders {
+        t.join().unwrap();
+    }
+    assert!(
+        !during,
+        "the flood was still running when the last server registered"
+    );
+    assert_eq!(hs.answered, 400, "every new server got its challenge");
+    every_core_lists(&e, 2400, 0);
+    let r = e.stop().unwrap();
+    assert_eq!(r.shard.registered, 2400);
+    assert!(r.shard.valve_queries + r.shard.dropped_total() > 4096);
+    // When the cores found their queues backing up, queries were shed, never registrations.
+    if r.engine.saturated_batches > 0 {
+        assert!(r.shard.dropped(Drop::Shed) > 0);
+    }
+}

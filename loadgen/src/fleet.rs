@@ -1,18 +1,24 @@
 //! `fleet`: N simulated game servers doing the real handshakes with one or more masters,
 //! re-heartbeating at an interval, and answering A2S_INFO and `getinfo` like real servers.
 //!
+//! A million servers fit: `--per-host` wildcard sockets (one port each) speak for every server,
+//! server `i` sending from 127.b.c.d = host `i / per-host` (`pktinfo`), replies mapped back by the
+//! address they were sent to. Per-server state is one flat array; sends and receives are batched.
+//!
 //! One thread, one socket per server (each on a simulated host), a mio poll loop and a timer heap.
 
+use crate::pktinfo;
 use crate::report::{Latency, LatencySummary, Progress};
 use crate::sources;
-use mio::{Events, Poll};
+use mio::{Events, Interest, Poll, Token};
 use muster::wire::a2s::{Challenge, InfoRequest, SourceInfo};
 use muster::wire::dp_server::GetInfo;
 use muster::wire::valve_heartbeat::ChallengeReply;
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -43,6 +49,9 @@ pub struct Config {
     pub retries: u32,
     pub duration: Duration,
     pub count: Option<u64>,
+    /// First port of the fleet's sockets (`port + k` for socket k), so a second run is the same
+    /// servers; `None`: ports the kernel picks.
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -76,91 +85,149 @@ enum Kind {
     Q3,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Phase {
-    /// Next challenge request due at the heap entry's time.
-    Idle,
-    /// Challenge requested at `since` (first try of this handshake), `tries` so far.
-    Waiting { since: u64, tries: u32 },
-}
-
+/// One (server, master) handshake's state: 16 bytes, in one flat array for the whole fleet.
+#[derive(Clone, Copy, Debug, Default)]
 struct Handshake {
-    phase: Phase,
+    /// When the first challenge request of the current handshake went out (ns since start).
+    since: u64,
     generation: u32,
+    tries: u8,
+    waiting: bool,
     registered_once: bool,
 }
 
-struct Server {
-    sock: mio::net::UdpSocket,
-    kind: Kind,
-    region: u8,
-    a2s_secret: i32,
-    hs: Vec<Handshake>,
+const NS: f64 = 1e9;
+/// Timers released and datagrams read per socket per loop round (so neither starves the other).
+const ROUND: usize = 4096;
+
+/// Where the fleet's servers live: server `i` is host `i / sockets` (127.b.c.d, or ::1) on the
+/// port of socket `i % sockets`.
+struct Layout {
+    sockets: usize,
+    base: u8,
+    v6: bool,
 }
 
-const NS: f64 = 1e9;
+impl Layout {
+    fn ip(&self, i: usize) -> IpAddr {
+        if self.v6 {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(sources::host(self.base, i / self.sockets))
+        }
+    }
+
+    /// The server a datagram sent to `ip` on socket `s` is for.
+    fn server(&self, ip: IpAddr, s: usize) -> Option<usize> {
+        let host = match ip {
+            IpAddr::V4(v4) => sources::host_index(self.base, v4)?,
+            IpAddr::V6(_) => 0,
+        };
+        host.checked_mul(self.sockets)?.checked_add(s)
+    }
+}
+
+fn kind_of(protocol: Protocol, i: usize) -> Kind {
+    match protocol {
+        Protocol::Valve => Kind::Valve,
+        Protocol::Dp => Kind::Dp,
+        Protocol::Q3 => Kind::Q3,
+        Protocol::Mixed => [Kind::Valve, Kind::Dp, Kind::Q3][i % 3],
+    }
+}
+
+fn region_of(i: usize) -> u8 {
+    (i % 8) as u8
+}
+
+fn a2s_secret_of(i: usize) -> i32 {
+    (i as i32).wrapping_mul(0x2F0F_1E27) | 1
+}
 
 pub fn run(cfg: &Config) -> Result<Report, String> {
     let start = Instant::now();
     let now_ns = || start.elapsed().as_nanos() as u64;
-    let mut poll = Poll::new().map_err(|e| e.to_string())?;
     let first = *cfg.targets.first().ok_or("no --target")?;
-    let mut servers = Vec::with_capacity(cfg.servers);
-    for i in 0..cfg.servers {
-        let host = sources::host(cfg.source_base, i / cfg.per_host.max(1));
-        let sock = sources::bind_registered(&poll, host, first, i)?;
-        let kind = match cfg.protocol {
-            Protocol::Valve => Kind::Valve,
-            Protocol::Dp => Kind::Dp,
-            Protocol::Q3 => Kind::Q3,
-            Protocol::Mixed => [Kind::Valve, Kind::Dp, Kind::Q3][i % 3],
-        };
-        servers.push(Server {
-            sock,
-            kind,
-            region: (i % 8) as u8,
-            a2s_secret: (i as i32).wrapping_mul(0x2F0F_1E27) | 1,
-            hs: cfg
-                .targets
-                .iter()
-                .map(|_| Handshake {
-                    phase: Phase::Idle,
-                    generation: 0,
-                    registered_once: false,
-                })
-                .collect(),
-        });
+    let layout = Layout {
+        sockets: cfg.per_host.max(1),
+        base: cfg.source_base,
+        v6: first.is_ipv6(),
+    };
+    if layout.v6 && cfg.servers > layout.sockets {
+        return Err(format!(
+            "an IPv6 fleet has one address (::1): at most --per-host ({}) servers",
+            layout.sockets
+        ));
     }
+    if !layout.v6
+        && layout
+            .server(layout.ip(cfg.servers.saturating_sub(1)), 0)
+            .is_none()
+    {
+        return Err("too many servers for the 127.0.0.0/8 addresses from --source-base".into());
+    }
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut socks = Vec::with_capacity(layout.sockets);
+    for t in 0..layout.sockets {
+        let port = match cfg.port {
+            Some(p) => p
+                .checked_add(t as u16)
+                .ok_or("--port + --per-host passes 65535")?,
+            None => 0,
+        };
+        let ip: IpAddr = if layout.v6 {
+            Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        };
+        let wild = SocketAddr::new(ip, port);
+        let std = std::net::UdpSocket::bind(wild).map_err(|e| format!("bind {wild}: {e}"))?;
+        std.set_nonblocking(true).map_err(|e| e.to_string())?;
+        pktinfo::enable(std.as_raw_fd(), layout.v6).map_err(|e| format!("IP_PKTINFO: {e}"))?;
+        let _ = socket2::SockRef::from(&std).set_recv_buffer_size(4 << 20);
+        let _ = socket2::SockRef::from(&std).set_send_buffer_size(4 << 20);
+        let mut sock = mio::net::UdpSocket::from_std(std);
+        poll.registry()
+            .register(&mut sock, Token(t), Interest::READABLE)
+            .map_err(|e| e.to_string())?;
+        socks.push(sock);
+    }
+    let targets = cfg.targets.len();
+    let mut hs = vec![Handshake::default(); cfg.servers.saturating_mul(targets)];
     // (due, server, target, generation): challenge requests to send and timeouts to check.
     let mut timers: BinaryHeap<Reverse<(u64, u32, u16, u32)>> = BinaryHeap::new();
     for i in 0..cfg.servers {
         let due = (i as f64 / cfg.rate.max(1.0) * NS) as u64;
-        for t in 0..cfg.targets.len() {
+        for t in 0..targets {
             timers.push(Reverse((due, i as u32, t as u16, 0)));
         }
     }
     let mut r = Report {
         servers: cfg.servers,
-        targets: cfg.targets.len(),
+        targets,
         ..Report::default()
     };
     let mut latency = Latency::default();
     let mut last_first_registration = 0u64;
     let mut first_started: Option<u64> = None;
     let mut events = Events::with_capacity(1024);
-    let mut buf = vec![0u8; 4096];
     let mut out = Vec::with_capacity(1500);
+    let mut queues: Vec<pktinfo::SendQueue> =
+        (0..layout.sockets).map(|_| Default::default()).collect();
+    let mut rb = pktinfo::RecvBatch::default();
     let mut progress = Progress::new();
     let end = cfg.duration.as_nanos() as u64;
     let limit = cfg.count.unwrap_or(u64::MAX);
     let interrupted = sources::interrupted();
+    let interval = cfg.interval.as_nanos() as u64;
+    let timeout = cfg.challenge_timeout.as_nanos() as u64;
     loop {
         let now = now_ns();
         if now >= end || r.handshakes >= limit || interrupted.load(Ordering::Relaxed) {
             break;
         }
         // Timers due now (bounded per round so receives are not starved).
-        for _ in 0..4096 {
+        for _ in 0..ROUND {
             let Some(&Reverse((due, i, t, g))) = timers.peek() else {
                 break;
             };
@@ -168,48 +235,42 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
                 break;
             }
             timers.pop();
-            let Some(s) = servers.get_mut(i as usize) else {
-                continue;
-            };
-            let Some(h) = s.hs.get_mut(t as usize) else {
+            let (i, t) = (i as usize, t as usize);
+            let Some(h) = hs.get_mut(i * targets + t) else {
                 continue;
             };
             if h.generation != g {
                 continue;
             }
-            let target = cfg.targets[t as usize];
-            let (since, tries) = match h.phase {
-                Phase::Idle => (now, 0),
-                Phase::Waiting { since, tries } => {
-                    if tries > cfg.retries {
-                        r.failures += 1;
-                        h.phase = Phase::Idle;
-                        h.generation += 1;
-                        timers.push(Reverse((
-                            now + cfg.interval.as_nanos() as u64,
-                            i,
-                            t,
-                            h.generation,
-                        )));
-                        continue;
-                    }
-                    r.retries += 1;
-                    (since, tries)
+            if h.waiting {
+                if u32::from(h.tries) > cfg.retries {
+                    r.failures += 1;
+                    h.waiting = false;
+                    h.generation = h.generation.wrapping_add(1);
+                    timers.push(Reverse((now + interval, i as u32, t as u16, h.generation)));
+                    continue;
                 }
-            };
+                r.retries += 1;
+            } else {
+                h.waiting = true;
+                h.since = now;
+                h.tries = 0;
+            }
             first_started.get_or_insert(now);
-            let _ = s.sock.send_to(challenge_request(s.kind), target);
-            h.phase = Phase::Waiting {
-                since,
-                tries: tries + 1,
-            };
-            h.generation += 1;
-            timers.push(Reverse((
-                now + cfg.challenge_timeout.as_nanos() as u64,
-                i,
-                t,
-                h.generation,
-            )));
+            h.tries = h.tries.saturating_add(1);
+            h.generation = h.generation.wrapping_add(1);
+            timers.push(Reverse((now + timeout, i as u32, t as u16, h.generation)));
+            let s = i % layout.sockets;
+            queues[s].push(
+                layout.ip(i),
+                cfg.targets[t],
+                challenge_request(kind_of(cfg.protocol, i)),
+            );
+        }
+        for (q, sock) in queues.iter_mut().zip(&socks) {
+            if !q.is_empty() {
+                q.flush(sock.as_raw_fd());
+            }
         }
         let wait = timers
             .peek()
@@ -218,34 +279,35 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
             .min(end.saturating_sub(now_ns()))
             .min(50_000_000);
         sources::wait(&mut poll, &mut events, Duration::from_nanos(wait))?;
-        for ev in &events {
-            let i = ev.token().0;
-            let Some(s) = servers.get_mut(i) else {
-                continue;
-            };
-            let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
-            let mut registrations: Vec<usize> = Vec::new();
-            let kind = s.kind;
-            let (region, secret) = (s.region, s.a2s_secret);
-            let res = sources::drain(&s.sock, &mut buf, 256, |d, from| {
+        let ready: Vec<usize> = events.iter().map(|e| e.token().0).collect();
+        for s in ready {
+            let Some(sock) = socks.get(s) else { continue };
+            let now = now_ns();
+            let mut registered: Vec<(usize, usize)> = Vec::new();
+            let q = &mut queues[s];
+            let res = rb.drain(sock.as_raw_fd(), ROUND, |d, from, to| {
+                let Some(i) = layout.server(to, s).filter(|&i| i < cfg.servers) else {
+                    return;
+                };
+                let (kind, region) = (kind_of(cfg.protocol, i), region_of(i));
                 match cfg.targets.iter().position(|t| *t == from) {
                     Some(t) => {
                         if let Some(reply) = registration(kind, region, d) {
-                            replies.push((reply, from));
-                            registrations.push(t);
+                            q.push(to, from, &reply);
+                            registered.push((i, t));
                         }
                     }
                     None => {
                         if let Some(reply) = answer_probe(
                             kind,
                             region,
-                            secret,
+                            a2s_secret_of(i),
                             cfg.a2s_challenge,
                             d,
                             &mut r,
                             &mut out,
                         ) {
-                            replies.push((reply, from));
+                            q.push(to, from, &reply);
                         }
                     }
                 }
@@ -253,36 +315,31 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
             if res.is_err() {
                 continue;
             }
-            for (reply, to) in &replies {
-                let _ = s.sock.send_to(reply, *to);
-            }
-            let now = now_ns();
-            for t in registrations {
-                let h = &mut s.hs[t];
-                if let Phase::Waiting { since, .. } = h.phase {
-                    latency.record(Duration::from_nanos(now - since));
-                    r.handshakes += 1;
-                    if !h.registered_once {
-                        h.registered_once = true;
-                        r.registered += 1;
-                        last_first_registration = now;
-                    }
-                    h.phase = Phase::Idle;
-                    h.generation += 1;
-                    timers.push(Reverse((
-                        now + cfg.interval.as_nanos() as u64,
-                        i as u32,
-                        t as u16,
-                        h.generation,
-                    )));
+            q.flush(sock.as_raw_fd());
+            for (i, t) in registered {
+                let Some(h) = hs.get_mut(i * targets + t) else {
+                    continue;
+                };
+                if !h.waiting {
+                    continue; // a late duplicate challenge
                 }
+                latency.record(Duration::from_nanos(now.saturating_sub(h.since)));
+                r.handshakes += 1;
+                if !h.registered_once {
+                    h.registered_once = true;
+                    r.registered += 1;
+                    last_first_registration = now;
+                }
+                h.waiting = false;
+                h.generation = h.generation.wrapping_add(1);
+                timers.push(Reverse((now + interval, i as u32, t as u16, h.generation)));
             }
         }
         progress.tick(|| {
             format!(
                 "fleet: {}/{} registered, {} handshakes, {} retries, {} failures, {} A2S answered",
                 r.registered,
-                cfg.servers * cfg.targets.len(),
+                cfg.servers * targets,
                 r.handshakes,
                 r.retries,
                 r.failures,

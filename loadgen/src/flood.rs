@@ -16,8 +16,10 @@ pub enum Kind {
     BadChallenge,
     /// Challenge requests: `q` and DP `heartbeat`.
     Challenge,
-    /// List queries: Valve first pages and DP `getservers`.
+    /// List queries: Valve first pages and DP `getservers Nexuiz 3 empty full`, alternating.
     Query,
+    /// DP `getservers Nexuiz 3 empty full` only (for masters that speak no Valve).
+    DpQuery,
     /// Known message headers with broken bodies.
     Malformed,
     /// Random bytes of random length.
@@ -50,7 +52,18 @@ pub struct Report {
     pub max_source_amplification: f64,
     /// Sources that got at least one reply.
     pub sources_answered: usize,
+    /// Bytes sent and received back in each second of the run.
+    pub per_second: Vec<Second>,
+    /// Reply bytes over sent bytes from the fifth second on (what a sustained flood earns once
+    /// the first bursts are spent).
+    pub amplification_after_5s: f64,
     pub duration_secs: f64,
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Second {
+    pub sent_bytes: u64,
+    pub reply_bytes: u64,
 }
 
 /// xorshift64*: deterministic, seedable, good enough for junk.
@@ -65,9 +78,9 @@ impl Rng {
     }
 }
 
-fn payload(kind: Kind, n: u64, rng: &mut Rng, out: &mut Vec<u8>) {
+/// Datagram `n` of a flood of `kind`; `odd` picks between a kind's two forms.
+fn payload_of(kind: Kind, odd: bool, n: u64, rng: &mut Rng, out: &mut Vec<u8>) {
     out.clear();
-    let odd = n % 2 == 1;
     match kind {
         Kind::BadChallenge if odd => {
             out.extend_from_slice(b"\xFF\xFF\xFF\xFFinfoResponse\n");
@@ -90,6 +103,7 @@ fn payload(kind: Kind, n: u64, rng: &mut Rng, out: &mut Vec<u8>) {
         Kind::Challenge => out.extend_from_slice(b"q"),
         Kind::Query if odd => out.extend_from_slice(b"\xFF\xFF\xFF\xFFgetservers Nexuiz 3 empty full"),
         Kind::Query => out.extend_from_slice(b"1\xff0.0.0.0:0\0\0"),
+        Kind::DpQuery => out.extend_from_slice(b"\xFF\xFF\xFF\xFFgetservers Nexuiz 3 empty full"),
         Kind::Malformed => {
             const CASES: [&[u8]; 8] = [
                 b"1\xff999.1.2.3:1\0\0",
@@ -154,12 +168,16 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
             sched.finish();
             let k = r.sent_datagrams;
             let i = (k % n as u64) as usize;
-            payload(cfg.kind, k, &mut rng, &mut out);
+            // Each source alternates between the kinds (round by round over the sources).
+            let round = k / n as u64;
+            payload_of(cfg.kind, (round + k) % 2 == 1, k, &mut rng, &mut out);
+            let second = (now / 1_000_000_000) as usize;
             let target = cfg.targets[(k as usize / n) % cfg.targets.len()];
             if socks[i].send_to(&out, target).is_ok() {
                 r.sent_datagrams += 1;
                 r.sent_bytes += out.len() as u64;
                 sent[i] += out.len() as u64;
+                second_mut(&mut r.per_second, second).sent_bytes += out.len() as u64;
                 last_send = Instant::now();
             } else {
                 // A full socket buffer: this datagram is skipped, not retried (counted as unsent).
@@ -175,6 +193,7 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
             .unwrap_or(10_000_000)
             .min(10_000_000);
         sources::wait(&mut poll, &mut events, Duration::from_nanos(wait))?;
+        let second = (start.elapsed().as_nanos() / 1_000_000_000) as usize;
         for ev in &events {
             let i = ev.token().0;
             let Some(s) = socks.get(i) else { continue };
@@ -182,6 +201,7 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
                 r.reply_datagrams += 1;
                 r.reply_bytes += d.len() as u64;
                 got[i] += d.len() as u64;
+                second_mut(&mut r.per_second, second).reply_bytes += d.len() as u64;
             });
         }
         progress.tick(|| {
@@ -200,7 +220,17 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         .map(|(&s, &g)| ratio(g, s))
         .fold(0.0, f64::max);
     r.sources_answered = got.iter().filter(|&&g| g > 0).count();
+    let later = r.per_second.iter().skip(5);
+    let (s5, g5) = later.fold((0, 0), |(s, g), x| (s + x.sent_bytes, g + x.reply_bytes));
+    r.amplification_after_5s = ratio(g5, s5);
     Ok(r)
+}
+
+fn second_mut(v: &mut Vec<Second>, i: usize) -> &mut Second {
+    if v.len() <= i {
+        v.resize(i + 1, Second::default());
+    }
+    &mut v[i]
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -225,7 +255,7 @@ mod tests {
             (Kind::Query, 0),
             (Kind::Query, 1),
         ] {
-            payload(kind, n, &mut rng, &mut out);
+            payload_of(kind, n % 2 == 1, n, &mut rng, &mut out);
             kinds.push(classify(&out));
         }
         assert_eq!(
@@ -240,7 +270,7 @@ mod tests {
             ]
         );
         for n in 0..100 {
-            payload(Kind::Random, n, &mut rng, &mut out);
+            payload_of(Kind::Random, false, n, &mut rng, &mut out);
             assert!((1..=1400).contains(&out.len()));
         }
         assert_eq!(ratio(30, 10), 3.0);

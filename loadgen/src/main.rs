@@ -6,9 +6,11 @@
 //! | [`fleet`] | simulated game servers: handshakes, re-heartbeats, A2S_INFO / getinfo answers |
 //! | [`query`] | list-query load, closed and open loop, latency histograms |
 //! | [`flood`] | attack traffic and the amplification it earns |
+//! | [`floor`] | the kernel's floor under a registration: a responder that does nothing else |
 //! | [`crawl`] | the seed crawler's flow: lists per region, then A2S_INFO everything |
 //! | [`blast`] | the loopback ceiling: send_to, sendmmsg, GSO |
 //! | [`batch`] | batched receives (`recvmmsg`, `UDP_GRO` runs split back into datagrams) |
+//! | [`pktinfo`] | many source addresses through few wildcard sockets (`IP_PKTINFO`), batched |
 //! | [`schedule`] | closed/open-loop start times |
 //! | [`sources`] | simulated hosts (127.b.c.d) and their sockets |
 //! | [`report`] | histograms, JSON, the progress line |
@@ -19,6 +21,8 @@ mod blast;
 mod crawl;
 mod fleet;
 mod flood;
+mod floor;
+mod pktinfo;
 mod plot;
 mod query;
 mod report;
@@ -72,7 +76,8 @@ enum Command {
         servers: usize,
         #[arg(long, value_enum, default_value = "mixed")]
         protocol: fleet::Protocol,
-        /// Servers per simulated host (127.b.c.d); keep it under the master's per-address cap.
+        /// Servers per simulated host (127.b.c.d), one wildcard socket each; keep it under the
+        /// master's per-address cap. The fleet holds this many sockets, whatever its size.
         #[arg(long, default_value_t = 16)]
         per_host: usize,
         /// Seconds between a server's heartbeats.
@@ -92,6 +97,10 @@ enum Command {
         /// First octet after 127. of the simulated hosts.
         #[arg(long, default_value_t = 100)]
         source_base: u8,
+        /// Bind the fleet's sockets to PORT, PORT+1, … (one per --per-host), so that running the
+        /// fleet again re-registers the same servers. Default: ports the kernel picks.
+        #[arg(long, value_name = "PORT")]
+        port: Option<u16>,
     },
     /// List-query load: whole lists, closed loop (--concurrency) or open loop (--rate).
     Query {
@@ -175,6 +184,18 @@ enum Command {
         #[arg(long, default_value_t = 90)]
         source_base: u8,
     },
+    /// The floor under a master's cost per registration: answer every DP `heartbeat` with a fixed
+    /// `getinfo` (batched), nothing else. Run a fleet against it and read its CPU time.
+    Floor {
+        /// Where to listen (loopback only).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: SocketAddr,
+        /// Stop after this many seconds (or at SIGINT/SIGTERM).
+        #[arg(long, default_value_t = 60.0)]
+        duration: f64,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// The loopback ceiling for one packet size: send_to, sendmmsg and GSO to a sink.
     Blast {
         /// Datagram size (1395: a full DP list packet).
@@ -221,6 +242,7 @@ fn run(cli: Cli) -> Result<(), String> {
             challenge_timeout,
             retries,
             source_base,
+            port,
         } => {
             let cfg = fleet::Config {
                 targets: targets(&common)?,
@@ -235,6 +257,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 retries,
                 duration: secs(common.duration),
                 count: common.count,
+                port,
             };
             emit(&common.json, &fleet::run(&cfg)?)
         }
@@ -329,6 +352,15 @@ fn run(cli: Cli) -> Result<(), String> {
                 duration: secs(common.duration),
             };
             emit(&common.json, &crawl::run(&cfg)?)
+        }
+        Command::Floor {
+            listen,
+            duration,
+            json,
+        } => {
+            let listen = sources::check_target(listen)?;
+            let r = floor::run(listen, secs(duration))?;
+            emit(&json, &r)
         }
         Command::Blast {
             size,

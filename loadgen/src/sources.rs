@@ -22,6 +22,16 @@ pub fn host(base: u8, i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, b, c, d)
 }
 
+/// The inverse of [`host`]: which host under `127.<base>.0.0` `ip` is.
+pub fn host_index(base: u8, ip: Ipv4Addr) -> Option<usize> {
+    let [a, b, c, d] = ip.octets();
+    if a != 127 || d == 0 || d == 255 {
+        return None;
+    }
+    let block = usize::from(b.wrapping_sub(base));
+    Some(block * PER_B + usize::from(c) * 254 + usize::from(d) - 1)
+}
+
 /// A non-blocking socket on `host`, port chosen by the kernel, of the target's family (IPv6
 /// targets are reached from `::1`: loopback has one IPv6 address).
 pub fn bind(host: Ipv4Addr, target: SocketAddr) -> io::Result<UdpSocket> {
@@ -125,6 +135,10 @@ mod tests {
         assert_eq!(host(100, 0), Ipv4Addr::new(127, 100, 0, 1));
         assert_eq!(host(100, 254), Ipv4Addr::new(127, 100, 1, 1));
         assert_eq!(host(100, PER_B), Ipv4Addr::new(127, 101, 0, 1));
+        for i in [0, 1, 253, 254, 255, PER_B - 1, PER_B, 3 * PER_B + 77] {
+            assert_eq!(host_index(100, host(100, i)), Some(i));
+        }
+        assert_eq!(host_index(100, Ipv4Addr::new(127, 100, 0, 0)), None);
         assert!(check_target("10.0.0.1:27010".parse().unwrap()).is_err());
         assert!(check_target("[::1]:27010".parse().unwrap()).is_ok());
     }

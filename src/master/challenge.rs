@@ -15,6 +15,7 @@
 
 use crate::wire::dp_server::{CHALLENGE_MAX_LEN, CHALLENGE_MIN_LEN, is_challenge_byte};
 use siphasher::sip128::{Hasher128, SipHasher24};
+use std::cell::Cell;
 use std::hash::Hasher;
 use std::net::SocketAddr;
 
@@ -58,12 +59,18 @@ impl DpChallenge {
 
 /// Issues and verifies challenges. Cheap to copy: every core holds the same secret, so a challenge
 /// issued by one core verifies on any other.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Challenges {
     secret: [u8; 16],
     valve_window_ms: u64,
     dp_window_ms: u64,
+    /// The last per-window keys derived, by (domain, window parity): a key is one SipHash of the
+    /// secret, and every challenge of a window shares it.
+    keys: [Cell<Option<WindowKey>>; 8],
 }
+
+/// A derived key: (domain, window, key).
+type WindowKey = (u8, u64, [u8; 16]);
 
 /// The number of the window `now` falls in (`window_ms` is at least 1 by construction).
 fn window(now: Time, window_ms: u64) -> u64 {
@@ -83,15 +90,34 @@ impl Challenges {
             secret,
             valve_window_ms: valve_window_ms.max(1),
             dp_window_ms: dp_window_ms.max(1),
+            keys: Default::default(),
         }
     }
 
-    fn mac(&self, domain: u8, window: u64, addr: SocketAddr, extra: u8) -> u128 {
-        // Per-window key: MAC of the window under the secret.
+    /// The key of `window` in `domain`: a MAC of both under the secret (cached).
+    fn key(&self, domain: u8, window: u64) -> [u8; 16] {
+        let slot = usize::from(domain & 3)
+            .saturating_mul(2)
+            .saturating_add((window & 1) as usize);
+        let cell = self.keys.get(slot);
+        if let Some(Some((d, w, key))) = cell.map(Cell::get)
+            && d == domain
+            && w == window
+        {
+            return key;
+        }
         let mut k = SipHasher24::new_with_key(&self.secret);
         k.write_u8(domain);
         k.write_u64(window);
         let key = k.finish128().as_bytes();
+        if let Some(c) = cell {
+            c.set(Some((domain, window, key)));
+        }
+        key
+    }
+
+    fn mac(&self, domain: u8, window: u64, addr: SocketAddr, extra: u8) -> u128 {
+        let key = self.key(domain, window);
         let mut h = SipHasher24::new_with_key(&key);
         match addr {
             SocketAddr::V4(a) => {

@@ -512,9 +512,54 @@ impl Master {
 
 /// The fields of a Valve heartbeat; `None` if `gamedir` is missing.
 fn valve_fields<'a>(info: &InfoString<'a>) -> Option<Fields<'a>> {
-    let get = |k: &[u8]| info.get(k);
-    let game = get(b"gamedir").filter(|g| !g.is_empty())?;
-    let server_type = get(b"type").and_then(|t| t.first().copied()).unwrap_or(0);
+    // One pass over the infostring for every key used.
+    let [
+        gamedir,
+        kind,
+        secure,
+        password,
+        lan,
+        nat,
+        white,
+        os,
+        region,
+        players,
+        max,
+        bots,
+        appid,
+        protocol,
+        product,
+        map,
+        version,
+        gametype,
+        gamedata,
+        hostname,
+        name,
+    ] = info.pick([
+        b"gamedir",
+        b"type",
+        b"secure",
+        b"password",
+        b"lan",
+        b"nat",
+        b"white",
+        b"os",
+        b"region",
+        b"players",
+        b"max",
+        b"bots",
+        b"appid",
+        b"protocol",
+        b"product",
+        b"map",
+        b"version",
+        b"gametype",
+        b"gamedata",
+        b"hostname",
+        b"name",
+    ]);
+    let game = gamedir.filter(|g| !g.is_empty())?;
+    let server_type = kind.and_then(|t| t.first().copied()).unwrap_or(0);
     let mut f = 0;
     let mut set = |bit: u16, on: bool| {
         if on {
@@ -523,33 +568,31 @@ fn valve_fields<'a>(info: &InfoString<'a>) -> Option<Fields<'a>> {
     };
     set(flags::DEDICATED, server_type.eq_ignore_ascii_case(&b'd'));
     set(flags::PROXY, server_type.eq_ignore_ascii_case(&b'p'));
-    set(flags::SECURE, is_one(get(b"secure")));
-    set(flags::PASSWORD, is_one(get(b"password")));
-    set(flags::LAN, is_one(get(b"lan")));
-    set(flags::NAT, is_one(get(b"nat")));
-    set(flags::WHITELISTED, is_one(get(b"white")));
+    set(flags::SECURE, is_one(secure));
+    set(flags::PASSWORD, is_one(password));
+    set(flags::LAN, is_one(lan));
+    set(flags::NAT, is_one(nat));
+    set(flags::WHITELISTED, is_one(white));
     set(
         flags::LINUX,
-        get(b"os").is_some_and(|o| o.eq_ignore_ascii_case(b"l")),
+        os.is_some_and(|o| o.eq_ignore_ascii_case(b"l")),
     );
     Some(Fields {
-        region: small_number(get(b"region")).unwrap_or(255),
+        region: small_number(region).unwrap_or(255),
         server_type,
-        players: small_number(get(b"players")).unwrap_or(0),
-        max_players: small_number(get(b"max")).unwrap_or(0),
-        bots: small_number(get(b"bots")).unwrap_or(0),
+        players: small_number(players).unwrap_or(0),
+        max_players: small_number(max).unwrap_or(0),
+        bots: small_number(bots).unwrap_or(0),
         flags: f,
-        appid: number(get(b"appid")).unwrap_or(0),
-        protocol: number(get(b"protocol")).unwrap_or(0),
+        appid: number(appid).unwrap_or(0),
+        protocol: number(protocol).unwrap_or(0),
         game,
-        product: get(b"product").unwrap_or_default(),
-        map: get(b"map").unwrap_or_default(),
-        version: get(b"version").unwrap_or_default(),
-        tags: get(b"gametype").unwrap_or_default(),
-        gamedata: get(b"gamedata").unwrap_or_default(),
-        hostname: get(b"hostname")
-            .or_else(|| get(b"name"))
-            .unwrap_or_default(),
+        product: product.unwrap_or_default(),
+        map: map.unwrap_or_default(),
+        version: version.unwrap_or_default(),
+        tags: gametype.unwrap_or_default(),
+        gamedata: gamedata.unwrap_or_default(),
+        hostname: hostname.or(name).unwrap_or_default(),
     })
 }
 
@@ -557,17 +600,47 @@ fn valve_fields<'a>(info: &InfoString<'a>) -> Option<Fields<'a>> {
 /// `sv_maxclients` non-zero, `clients` numeric, `gamename` unless the tag implies it (and equal to
 /// it if both), no spaces in `gamename` and `gametype`.
 fn dp_fields<'a>(ir: &InfoResponse<'a>, implied: Option<&'static [u8]>) -> Option<Fields<'a>> {
-    let get = |k: &[u8]| ir.info.get(k);
-    let protocol = ir.number(b"protocol")?;
-    let max = ir.number(b"sv_maxclients").filter(|&m| m != 0)?;
-    let clients = ir.number(b"clients")?;
-    let game = match (get(b"gamename"), implied) {
+    // One pass over the infostring for every key used.
+    let [
+        protocol,
+        maxclients,
+        clients,
+        gamename,
+        gametype,
+        bots,
+        needpass,
+        modname,
+        mapname,
+        gameversion,
+        hostname,
+    ] = ir.info.pick([
+        b"protocol",
+        b"sv_maxclients",
+        b"clients",
+        b"gamename",
+        b"gametype",
+        b"bots",
+        b"g_needpass",
+        b"modname",
+        b"mapname",
+        b"gameversion",
+        b"hostname",
+    ]);
+    let decimal = |v: Option<&[u8]>| {
+        crate::wire::cursor::parse_decimal(v?, u64::from(u32::MAX), "infoResponse")
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    let protocol = decimal(protocol)?;
+    let max = decimal(maxclients).filter(|&m| m != 0)?;
+    let clients = decimal(clients)?;
+    let game = match (gamename, implied) {
         (Some(g), Some(i)) if g != i => return None,
         (Some(g), _) => g,
         (None, Some(i)) => i,
         (None, None) => return None,
     };
-    let gametype = get(b"gametype").unwrap_or_default();
+    let gametype = gametype.unwrap_or_default();
     if game.is_empty() || game.contains(&b' ') || gametype.contains(&b' ') {
         return None;
     }
@@ -576,21 +649,17 @@ fn dp_fields<'a>(ir: &InfoResponse<'a>, implied: Option<&'static [u8]>) -> Optio
         server_type: b'd',
         players: u8::try_from(clients).unwrap_or(u8::MAX),
         max_players: u8::try_from(max).unwrap_or(u8::MAX),
-        bots: small_number(get(b"bots")).unwrap_or(0),
-        flags: if is_one(get(b"g_needpass")) {
-            flags::PASSWORD
-        } else {
-            0
-        },
+        bots: small_number(bots).unwrap_or(0),
+        flags: if is_one(needpass) { flags::PASSWORD } else { 0 },
         appid: 0,
         protocol,
         game,
-        product: get(b"modname").unwrap_or_default(),
-        map: get(b"mapname").unwrap_or_default(),
-        version: get(b"gameversion").unwrap_or_default(),
+        product: modname.unwrap_or_default(),
+        map: mapname.unwrap_or_default(),
+        version: gameversion.unwrap_or_default(),
         tags: gametype,
         gamedata: b"",
-        hostname: get(b"hostname").unwrap_or_default(),
+        hostname: hostname.unwrap_or_default(),
     })
 }
 

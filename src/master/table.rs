@@ -12,6 +12,9 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// Most servers a table reserves room for at creation (it grows past that if allowed).
+pub const MAX_RESERVED: usize = 1 << 18;
+
 /// What a registration carries, borrowed from the datagram; strings are interned on insert.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fields<'a> {
@@ -125,11 +128,15 @@ impl Table {
     }
 
     pub fn new(now: Time, limits: Limits) -> Self {
+        // Room up front for up to MAX_RESERVED servers: growing rehashes every address (a random
+        // read of each record), a stall on the core. Vectors reserve address space only (pages are
+        // touched as servers arrive); the index's ~1.3 MB is allocated at once.
+        let room = limits.max_servers.min(MAX_RESERVED);
         Self {
-            index: HashTable::new(),
+            index: HashTable::with_capacity(room),
             hasher: RandomState::new(),
-            slots: Vec::new(),
-            generations: Vec::new(),
+            slots: Vec::with_capacity(room),
+            generations: Vec::with_capacity(room),
             free: Vec::new(),
             per_ip: HashMap::new(),
             wheel: Wheel::new(now, limits.server_timeout_ms),
@@ -333,18 +340,17 @@ impl Table {
     /// Heap bytes held by the table (records, index, caps, wheel, strings): memory per server is
     /// this over [`len`](Self::len).
     pub fn heap_bytes(&self) -> usize {
-        let size = |cap: usize, each: usize| cap.saturating_mul(each);
+        let size = |n: usize, each: usize| n.saturating_mul(each);
+        // Vectors count their length: room reserved past it is address space the kernel has not
+        // backed (it was never written). Hash tables count their whole allocation.
         [
-            size(
-                self.index.capacity(),
-                std::mem::size_of::<u32>().saturating_add(1),
-            ),
+            self.index.allocation_size(),
             size(
                 self.per_ip.capacity(),
                 std::mem::size_of::<(IpKey, u16)>().saturating_add(1),
             ),
-            size(self.slots.capacity(), std::mem::size_of::<Option<Server>>()),
-            size(self.generations.capacity(), 4),
+            size(self.slots.len(), std::mem::size_of::<Option<Server>>()),
+            size(self.generations.len(), 4),
             size(self.free.capacity(), 4),
             self.wheel.heap_bytes(),
             self.interner.heap_bytes(),

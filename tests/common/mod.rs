@@ -55,7 +55,9 @@ pub fn sockets(hi: u8, hosts: u8, count: usize) -> Vec<UdpSocket> {
         .collect()
 }
 
-fn recv_from_master(s: &UdpSocket, master: SocketAddr, buf: &mut [u8]) -> Option<usize> {
+/// The next datagram from `master` on `s` (others are skipped, interrupted calls retried), or
+/// `None` after the socket's read timeout.
+pub fn recv_from_master(s: &UdpSocket, master: SocketAddr, buf: &mut [u8]) -> Option<usize> {
     let deadline = Instant::now() + PATIENCE;
     while Instant::now() < deadline {
         match s.recv_from(buf) {

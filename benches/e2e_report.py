@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Writes the results of benches/e2e.sh into docs/benchmarks.md, between the e2e markers."""
+import datetime
+import json
+import os
+import platform
+import sys
+
+out, parts, sizes, dur, conc, tick = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4], sys.argv[5], int(sys.argv[6])
+
+
+def load(name):
+    path = f"{out}/{name}"
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f) if name.endswith(".json") else f.read().strip()
+
+
+def cpu_secs(name):
+    v = load(name)
+    return int(v) / tick if v else 0.0
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if b else "—"
+
+
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+blast = load("blast.json")
+sections = []
+sections.append(f"""### End to end (muster-loadgen on loopback)
+
+Run on {datetime.date.today()}: `PARTS="{' '.join(parts)}" SIZES="{' '.join(sizes)}" DUR={dur} CONC={conc} benches/e2e.sh`
+(`cargo build --release`). Machine: {os.cpu_count()} × {cpu}, Linux {platform.release()}. With one
+master core, the master runs on CPU 0 (muster pins itself; dpmaster under `taskset -c 0`) and the
+load generator on the other CPU; with `--cores 2` they share both. Master CPU is utime + stime
+from `/proc/PID/stat` over the measured step. Loopback ceiling measured in the same run
+(`muster-loadgen blast --size 1395`): send_to {blast['methods'][0]['received_per_sec']:,.0f}
+datagrams/s, GSO {blast['methods'][2]['received_per_sec']:,.0f}/s.""")
+
+if "dpmaster" in parts:
+    rows = []
+    for n in ("1000", "10000"):
+        base = None
+        for who, label in (("dpmaster", "dpmaster 2.2"), ("muster1", "muster `--cores 1`"), ("muster2", "muster `--cores 2`")):
+            tag = f"sbs-{who}-n{n}"
+            q = load(f"{tag}.json")
+            if not q:
+                continue
+            c = cpu_secs(f"{tag}.cpu.txt")
+            lg = load(f"{tag}.lgtime.txt")
+            lg_cpu = sum(float(x) for x in lg.split()) if lg else 0.0
+            per_cpu = q["lists_complete"] / c if c else 0.0
+            if who == "dpmaster":
+                base = (q["lists_per_sec"], q["time_to_complete"]["p99_us"], per_cpu)
+            b = base or (0, 0, 0)
+            rows.append(
+                f"| {int(n):,} | {label} | {q['lists_per_sec']:,.0f} ({ratio(q['lists_per_sec'], b[0])}) "
+                f"| {q['time_to_complete']['p99_us'] / 1000:.2f} | {c:.2f} s | {per_cpu:,.0f} ({ratio(per_cpu, b[2])}) "
+                f"| {q['lists_incomplete']} | {lg_cpu / float(dur):.0%} |")
+    reg = []
+    for rate in ("20000", "100000"):
+        base = None
+        for who, label in (("floor", "floor (`muster-loadgen floor`)"), ("dpmaster", "dpmaster 2.2"), ("muster1", "muster `--cores 1`")):
+            tag = f"reg-{who}-r{rate}"
+            f = load(f"{tag}.fleet.json")
+            if not f:
+                continue
+            c = cpu_secs(f"{tag}.regcpu.txt")
+            listed = int(load(f"{tag}.listed.txt") or 0)
+            per_cpu = listed / c if c else 0.0
+            if who == "dpmaster":
+                base = per_cpu
+            vs = f" ({ratio(per_cpu, base)})" if base and who != "floor" else ""
+            reg.append(f"| {int(rate):,}/s | {label} | {f['retries']:,} | {listed:,} | {c:.2f} s "
+                       f"| {(c / listed * 1e6 if listed else 0):.1f} | {per_cpu:,.0f}{vs} |")
+    sections.append(f"""#### Side by side with dpmaster 2.2
+
+The same DP fleet (`muster-loadgen fleet --protocol dp`, registered again until every server is
+listed) with each master, then `muster-loadgen query --mode dp --concurrency {conc} --duration {dur}
+--expect N` (`getservers Nexuiz 3 empty full`; muster trusts the load generator's loopback
+sources, `--trust 127.0.0.0/8`, so admission control does not limit this load). Ratios are to
+dpmaster in the same run.
+
+| servers | master | whole lists/s | p99 whole list (ms) | master CPU | lists per master CPU-second | incomplete | load generator CPU |
+|---|---|---|---|---|---|---|---|
+""" + "\n".join(rows) + f"""
+
+Registrations through the full handshake (`heartbeat` → `getinfo` → `infoResponse`): 100,000 DP
+servers offered at 20,000/s and at 100,000/s (`fleet --rate`); master CPU over the fleet's run
+divided by the servers it lists afterwards (dpmaster loses registrations its socket buffer cannot
+hold; the fleet retries challenges, not lost `infoResponse`s). The floor is a responder doing
+nothing but a batched `recvmmsg` and a fixed `getinfo` per `heartbeat` by `sendmmsg`: the kernel's
+share of any master's registration on this machine (on loopback the sender's CPU also delivers
+each datagram into the receiver's socket).
+
+| offered | master | challenge retries | listed | master CPU | µs per registration | registrations per CPU-second |
+|---|---|---|---|---|---|---|
+""" + "\n".join(reg))
+
+if "flood" in parts:
+    rows = []
+    for who, label in (("muster", "muster (defaults), Valve + DP queries"), ("muster-dp", "muster (defaults), DP queries"),
+                       ("dpmaster", "dpmaster 2.2 (default), DP queries"), ("dpmaster-f", "dpmaster 2.2 `-f`, DP queries")):
+        f = load(f"flood-{who}.json")
+        if not f:
+            continue
+        fresh = []
+        q = load(f"flood-{who}.qstat.txt")
+        if q is not None:
+            fresh.append(f"qstat `-nexuizm` {q}/10,000")
+        for kind, want in (("dp", 10000), ("valve", 2000)):
+            r = load(f"flood-{who}.fresh-{kind}.json")
+            if r:
+                fresh.append(f"{kind.upper()} {r['entries_received']:,}/{want:,}{' ✓' if r['lists_complete'] == 1 else ''}")
+        rows.append(f"| {label} | {f['sent_bytes'] / 1e6:.2f} MB | {f['reply_bytes'] / 1e6:.2f} MB | {f['amplification']:.2f} "
+                    f"| {f['amplification_after_5s']:.2f} | {f['max_source_amplification']:.1f} | {f['sources_answered']} | {'; '.join(fresh)} |")
+    sections.append("""#### The reflection flood
+
+10,000 DP (Nexuiz) + 2,000 GoldSrc servers listed (dpmaster: the 10,000 DP), then
+`muster-loadgen flood --kind query --sources 256 --rate 5000 --duration 15`: 256 spoofed
+loopback sources (two /24s), 5,000 list queries/s, each source alternating a Valve first page
+and `getservers Nexuiz 3 empty full` (`--kind dp-query`: the DP query only). BAF = bytes the
+master sent to those sources ÷ bytes they sent. Six seconds in, fresh clients ask for the whole
+list from other addresses: stock qstat (`quakestat -nexuizm`) and the load generator's DP and
+Valve clients.
+
+| master | flood sent | replies to the victims | BAF whole run | BAF from second 5 | worst source | sources answered | fresh clients during the flood |
+|---|---|---|---|---|---|---|---|
+""" + "\n".join(rows))
+
+if "sizes" in parts:
+    rows = []
+    for cores in ("1", "2"):
+        for n in sizes:
+            tag = f"size-c{cores}-n{n}"
+            fl = load(f"{tag}.fleet.json")
+            if not fl:
+                continue
+            rss = load(f"{tag}.rss.txt").split()
+            rss1 = int(rss[1]) * 1024
+            for kind in ("valve", "dp"):
+                q = load(f"{tag}.{kind}.json")
+                c = cpu_secs(f"{tag}.{kind}.cpu.txt")
+                rows.append(f"| {cores} | {int(n):,} | {kind} | {fl['registrations_per_sec']:,.0f} | {q['lists_per_sec']:,.0f} "
+                            f"| {q['time_to_complete']['p99_us'] / 1000:.2f} | {q['lists_incomplete']} | {(q['lists_complete'] / c if c else 0):,.0f} "
+                            f"| {rss1 / 2**20:.0f} MiB ({rss1 / int(n):,.0f} B/server) |")
+    sections.append(f"""#### muster alone, 1k to 1M servers
+
+`fleet --protocol mixed` (a third each GoldSrc, DarkPlaces, Quake III; 32 servers per loopback
+address through 32 wildcard sockets), then `query --mode valve|dp --concurrency {conc} --duration
+{dur}` of the whole Valve (n/3) or Nexuiz (n/3) list. Registrations/s is the fleet's first round
+at an offered 50,000/s. RSS is the master's resident memory once every server is listed.
+
+| cores | servers | list | registrations/s | whole lists/s | p99 whole list (ms) | incomplete | lists per master CPU-second | RSS |
+|---|---|---|---|---|---|---|---|---|
+""" + "\n".join(rows))
+
+text = "<!-- e2e:begin (written by benches/e2e.sh; do not edit by hand) -->\n" + "\n\n".join(sections) + "\n<!-- e2e:end -->"
+path = "docs/benchmarks.md"
+doc = open(path).read()
+b, e = doc.find("<!-- e2e:begin"), doc.find("<!-- e2e:end -->")
+if b >= 0 and e >= 0:
+    doc = doc[:b] + text + doc[e + len("<!-- e2e:end -->"):]
+else:
+    doc = doc.rstrip() + "\n\n" + text + "\n"
+open(path, "w").write(doc)
+print("docs/benchmarks.md updated")

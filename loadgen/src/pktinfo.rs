@@ -1,0 +1,395 @@
+//! Many hosts through few sockets: a socket bound to the wildcard address sends from whichever
+//! local address the caller names (`IP_PKTINFO` / `IPV6_PKTINFO` on send) and learns which local
+//! address each datagram was sent to (the same option on receive). Every 127.b.c.d is local, so a
+//! handful of sockets stand for a million game servers, each with its own address — far past
+//! `ulimit -n`.
+//!
+//! Both directions move [`BATCH`] datagrams per system call (`sendmmsg`, `recvmmsg`).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::RawFd;
+
+/// Datagrams per `sendmmsg` / `recvmmsg`.
+pub const BATCH: usize = 64;
+/// Largest datagram received (a master's reply to a game server is small).
+pub const SLOT: usize = 2048;
+
+/// Asks the kernel for the destination address of every datagram received on `fd`.
+pub fn enable(fd: RawFd, v6: bool) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    let (level, name) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    };
+    // SAFETY: setsockopt reads one c_int.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn raw_addr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; zeroed is valid.
+    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match a {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: a sockaddr_in fits in, and is aligned for, sockaddr_storage.
+            unsafe { std::ptr::write((&raw mut st).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: as above.
+            unsafe { std::ptr::write((&raw mut st).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (st, len as libc::socklen_t)
+}
+
+fn std_addr(st: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(st.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this is a sockaddr_in.
+            let sin: libc::sockaddr_in = unsafe { std::ptr::read((&raw const *st).cast()) };
+            Some(SocketAddr::from((
+                Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this is a sockaddr_in6.
+            let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read((&raw const *st).cast()) };
+            Some(SocketAddr::from((
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Room for one control message of either family (in_pktinfo 12 B, in6_pktinfo 20 B).
+type Ctrl = [u64; 8];
+
+/// Writes the PKTINFO control message choosing source `from` into `c`; returns its length.
+fn put_pktinfo(c: &mut Ctrl, from: IpAddr) -> usize {
+    let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+    h.msg_control = c.as_mut_ptr().cast();
+    h.msg_controllen = std::mem::size_of::<Ctrl>();
+    // SAFETY: the CMSG macros address the buffer `c`, which is large and aligned enough for one
+    // control message of either kind.
+    unsafe {
+        let cm = libc::CMSG_FIRSTHDR(&h);
+        match from {
+            IpAddr::V4(v4) => {
+                (*cm).cmsg_level = libc::IPPROTO_IP;
+                (*cm).cmsg_type = libc::IP_PKTINFO;
+                (*cm).cmsg_len =
+                    libc::CMSG_LEN(std::mem::size_of::<libc::in_pktinfo>() as u32) as usize;
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(v4.octets()),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast(), info);
+                libc::CMSG_SPACE(std::mem::size_of::<libc::in_pktinfo>() as u32) as usize
+            }
+            IpAddr::V6(v6) => {
+                (*cm).cmsg_level = libc::IPPROTO_IPV6;
+                (*cm).cmsg_type = libc::IPV6_PKTINFO;
+                (*cm).cmsg_len =
+                    libc::CMSG_LEN(std::mem::size_of::<libc::in6_pktinfo>() as u32) as usize;
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: v6.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast(), info);
+                libc::CMSG_SPACE(std::mem::size_of::<libc::in6_pktinfo>() as u32) as usize
+            }
+        }
+    }
+}
+
+/// The destination address in a received message's control data.
+fn get_pktinfo(h: &libc::msghdr) -> Option<IpAddr> {
+    // SAFETY: the CMSG macros walk the control buffer the kernel filled, within its length.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
+                let info: libc::in_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return Some(IpAddr::V4(Ipv4Addr::from(
+                    info.ipi_addr.s_addr.to_ne_bytes(),
+                )));
+            }
+            if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_PKTINFO {
+                let info: libc::in6_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
+/// Datagrams queued for one socket, each with its chosen source address.
+#[derive(Default)]
+pub struct SendQueue {
+    bytes: Vec<u8>,
+    items: Vec<(IpAddr, SocketAddr, std::ops::Range<usize>)>,
+}
+
+/// What a flush did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flushed {
+    pub sent: usize,
+    /// Refused by the kernel (a full socket buffer after retrying, or an error): dropped.
+    pub dropped: usize,
+}
+
+impl SendQueue {
+    pub fn push(&mut self, from: IpAddr, to: SocketAddr, payload: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(payload);
+        self.items.push((from, to, start..self.bytes.len()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Sends everything queued on `fd`, [`BATCH`] per call.
+    pub fn flush(&mut self, fd: RawFd) -> Flushed {
+        let mut done = Flushed::default();
+        let mut at = 0;
+        let mut stalls = 0;
+        while at < self.items.len() {
+            let chunk = &self.items[at..self.items.len().min(at + BATCH)];
+            let addrs: Vec<_> = chunk.iter().map(|(_, to, _)| raw_addr(*to)).collect();
+            let mut iovs: Vec<libc::iovec> = chunk
+                .iter()
+                .map(|(_, _, r)| libc::iovec {
+                    iov_base: self.bytes[r.clone()].as_ptr().cast_mut().cast(),
+                    iov_len: r.len(),
+                })
+                .collect();
+            let mut ctrls: Vec<Ctrl> = vec![[0; 8]; chunk.len()];
+            let lens: Vec<usize> = chunk
+                .iter()
+                .zip(ctrls.iter_mut())
+                .map(|((from, _, _), c)| put_pktinfo(c, *from))
+                .collect();
+            // SAFETY: mmsghdr is plain data; zeroed is valid.
+            let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; chunk.len()];
+            for (i, h) in hdrs.iter_mut().enumerate() {
+                h.msg_hdr.msg_name = (&raw const addrs[i].0).cast_mut().cast();
+                h.msg_hdr.msg_namelen = addrs[i].1;
+                h.msg_hdr.msg_iov = &raw mut iovs[i];
+                h.msg_hdr.msg_iovlen = 1;
+                h.msg_hdr.msg_control = ctrls[i].as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = lens[i];
+            }
+            // SAFETY: every header points at data alive until the call returns.
+            let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as u32, 0) };
+            if n > 0 {
+                done.sent += n as usize;
+                at += n as usize;
+                stalls = 0;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                // A full buffer: try a few times, then give the datagram up (a lost packet, as
+                // on a network; the protocol's retries take over).
+                io::ErrorKind::WouldBlock if stalls < 100 => {
+                    stalls += 1;
+                    std::thread::yield_now();
+                }
+                _ => {
+                    done.dropped += 1;
+                    at += 1;
+                }
+            }
+        }
+        self.bytes.clear();
+        self.items.clear();
+        done
+    }
+}
+
+/// Receive buffers for [`BATCH`] datagrams with their destination addresses.
+pub struct RecvBatch {
+    bufs: Vec<u8>,
+    addrs: Vec<libc::sockaddr_storage>,
+    ctrls: Vec<Ctrl>,
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self {
+            bufs: vec![0; BATCH * SLOT],
+            // SAFETY: sockaddr_storage is plain data; zeroed is valid.
+            addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            ctrls: vec![[0; 8]; BATCH],
+        }
+    }
+}
+
+impl RecvBatch {
+    /// Reads what waits on `fd` (at most `max` datagrams): `f(bytes, from, to)` for each.
+    pub fn drain(
+        &mut self,
+        fd: RawFd,
+        max: usize,
+        mut f: impl FnMut(&[u8], SocketAddr, IpAddr),
+    ) -> io::Result<usize> {
+        let mut seen = 0;
+        while seen < max {
+            let mut iov: Vec<libc::iovec> = self
+                .bufs
+                .chunks_mut(SLOT)
+                .map(|b| libc::iovec {
+                    iov_base: b.as_mut_ptr().cast(),
+                    iov_len: b.len(),
+                })
+                .collect();
+            // SAFETY: mmsghdr is plain data; zeroed is valid.
+            let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            for (((h, v), a), c) in hdrs
+                .iter_mut()
+                .zip(iov.iter_mut())
+                .zip(self.addrs.iter_mut())
+                .zip(self.ctrls.iter_mut())
+            {
+                h.msg_hdr.msg_name = (a as *mut libc::sockaddr_storage).cast();
+                h.msg_hdr.msg_namelen =
+                    std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                h.msg_hdr.msg_iov = v;
+                h.msg_hdr.msg_iovlen = 1;
+                h.msg_hdr.msg_control = c.as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = std::mem::size_of::<Ctrl>();
+            }
+            let want = BATCH.min(max - seen) as u32;
+            // SAFETY: every header points at buffers owned here, alive for the call.
+            let n = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    hdrs.as_mut_ptr(),
+                    want,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => break,
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused => continue,
+                    _ => return Err(e),
+                }
+            }
+            let n = n as usize;
+            for (i, h) in hdrs.iter().take(n).enumerate() {
+                let (Some(from), Some(to)) = (std_addr(&self.addrs[i]), get_pktinfo(&h.msg_hdr))
+                else {
+                    continue;
+                };
+                let len = (h.msg_len as usize).min(SLOT);
+                f(&self.bufs[i * SLOT..i * SLOT + len], from, to);
+            }
+            seen += n;
+            if n < want as usize {
+                break;
+            }
+        }
+        Ok(seen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn one_socket_speaks_for_many_addresses_both_ways() {
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let wild = UdpSocket::bind("0.0.0.0:0").unwrap();
+        wild.set_nonblocking(true).unwrap();
+        enable(wild.as_raw_fd(), false).unwrap();
+        let port = wild.local_addr().unwrap().port();
+        let mut q = SendQueue::default();
+        let hosts: Vec<IpAddr> = (1..=100u8).map(|d| IpAddr::from([127, 7, 0, d])).collect();
+        for h in &hosts {
+            q.push(*h, peer.local_addr().unwrap(), &[h.to_string().len() as u8]);
+        }
+        assert_eq!(
+            q.flush(wild.as_raw_fd()),
+            Flushed {
+                sent: 100,
+                dropped: 0
+            }
+        );
+        let mut buf = [0u8; 8];
+        for h in &hosts {
+            let (_, from) = peer.recv_from(&mut buf).unwrap();
+            assert_eq!(
+                from,
+                SocketAddr::new(*h, port),
+                "sent from the chosen address"
+            );
+            peer.send_to(&[1], from).unwrap();
+        }
+        let mut rb = RecvBatch::default();
+        let mut to = Vec::new();
+        for _ in 0..1000 {
+            rb.drain(wild.as_raw_fd(), usize::MAX, |_, from, dst| {
+                assert_eq!(from, peer.local_addr().unwrap());
+                to.push(dst);
+            })
+            .unwrap();
+            if to.len() == hosts.len() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(to, hosts, "each reply says which address it was sent to");
+    }
+}
