@@ -1,9 +1,11 @@
-//! Criterion benches of the master core: upsert, expiry, snapshot + merge, filtered lists, pages.
+//! Criterion benches of the master core: upsert, expiry, the list builder, filtered lists, pages,
+//! admission.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use muster::master::list::List;
+use muster::master::builder::ListBuilder;
+use muster::master::list::{DpReply, List, Packets};
 use muster::master::policy::Limits;
-use muster::master::record::Family;
+use muster::master::record::{Family, Server};
 use muster::master::table::{Fields, Table};
 use muster::master::time::Time;
 use muster::wire::dp_list::ListQuery as DpQuery;
@@ -11,6 +13,7 @@ use muster::wire::filter::Filter;
 use muster::wire::valve_list::Region;
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 
 const N: u32 = 100_000;
 
@@ -126,28 +129,76 @@ fn upsert(c: &mut Criterion) {
     g.finish();
 }
 
-fn snapshot_merge(c: &mut Criterion) {
+/// The list builder (off the packet cores): a whole list from nothing, and the incremental cases
+/// — an attribute change (no rebuild) and 100 servers joining and 100 leaving.
+fn builder(c: &mut Criterion) {
     let mut g = c.benchmark_group("master");
     g.sample_size(10);
-    g.throughput(Throughput::Elements(u64::from(N)));
     for shards in [2u32, 16] {
         let mut tables: Vec<Table> = (0..shards)
             .map(|s| table(N, s, shards, Time::from_secs(1)))
             .collect();
-        g.bench_function(format!("snapshot_and_merge_100k_{shards}_shards"), |b| {
-            b.iter(|| {
-                let snaps = tables.iter_mut().map(|t| t.snapshot()).collect();
-                black_box(List::merge(snaps).len())
-            })
+        g.bench_function(format!("build_100k_from_{shards}_shards"), |b| {
+            b.iter_batched(
+                || tables.iter_mut().map(|t| t.snapshot()).collect::<Vec<_>>(),
+                |snaps| {
+                    let mut lb = ListBuilder::new(shards as usize, 1400);
+                    for (i, s) in snaps.into_iter().enumerate() {
+                        lb.apply(i, s);
+                    }
+                    black_box(lb.build().map(|l| l.len()))
+                },
+                BatchSize::LargeInput,
+            )
         });
     }
+    let mut t = table(N, 0, 1, Time::from_secs(1));
+    let mut lb = ListBuilder::new(1, 1400);
+    lb.apply(0, t.snapshot());
+    lb.build();
+    let mut round = 0u32;
+    g.bench_function("build_100k_after_an_attribute_change", |b| {
+        b.iter(|| {
+            round += 1;
+            let f = Fields {
+                players: (round % 16) as u8,
+                ..fields(5)
+            };
+            t.upsert(Time::from_secs(2), addr(5), Family::Valve, &f)
+                .unwrap();
+            lb.apply(0, t.snapshot());
+            black_box(lb.build().map(|l| l.len()))
+        })
+    });
+    g.bench_function("build_100k_after_100_join_100_leave", |b| {
+        b.iter(|| {
+            round += 1;
+            for k in 0..100u32 {
+                let i = N + (round % 1000) * 100 + k;
+                t.upsert(Time::from_secs(2), addr(i), Family::Valve, &fields(i))
+                    .unwrap();
+                t.remove(addr(i.wrapping_sub(100)));
+            }
+            lb.apply(0, t.snapshot());
+            black_box(lb.build().map(|l| l.len()))
+        })
+    });
     g.finish();
+}
+
+/// A list of these tables, as the builder makes it.
+fn build(tables: &mut [&mut Table]) -> Arc<List> {
+    let mut lb = ListBuilder::new(tables.len(), 1400);
+    for (i, t) in tables.iter_mut().enumerate() {
+        lb.apply(i, t.snapshot());
+    }
+    lb.build().unwrap()
 }
 
 fn lists(c: &mut Criterion) {
     let mut g = c.benchmark_group("master");
     let mut t = table(N, 0, 1, Time::from_secs(1));
-    let list = List::merge(vec![t.snapshot()]);
+    let list = build(&mut [&mut t]);
     let mut out = Vec::with_capacity(1400);
     let none = Filter::default();
     g.bench_function("valve_page_unfiltered_shared_slice", |b| {
@@ -193,22 +244,60 @@ fn lists(c: &mut Criterion) {
         dp.upsert(Time::from_secs(1), addr(i), Family::DarkPlaces, &f)
             .unwrap();
     }
-    let snap = dp.snapshot();
-    let mut dp_list = List::merge(vec![snap.clone()]);
+    let dp_list = build(&mut [&mut dp]);
     let shared = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3 empty full").unwrap();
     let filtered = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3").unwrap();
-    dp_list.dp_response(&shared, 1400);
     g.bench_function("dp_getservers_100k_shared", |b| {
-        b.iter(|| black_box(dp_list.dp_response(&shared, 1400)))
+        b.iter(|| black_box(List::dp_reply(&dp_list, &shared, 1400)))
     });
-    // The first query of an epoch for a filtered list encodes it (from the game's index); every
-    // later one shares it.
-    g.bench_function("dp_getservers_100k_filtered_first_of_epoch", |b| {
-        b.iter_batched(
-            || List::merge(vec![snap.clone()]),
-            |mut l| black_box(l.dp_response(&filtered, 1400)),
-            criterion::BatchSize::LargeInput,
-        )
+    // A filtered answer is streamed: its first step (8 packets) is what the query costs at once;
+    // the rest is encoded as the packets come due.
+    g.bench_function("dp_getservers_100k_filtered_first_8_packets", |b| {
+        let mut out = Packets::default();
+        b.iter(|| {
+            let DpReply::Stream(mut s) = List::dp_reply(&dp_list, &filtered, 1400) else {
+                unreachable!()
+            };
+            black_box(s.next_packets(&mut out))
+        })
+    });
+    g.throughput(Throughput::Elements(77_778));
+    g.bench_function("dp_getservers_100k_filtered_whole_stream", |b| {
+        let mut out = Packets::default();
+        b.iter(|| {
+            let DpReply::Stream(mut s) = List::dp_reply(&dp_list, &filtered, 1400) else {
+                unreachable!()
+            };
+            while s.next_packets(&mut out) {}
+        })
+    });
+    g.throughput(Throughput::Elements(1));
+    g.finish();
+}
+
+/// Admission control per query: a fresh source admitted, and a flooding source refused (what a
+/// spoofed flood costs the core per datagram once its burst is spent).
+fn admission(c: &mut Criterion) {
+    use muster::master::admission::{Admission, AdmissionConfig};
+    let mut g = c.benchmark_group("master");
+    let now = Time::from_secs(100);
+    let mut ad = Admission::new(now, AdmissionConfig::default());
+    let mut i = 0u32;
+    g.bench_function("admission_admit_and_charge_new_source", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let from = SocketAddr::from((std::net::Ipv4Addr::from(0x0A00_0000 + i), 27005));
+            if let Ok(grant) = ad.admit_query(now, from, None, false) {
+                ad.charge(now, grant, from, 1392);
+            }
+        })
+    });
+    let flooder: SocketAddr = "198.51.100.9:27005".parse().unwrap();
+    for _ in 0..100 {
+        let _ = ad.admit_query(now, flooder, None, false);
+    }
+    g.bench_function("admission_refuse_flooding_source", |b| {
+        b.iter(|| black_box(ad.admit_query(now, flooder, None, false)))
     });
     g.finish();
 }
@@ -218,11 +307,11 @@ fn baselines(c: &mut Criterion) {
     let mut g = c.benchmark_group("master");
     g.sample_size(10);
     g.throughput(Throughput::Elements(u64::from(N)));
-    // The least a snapshot can cost: copying 100k records.
-    let mut t = table(N, 0, 1, Time::from_secs(1));
-    let snap = t.snapshot();
+    // What copying the records costs (a snapshot does not: it shares them).
+    let t = table(N, 0, 1, Time::from_secs(1));
+    let records: Vec<Server> = t.iter().copied().collect();
     g.bench_function("baseline_copy_100k_records", |b| {
-        b.iter(|| black_box(snap.servers.clone()))
+        b.iter(|| black_box(records.clone()))
     });
     // The least an insert can cost: a std HashMap insert of a u64 key.
     g.bench_function("baseline_std_hashmap_insert_100k", |b| {
@@ -240,5 +329,5 @@ fn baselines(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, upsert, snapshot_merge, lists, baselines);
+criterion_group!(benches, upsert, builder, lists, admission, baselines);
 criterion_main!(benches);

@@ -22,6 +22,8 @@ pub const MAX_DP_PACKET: usize = 1472;
 pub const MIN_DP_PACKET: usize = 64;
 /// Upper bound on `list_refresh_ms`: a list older than a minute is not a live list.
 pub const MAX_LIST_REFRESH_MS: u64 = 60_000;
+/// Upper bound on `max_servers` (a list addresses 2²⁶ slots a shard; this leaves room).
+pub const MAX_SERVERS: usize = 16_000_000;
 /// Upper bound on `pacing.max_queued_mib`.
 pub const MAX_QUEUED_MIB: usize = 4096;
 
@@ -34,6 +36,7 @@ pub struct File {
     pub server_timeout: u64,
     pub max_servers: usize,
     pub max_servers_per_ip: u16,
+    pub max_string_mib: usize,
     pub list_refresh_ms: u64,
     pub accept_games: Vec<String>,
     pub reject_games: Vec<String>,
@@ -241,8 +244,8 @@ impl File {
         if self.server_timeout == 0 {
             return bad("server_timeout", "must be at least 1 second");
         }
-        if self.max_servers == 0 {
-            return bad("max_servers", "must be at least 1");
+        if self.max_servers == 0 || self.max_servers > MAX_SERVERS {
+            return bad("max_servers", "must be 1..=16000000");
         }
         if self.max_servers_per_ip == 0 {
             return bad("max_servers_per_ip", "must be at least 1");
@@ -264,8 +267,8 @@ impl File {
         let mut master = MasterConfig::with_secret(secret);
         master.limits = Limits {
             server_timeout_ms: self.server_timeout.saturating_mul(1000),
-            // Each core holds its own shard: split the total, rounding up.
-            max_servers: self.max_servers.div_ceil(cores),
+            // The whole table's: the engine shares it between cores (`master::budget`).
+            max_servers: self.max_servers,
             max_servers_per_ip: self.max_servers_per_ip,
             allow_private: self.allow_private,
         };
@@ -274,6 +277,7 @@ impl File {
             reject: games(&self.reject_games),
         };
         master.max_dp_packet = self.max_dp_packet;
+        master.max_string_bytes = self.max_string_mib.saturating_mul(1024 * 1024);
         master.admission = admission;
         master.tx = TxConfig {
             window: kib(self.pacing.window_kib) as usize,
@@ -454,12 +458,15 @@ mod tests {
     }
 
     #[test]
-    fn settings_resolve_cores_split_the_table_cap_and_refuse_bad_values() {
+    fn settings_resolve_cores_share_the_table_cap_and_refuse_bad_values() {
         let mut f = File::defaults();
         f.max_servers = 1001;
         let s = f.settings(2, [0; 16]).unwrap();
         assert_eq!(s.cores, 2);
-        assert_eq!(s.master.limits.max_servers, 501);
+        assert_eq!(
+            s.master.limits.max_servers, 1001,
+            "shared by the cores, not split"
+        );
         assert_eq!(s.master.limits.server_timeout_ms, 900_000);
         assert_eq!(s.list_refresh, Duration::from_millis(250));
         f.cores = 3;

@@ -49,6 +49,8 @@ pub struct Config {
     pub retries: u32,
     pub duration: Duration,
     pub count: Option<u64>,
+    /// Change each server's player count with every heartbeat (attribute churn).
+    pub vary_players: bool,
     /// First port of the fleet's sockets (`port + k` for socket k), so a second run is the same
     /// servers; `None`: ports the kernel picks.
     pub port: Option<u16>,
@@ -289,10 +291,20 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
                 let Some(i) = layout.server(to, s).filter(|&i| i < cfg.servers) else {
                     return;
                 };
-                let (kind, region) = (kind_of(cfg.protocol, i), region_of(i));
+                let kind = kind_of(cfg.protocol, i);
+                let round = hs.get(i * targets).map_or(0, |h| h.generation);
+                let info = Info {
+                    index: i,
+                    region: region_of(i),
+                    players: if cfg.vary_players {
+                        ((round as usize + i) % 17) as u8
+                    } else {
+                        3
+                    },
+                };
                 match cfg.targets.iter().position(|t| *t == from) {
                     Some(t) => {
-                        if let Some(reply) = registration(kind, region, d) {
+                        if let Some(reply) = registration(kind, info, d) {
                             q.push(to, from, &reply);
                             registered.push((i, t));
                         }
@@ -300,7 +312,7 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
                     None => {
                         if let Some(reply) = answer_probe(
                             kind,
-                            region,
+                            info,
                             a2s_secret_of(i),
                             cfg.a2s_challenge,
                             d,
@@ -368,20 +380,36 @@ fn challenge_request(kind: Kind) -> &'static [u8] {
     }
 }
 
-fn valve_info(region: u8) -> String {
+/// What a server reports: its own hostname (every server has its own, as in the wild) and a
+/// player count that changes with every heartbeat when the fleet asks for churn.
+#[derive(Clone, Copy, Debug)]
+struct Info {
+    index: usize,
+    region: u8,
+    players: u8,
+}
+
+fn valve_info(i: Info) -> String {
     format!(
-        "\\protocol\\48\\players\\3\\max\\16\\bots\\0\\gamedir\\cstrike\\map\\de_dust2\\password\\0\\os\\l\\lan\\0\\region\\{region}\\type\\d\\secure\\1\\version\\1.1.2.7\\product\\cstrike"
+        "\\protocol\\48\\players\\{}\\max\\16\\bots\\0\\gamedir\\cstrike\\map\\de_dust2\\password\\0\\os\\l\\lan\\0\\region\\{}\\type\\d\\secure\\1\\version\\1.1.2.7\\product\\cstrike\\hostname\\muster-loadgen #{}",
+        i.players, i.region, i.index
     )
 }
 
-fn dp_info(kind: Kind, challenge: &[u8]) -> Vec<u8> {
-    let body: &[u8] = match kind {
-        Kind::Q3 => b"\\sv_maxclients\\16\\clients\\2\\mapname\\q3dm17\\hostname\\muster-loadgen\\protocol\\68\\gametype\\0",
-        _ => b"\\gamename\\Nexuiz\\modname\\data\\sv_maxclients\\16\\clients\\2\\bots\\0\\mapname\\dm1\\hostname\\muster-loadgen\\protocol\\3",
+fn dp_info(kind: Kind, i: Info, challenge: &[u8]) -> Vec<u8> {
+    let body = match kind {
+        Kind::Q3 => format!(
+            "\\sv_maxclients\\16\\clients\\{}\\mapname\\q3dm17\\hostname\\muster-loadgen #{}\\protocol\\68\\gametype\\0",
+            i.players, i.index
+        ),
+        _ => format!(
+            "\\gamename\\Nexuiz\\modname\\data\\sv_maxclients\\16\\clients\\{}\\bots\\0\\mapname\\dm1\\hostname\\muster-loadgen #{}\\protocol\\3",
+            i.players, i.index
+        ),
     };
     [
-        b"\xFF\xFF\xFF\xFFinfoResponse\n",
-        body,
+        &b"\xFF\xFF\xFF\xFFinfoResponse\n"[..],
+        body.as_bytes(),
         b"\\challenge\\",
         challenge,
     ]
@@ -389,16 +417,16 @@ fn dp_info(kind: Kind, challenge: &[u8]) -> Vec<u8> {
 }
 
 /// The registration step, if `d` is the master's challenge for a server of this kind.
-fn registration(kind: Kind, region: u8, d: &[u8]) -> Option<Vec<u8>> {
+fn registration(kind: Kind, i: Info, d: &[u8]) -> Option<Vec<u8>> {
     match kind {
         Kind::Valve => {
             let c = ChallengeReply::decode(d).ok()?;
-            let info = valve_info(region);
+            let info = valve_info(i);
             Some(format!("0\n\\challenge\\{}{info}\n", c.challenge).into_bytes())
         }
         Kind::Dp | Kind::Q3 => {
             let g = GetInfo::decode(d).ok()?;
-            Some(dp_info(kind, g.challenge))
+            Some(dp_info(kind, i, g.challenge))
         }
     }
 }
@@ -406,7 +434,7 @@ fn registration(kind: Kind, region: u8, d: &[u8]) -> Option<Vec<u8>> {
 /// A crawler's probe: A2S_INFO (with the S2C_CHALLENGE step if asked) or `getinfo`.
 fn answer_probe(
     kind: Kind,
-    region: u8,
+    info: Info,
     secret: i32,
     use_challenge: bool,
     d: &[u8],
@@ -421,7 +449,7 @@ fn answer_probe(
             r.a2s_challenges_sent += 1;
             return Some(out.clone());
         }
-        let name = format!("muster-loadgen region {region}");
+        let name = format!("muster-loadgen #{} region {}", info.index, info.region);
         let info = SourceInfo {
             protocol: 17,
             name: name.as_bytes(),
@@ -448,7 +476,7 @@ fn answer_probe(
         && let Ok(g) = GetInfo::decode(d)
     {
         r.getinfo_answered += 1;
-        return Some(dp_info(kind, g.challenge));
+        return Some(dp_info(kind, info, g.challenge));
     }
     None
 }
@@ -460,15 +488,27 @@ mod tests {
     #[test]
     fn registrations_answer_real_challenges() {
         // The master's Valve challenge: FF FF FF FF 73 0A <u32 LE>.
-        let hb = registration(Kind::Valve, 3, b"\xFF\xFF\xFF\xFFs\n\x2a\x00\x00\x00").unwrap();
+        let i = Info {
+            index: 7,
+            region: 3,
+            players: 3,
+        };
+        let hb = registration(Kind::Valve, i, b"\xFF\xFF\xFF\xFFs\n\x2a\x00\x00\x00").unwrap();
         let hb = String::from_utf8(hb).unwrap();
         assert!(hb.starts_with("0\n\\challenge\\42\\protocol\\48"), "{hb}");
         assert!(hb.contains("\\region\\3\\") && hb.ends_with('\n'));
-        let ir = registration(Kind::Dp, 0, b"\xFF\xFF\xFF\xFFgetinfo A_bc-123").unwrap();
+        assert!(hb.contains("\\hostname\\muster-loadgen #7"), "{hb}");
+        let ir = registration(Kind::Dp, i, b"\xFF\xFF\xFF\xFFgetinfo A_bc-123").unwrap();
         assert!(ir.starts_with(b"\xFF\xFF\xFF\xFFinfoResponse\n\\gamename\\Nexuiz"));
         assert!(ir.ends_with(b"\\challenge\\A_bc-123"));
-        assert!(registration(Kind::Dp, 0, b"q").is_none());
+        assert!(registration(Kind::Dp, i, b"q").is_none());
     }
+
+    const INFO: Info = Info {
+        index: 1,
+        region: 1,
+        players: 3,
+    };
 
     #[test]
     fn a2s_with_and_without_the_challenge_step() {
@@ -476,16 +516,16 @@ mod tests {
         let mut out = Vec::new();
         let mut req = Vec::new();
         InfoRequest { challenge: None }.encode(&mut req);
-        let reply = answer_probe(Kind::Valve, 1, 77, true, &req, &mut r, &mut out).unwrap();
+        let reply = answer_probe(Kind::Valve, INFO, 77, true, &req, &mut r, &mut out).unwrap();
         assert_eq!(Challenge::decode(&reply).unwrap(), Challenge(77));
         let mut req2 = Vec::new();
         InfoRequest {
             challenge: Some(77),
         }
         .encode(&mut req2);
-        let reply = answer_probe(Kind::Valve, 1, 77, true, &req2, &mut r, &mut out).unwrap();
+        let reply = answer_probe(Kind::Valve, INFO, 77, true, &req2, &mut r, &mut out).unwrap();
         assert_eq!(SourceInfo::decode(&reply).unwrap().map, b"de_dust2");
-        let reply = answer_probe(Kind::Valve, 1, 77, false, &req, &mut r, &mut out).unwrap();
+        let reply = answer_probe(Kind::Valve, INFO, 77, false, &req, &mut r, &mut out).unwrap();
         assert!(SourceInfo::decode(&reply).is_ok());
         assert_eq!(
             (r.a2s_requests, r.a2s_challenges_sent, r.a2s_answered),

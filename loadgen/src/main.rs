@@ -97,6 +97,9 @@ enum Command {
         /// First octet after 127. of the simulated hosts.
         #[arg(long, default_value_t = 100)]
         source_base: u8,
+        /// Change each server's player count with every heartbeat (attribute churn).
+        #[arg(long)]
+        vary_players: bool,
         /// Bind the fleet's sockets to PORT, PORT+1, … (one per --per-host), so that running the
         /// fleet again re-registers the same servers. Default: ports the kernel picks.
         #[arg(long, value_name = "PORT")]
@@ -242,6 +245,7 @@ fn run(cli: Cli) -> Result<(), String> {
             challenge_timeout,
             retries,
             source_base,
+            vary_players,
             port,
         } => {
             let cfg = fleet::Config {
@@ -257,6 +261,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 retries,
                 duration: secs(common.duration),
                 count: common.count,
+                vary_players,
                 port,
             };
             emit(&common.json, &fleet::run(&cfg)?)

@@ -1,33 +1,34 @@
 //! One core: a pinned glommio executor owning its sockets (one per listener), its shard
-//! ([`Master`]) and its counters. Nothing here is shared with another core except the immutable
-//! shard snapshots that travel over the bounded channel mesh.
+//! ([`Master`]) and its counters. Nothing here is shared with another core: the core hands its
+//! shard's snapshots to the list builder's thread and takes the shared list back, both over
+//! bounded channels it never waits on.
 //!
 //! Tasks on the core:
 //! - one receive loop per socket: wait until readable, then drain with `recvmmsg` ([`BATCH`] at a
 //!   time) → [`Master::handle_batch`] (registrations first; queries shed when saturated) → flush;
 //! - the pacer: while replies are paced, one tick per millisecond (or when the earliest is due)
 //!   flushes what came due — no timer per client;
-//! - one installer per peer core: takes its snapshots into the local shard list;
-//! - the core's main loop (every `list_refresh / 5`): expiry, publishing this shard when it changed
-//!   (at most every `list_refresh`), rebuilding the merged list, status, and the stop flag.
+//! - the core's main loop (every `list_refresh / 5`): expiry, publishing this shard to the list
+//!   builder when it changed (at most every `list_refresh`), installing the builder's newest list,
+//!   status, and the stop flag. No list is ever merged or encoded on the core.
 //!
 //! A flush takes everything due from [`Master::poll_transmit`] and sends it with `sendmmsg` of
 //! gathered datagrams and GSO runs, never waiting: what a full socket buffer refuses goes back to
 //! the master ([`Master::unsent`]) and the pacer retries it a millisecond later.
 
+use super::Settings;
 use super::stats::EngineCounters;
 use super::status::{CoreStatus, StatusSender};
 use super::sys::{self, BATCH, RecvBatch, SendStop};
-use super::{MESH_JOIN_TIMEOUT, Settings};
 use crate::master::counters::Counters;
+use crate::master::list::List;
 use crate::master::table::ShardSnapshot;
 use crate::master::transmit::Transmit;
 use crate::master::{Datagram, Master, Time};
 use futures_lite::future;
-use glommio::channels::channel_mesh::{Full as FullMesh, MeshBuilder, Senders};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::UdpSocket;
-use glommio::{GlommioError, LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
@@ -37,9 +38,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-/// Snapshots in flight per pair of cores. A core only ever needs its peers' latest, so a full
-/// channel defers the send to the next refresh (with the then-latest snapshot).
-pub const MESH_CAPACITY: usize = 2;
 /// Largest datagram handled (dpmaster's `MAX_PACKET_SIZE_IN`); longer ones are dropped, counted.
 pub const MAX_DATAGRAM: usize = 2048;
 /// Expiry-wheel entries visited before the core lets its receive loops run.
@@ -54,9 +52,12 @@ const TICKS_PER_REFRESH: u32 = 5;
 pub struct CoreArgs {
     pub index: usize,
     pub cpu: usize,
+    /// How many cores (shards) there are.
+    pub cores: usize,
     pub settings: Arc<Settings>,
     pub sockets: Vec<socket2::Socket>,
-    pub mesh: Option<MeshBuilder<Arc<ShardSnapshot>, FullMesh>>,
+    pub snapshots: crossbeam_channel::Sender<Arc<ShardSnapshot>>,
+    pub lists: crossbeam_channel::Receiver<Arc<List>>,
     pub stop: Arc<AtomicBool>,
     pub ready: Sender<Result<usize, (usize, String)>>,
     pub status: StatusSender,
@@ -101,41 +102,18 @@ struct Core {
 async fn run(args: CoreArgs) -> Result<CoreReport, String> {
     let CoreArgs {
         index,
+        cores,
         settings,
         sockets,
-        mesh,
+        snapshots,
+        lists,
         stop,
         ready,
         status,
         epoch,
         ..
     } = args;
-    let fail = |why: String| {
-        let _ = ready.send(Err((index, why.clone())));
-        Err(why)
-    };
-    let (senders, receivers) = match mesh {
-        None => (None, None),
-        Some(m) => {
-            let joined = glommio::timer::timeout(MESH_JOIN_TIMEOUT, async move {
-                m.join()
-                    .await
-                    .map_err(|e| GlommioError::IoError(io::Error::other(e.to_string())))
-            })
-            .await;
-            match joined {
-                Ok((s, r)) => (Some(s), Some(r)),
-                Err(e) => {
-                    return fail(format!(
-                        "the cross-core channel mesh did not form within {MESH_JOIN_TIMEOUT:?} (another core failed to start?): {e}"
-                    ));
-                }
-            }
-        }
-    };
-    let (shard, shards) = senders
-        .as_ref()
-        .map_or((0, 1), |s: &Senders<_>| (s.peer_id(), s.nr_consumers()));
+    let (shard, shards) = (index, cores);
     let sockets = sockets
         .into_iter()
         // SAFETY: each fd comes from a socket2 socket given up here; glommio owns it from now on.
@@ -160,25 +138,12 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         glommio::spawn_local(receive(core.clone(), i)).detach();
     }
     glommio::spawn_local(pace(core.clone(), wake_rx)).detach();
-    if let Some(mut r) = receivers {
-        for (peer, stream) in r.streams() {
-            let core = core.clone();
-            glommio::spawn_local(async move {
-                while let Some(snap) = stream.recv().await {
-                    core.master.borrow_mut().install(peer, snap);
-                }
-            })
-            .detach();
-        }
-    }
     let _ = ready.send(Ok(index));
     tracing::debug!(core = index, shard, cpu = args.cpu, "core serving");
 
     let tick = (settings.list_refresh / TICKS_PER_REFRESH)
         .clamp(Duration::from_millis(1), Duration::from_millis(100));
     let mut last_publish: Option<Instant> = None;
-    let mut latest: Option<Arc<ShardSnapshot>> = None;
-    let mut pending = vec![false; shards];
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(tick).await;
         // Expiry in budgeted chunks, letting the receive loops run between them.
@@ -189,37 +154,29 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
             }
             future::yield_now().await;
         }
+        // Publish at most every list_refresh, and only when the builder has room for it (a
+        // snapshot carries the membership changes since the previous one: none may be lost).
         if last_publish.is_none_or(|t| t.elapsed() >= settings.list_refresh) {
-            last_publish = Some(Instant::now());
-            if let Some(snap) = core.master.borrow_mut().publish() {
-                latest = Some(snap);
-                pending.iter_mut().for_each(|p| *p = true);
-                pending[shard] = false;
-            }
-        }
-        if let (Some(s), Some(snap)) = (&senders, &latest) {
-            let mut st = core.stats.borrow_mut();
-            for (peer, p) in pending.iter_mut().enumerate().filter(|(_, p)| **p) {
-                if s.try_send_to(peer, snap.clone()).is_ok() {
-                    *p = false;
-                    st.snapshots_sent += 1;
-                } else {
-                    st.snapshots_deferred += 1;
+            if snapshots.is_full() {
+                core.stats.borrow_mut().snapshots_deferred += 1;
+            } else if let Some(snap) = core.master.borrow_mut().publish() {
+                last_publish = Some(Instant::now());
+                if snapshots.try_send(snap).is_ok() {
+                    core.stats.borrow_mut().snapshots_sent += 1;
                 }
             }
-            if !pending.contains(&true) {
-                latest = None;
-            }
         }
-        if core.master.borrow_mut().refresh_list() {
-            core.stats.borrow_mut().list_rebuilds += 1;
+        let mut newest = None;
+        while let Ok(list) = lists.try_recv() {
+            newest = Some(list);
+        }
+        if let Some(list) = newest {
+            core.master.borrow_mut().install_list(list);
+            core.stats.borrow_mut().lists_installed += 1;
         }
         if !status.push(core.status(index)) {
             core.stats.borrow_mut().status_dropped += 1;
         }
-    }
-    if let Some(s) = &senders {
-        s.close();
     }
     let shard = *core.master.borrow().counters();
     let engine = *core.stats.borrow();
@@ -239,7 +196,7 @@ impl Core {
             valve_listed: m.list().valve_len(),
             dp_listed: m.list().dp_len(),
             shard_servers: m.table().len(),
-            merged_epochs: m.list_epochs().to_vec(),
+            merged_epochs: m.list_epochs(),
             counters: *m.counters(),
             engine: *self.stats.borrow(),
         }

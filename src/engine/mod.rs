@@ -3,6 +3,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`socket`] | one `SO_REUSEPORT` socket per core per listener, steered by source address |
+//! | [`builder`] | the list builder's thread, off the packet cores: snapshots in, one shared list out |
 //! | [`core`] | one core's executor: `recvmmsg` → [`Master::handle_batch`](crate::master::Master::handle_batch) → `sendmmsg`, the pacing tick, expiry, snapshot exchange |
 //! | [`sys`] | `recvmmsg`, `sendmmsg` of gathered datagrams and GSO runs, io_uring and locked-memory preflight, CPU set |
 //! | [`stats`] | per-core engine counters |
@@ -10,6 +11,7 @@
 //!
 //! docs/architecture.md draws the data flow and lists the bounds.
 
+pub mod builder;
 pub mod core;
 pub mod socket;
 pub mod stats;
@@ -25,10 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// How long `start` waits for every core to come up (executor, sockets, mesh join).
+/// How long `start` waits for every core to come up (executor, sockets).
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a core waits in the channel-mesh join for its peers before giving up.
-pub const MESH_JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// glommio refuses to start below this locked-memory limit (its `MIN_MEMLOCK_LIMIT`).
 pub const MIN_MEMLOCK: u64 = 512 * 1024;
 
@@ -71,6 +71,7 @@ pub struct Engine {
     stop: Arc<AtomicBool>,
     status: status::StatusBoard,
     threads: Vec<std::thread::JoinHandle<Result<core::CoreReport, String>>>,
+    builder: Option<std::thread::JoinHandle<crate::master::builder::BuildStats>>,
 }
 
 /// Checks that the kernel and limits allow glommio, before any executor tries (glommio panics or
@@ -132,20 +133,53 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let mesh = (cores > 1)
-        .then(|| glommio::channels::channel_mesh::MeshBuilder::full(cores, core::MESH_CAPACITY));
+    // Snapshots from each core to the list builder, lists from the builder to each core.
+    let (snap_tx, snap_rx): (Vec<_>, Vec<_>) = (0..cores)
+        .map(|_| crossbeam_channel::bounded(builder::SNAPSHOTS_IN_FLIGHT))
+        .unzip();
+    let (list_tx, list_rx): (Vec<_>, Vec<_>) =
+        (0..cores).map(|_| crossbeam_channel::bounded(1)).unzip();
+    let mut settings = settings;
+    settings.master.budget = Some(crate::master::budget::Budget::shared(
+        settings.master.limits.max_servers,
+        cores,
+    ));
     let (ready_tx, ready_rx) = mpsc::channel();
     let (status_tx, status) = status::channel(cores);
     let epoch = Instant::now();
     let settings = Arc::new(settings);
     let mut threads = Vec::with_capacity(cores);
-    for (index, sockets) in per_core.into_iter().enumerate() {
+    let tick =
+        (settings.list_refresh / 5).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    let builder = {
+        let args = builder::BuilderArgs {
+            snapshots: snap_rx,
+            lists: list_tx,
+            max_packet: settings.master.max_dp_packet,
+            stop: stop.clone(),
+            tick,
+        };
+        std::thread::Builder::new()
+            .name("muster-lists".to_owned())
+            .spawn(move || builder::run(args))
+            .map_err(|e| StartError::Core {
+                core: cores,
+                why: format!("the list builder's thread: {e}"),
+            })?
+    };
+    for ((index, sockets), (snapshots, lists)) in per_core
+        .into_iter()
+        .enumerate()
+        .zip(snap_tx.into_iter().zip(list_rx))
+    {
         let args = core::CoreArgs {
             index,
             cpu: cpus[index],
+            cores,
             settings: settings.clone(),
             sockets,
-            mesh: mesh.clone(),
+            snapshots,
+            lists,
             stop: stop.clone(),
             ready: ready_tx.clone(),
             status: status_tx.clone(),
@@ -166,6 +200,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
         stop,
         status,
         threads,
+        builder: Some(builder),
     };
     let deadline = Instant::now() + START_TIMEOUT;
     let mut ready = 0;
@@ -215,10 +250,11 @@ impl Engine {
     }
 
     /// Waits until the cores stop (after the stop flag is set) and sums their counters.
-    pub fn join(self) -> Result<Report, StartError> {
+    pub fn join(mut self) -> Result<Report, StartError> {
         let mut report = Report::default();
         let mut first_err = None;
-        for (core, t) in self.threads.into_iter().enumerate() {
+        let threads = std::mem::take(&mut self.threads);
+        for (core, t) in threads.into_iter().enumerate() {
             match t.join() {
                 Ok(Ok(r)) => report.add(&r.shard, &r.engine),
                 Ok(Err(why)) => {
@@ -228,6 +264,19 @@ impl Engine {
                     first_err.get_or_insert(StartError::Core {
                         core,
                         why: "the core's thread panicked".to_owned(),
+                    });
+                }
+            }
+        }
+        // The cores are gone: the builder has nobody to build for.
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(b) = self.builder.take() {
+            match b.join() {
+                Ok(stats) => report.lists = stats,
+                Err(_) => {
+                    first_err.get_or_insert(StartError::Core {
+                        core: report.per_core.len(),
+                        why: "the list builder's thread panicked".to_owned(),
                     });
                 }
             }

@@ -28,12 +28,12 @@ pub struct EngineCounters {
     pub gso_fallbacks: u64,
     /// Pacer ticks (flushes not driven by a receive).
     pub pace_ticks: u64,
-    /// Shard snapshots sent to other cores.
+    /// Shard snapshots handed to the list builder.
     pub snapshots_sent: u64,
-    /// Snapshots not sent because a peer's channel was full (the latest is retried).
+    /// Publications put off because the builder had not taken the last two snapshots yet.
     pub snapshots_deferred: u64,
-    /// Merged-list rebuilds.
-    pub list_rebuilds: u64,
+    /// Lists installed from the builder.
+    pub lists_installed: u64,
     /// Status reports dropped because the watcher's channel was full.
     pub status_dropped: u64,
 }
@@ -56,7 +56,7 @@ impl EngineCounters {
             (&mut self.pace_ticks, o.pace_ticks),
             (&mut self.snapshots_sent, o.snapshots_sent),
             (&mut self.snapshots_deferred, o.snapshots_deferred),
-            (&mut self.list_rebuilds, o.list_rebuilds),
+            (&mut self.lists_installed, o.lists_installed),
             (&mut self.status_dropped, o.status_dropped),
         ];
         for (a, b) in pairs {
@@ -71,6 +71,8 @@ pub struct Report {
     pub shard: Counters,
     pub engine: EngineCounters,
     pub per_core: Vec<(Counters, EngineCounters)>,
+    /// What the list builder did.
+    pub lists: crate::master::builder::BuildStats,
 }
 
 impl Report {

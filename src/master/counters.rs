@@ -128,6 +128,8 @@ pub struct Counters {
     pub scan_capped: u64,
     /// Multi-packet replies paced beyond their window.
     pub paced: u64,
+    /// DP answers encoded as they were sent (filtered: not the shared `empty full` encoding).
+    pub dp_streams: u64,
     /// Paced replies superseded by a newer one to the same client.
     pub superseded: u64,
     pub dropped: [u64; Drop::COUNT],
@@ -173,6 +175,7 @@ impl AddAssign<&Counters> for Counters {
         add(&mut self.scanned, o.scanned);
         add(&mut self.scan_capped, o.scan_capped);
         add(&mut self.paced, o.paced);
+        add(&mut self.dp_streams, o.dp_streams);
         add(&mut self.superseded, o.superseded);
         for (a, b) in self.dropped.iter_mut().zip(o.dropped) {
             add(a, b);

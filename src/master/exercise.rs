@@ -11,8 +11,8 @@
 //! from a comparison cannot replay it: any change to the input changes the secret.
 //!
 //! Invariants (a violation is an `Err` naming it):
-//! - every shard holds at most `max_servers`; every IPv4 address or IPv6 /64 at most
-//!   `max_servers_per_ip` across all shards;
+//! - the shards hold at most `max_servers` together (one shared budget); every IPv4 address or
+//!   IPv6 /64 at most `max_servers_per_ip` across all shards;
 //! - a server sits only in the shard its address steers to;
 //! - every listed server completed a handshake: its registration carried a challenge the master
 //!   had sent to that address;
@@ -21,6 +21,7 @@
 //! - list replies decode, stay within their size bounds, and name only servers on the list;
 //!   a registration message draws at most one small datagram.
 
+use super::builder::ListBuilder;
 use super::counters::{Counters, Drop};
 use super::policy::{IpKey, Limits};
 use super::record::{AddrKey, Family};
@@ -37,7 +38,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 
 /// Shards the script runs (as two cores would).
 pub const SHARDS: usize = 2;
-/// Table cap per shard and per-address cap: small, so scripts reach them.
+/// Table cap (shared by the shards) and per-address cap: small, so scripts reach them.
 pub const MAX_SERVERS: usize = 3;
 pub const MAX_SERVERS_PER_IP: u16 = 2;
 /// Server timeout: a few steps of the clock.
@@ -110,6 +111,7 @@ impl Script<'_> {
 
 struct Run {
     masters: Vec<Master>,
+    builder: ListBuilder,
     now: Time,
     addrs: [SocketAddr; 10],
     /// The last challenge the master sent to each (canonical) address.
@@ -194,10 +196,16 @@ const DP_QUERIES: [&[u8]; 6] = [
 
 impl Run {
     fn new(now: Time, config: &Config) -> Run {
+        let mut config = config.clone();
+        config.budget = Some(super::budget::Budget::shared(
+            config.limits.max_servers,
+            SHARDS,
+        ));
         Run {
             masters: (0..SHARDS)
                 .map(|i| Master::new(now, config.clone(), i, SHARDS))
                 .collect(),
+            builder: ListBuilder::new(SHARDS, config.max_dp_packet),
             now,
             addrs: addresses(),
             valve_challenge: HashMap::new(),
@@ -454,7 +462,6 @@ impl Run {
     fn sync(&mut self) -> Result<(), String> {
         self.reached.syncs = self.reached.syncs.saturating_add(1);
         let now = self.now;
-        let mut snaps = Vec::new();
         for (i, m) in self.masters.iter_mut().enumerate() {
             // Bounded: each call visits at most its budget; the wheel holds few entries here.
             for _ in 0..1000 {
@@ -463,14 +470,13 @@ impl Run {
                 }
             }
             if let Some(snap) = m.publish() {
-                snaps.push((i, snap));
+                self.builder.apply(i, snap);
             }
         }
-        for m in &mut self.masters {
-            for (i, snap) in &snaps {
-                m.install(*i, snap.clone());
+        if let Some(list) = self.builder.build() {
+            for m in &mut self.masters {
+                m.install_list(list.clone());
             }
-            m.refresh_list();
         }
         self.check_tables()?;
         let listable: BTreeSet<AddrKey> = self
@@ -495,9 +501,8 @@ impl Run {
                 ));
             }
             let valve: Vec<AddrKey> = m.list().valve_addrs().collect();
-            let dp: Vec<AddrKey> = m.list().dp_addrs().collect();
             let ordered = |v: &[AddrKey]| v.windows(2).all(|w| w.first() < w.get(1));
-            if !ordered(&valve) || !ordered(&dp) {
+            if !ordered(&valve) || !m.list().dp_games().all(|g| ordered(&g)) {
                 return Err(format!("shard {} lists out of wire order", m.shard()));
             }
         }
@@ -507,14 +512,11 @@ impl Run {
 
     fn check_tables(&self) -> Result<(), String> {
         let mut per_ip: HashMap<IpKey, u16> = HashMap::new();
+        let total: usize = self.masters.iter().map(|m| m.table().len()).sum();
+        if total > MAX_SERVERS {
+            return Err(format!("the shards hold {total} servers together"));
+        }
         for m in &self.masters {
-            if m.table().len() > MAX_SERVERS {
-                return Err(format!(
-                    "shard {} holds {} servers",
-                    m.shard(),
-                    m.table().len()
-                ));
-            }
             for s in m.table().iter() {
                 let addr = s.addr.addr();
                 if shard_for(addr.ip(), SHARDS) != m.shard() {

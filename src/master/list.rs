@@ -1,5 +1,12 @@
-//! The list a core serves: the merge of every shard's latest snapshot, its indexes, and the pages
-//! cut from it.
+//! The list every core serves: one per publication, built off the packet cores by the
+//! [`ListBuilder`](super::builder::ListBuilder) from every shard's snapshot and shared by `Arc` —
+//! no core sorts, merges or encodes a whole list.
+//!
+//! What it holds: each shard's latest snapshot (records and strings, shared copy-on-write with the
+//! shard's table), the Valve list (IPv4 Valve-family servers in wire order, their 6-byte encoding
+//! and indexes), and the DP list by game (per `gamename` and protocol: servers in wire order and
+//! the `empty full` answers, encoded once). The orders are rebuilt only when membership changes;
+//! a publication that changed only attributes (players, map…) shares them with the previous one.
 //!
 //! Work per query is bounded (n = servers listed):
 //! - Valve, no filter: a binary search on the shared encoding for the seed, then a slice of it —
@@ -9,18 +16,19 @@
 //!   for the seed, then the filter on each candidate until the page is full, at most
 //!   [`MAX_SCAN`] candidates. A page cut short by the cap is legal (the client continues from its
 //!   last address); a cap reached with no match ends the list there (counted).
-//! - DP: one encoding per normalised query (game, protocol, options, families) per epoch, made
-//!   from the game's index and shared (`Arc`) by every client asking the same — never a copy per
-//!   client. At most [`MAX_DP_CACHE_ENTRIES`] encodings and [`MAX_DP_CACHE_BYTES`] per epoch; the
-//!   least recently used goes first (a reply in flight keeps its own reference).
-//!
-//! The shared Valve encoding and the indexes are built at merge time, O(n); DP encodings lazily.
+//! - DP `… empty full` (no gametype; `getserversExt` for both families): the game's shared
+//!   encoding, O(1), never a copy per client.
+//! - DP otherwise: a [`DpStream`] — the game's servers filtered and encoded a few packets at a time
+//!   as the transmit queue sends them, so neither the first packet nor the memory waits for the
+//!   whole list.
 
-use super::intern::SymTable;
+use super::intern::Strings;
 use super::matcher;
-use super::record::{AddrKey, Family, Server};
+use super::record::{AddrKey, Server};
 use super::table::ShardSnapshot;
-use crate::wire::dp_list::{ListQuery as DpQuery, QueryFilter, ResponseWriter};
+use crate::wire::dp_list::{
+    ENTRY_V4_LEN, ENTRY_V6_LEN, ListQuery as DpQuery, QueryFilter, ResponseWriter,
+};
 use crate::wire::filter::{Condition, Filter};
 use crate::wire::valve_list::{ENTRY_LEN, MAX_PAGE_ENTRIES, PAGE_HEADER, Region};
 use std::collections::HashMap;
@@ -29,15 +37,33 @@ use std::sync::Arc;
 
 /// Candidates a filtered Valve query examines at most.
 pub const MAX_SCAN: usize = 65_536;
-/// Shared DP encodings kept per epoch, and their bytes.
-pub const MAX_DP_CACHE_ENTRIES: usize = 256;
-pub const MAX_DP_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// Packets a [`DpStream`] encodes per step.
+pub const STREAM_PACKETS: usize = 8;
 
-/// A server in the merged list: which shard snapshot, which index in it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Ref {
-    shard: u32,
-    idx: u32,
+/// A listed server: its shard (top 6 bits) and slot (low 26 bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ref(u32);
+
+impl Ref {
+    /// Most shards a list can hold.
+    pub const MAX_SHARDS: usize = 64;
+    /// Most slots per shard.
+    pub const MAX_SLOTS: u32 = 1 << 26;
+
+    pub fn new(shard: usize, slot: u32) -> Option<Ref> {
+        let shard = u32::try_from(shard)
+            .ok()
+            .filter(|s| *s < Self::MAX_SHARDS as u32)?;
+        (slot < Self::MAX_SLOTS).then_some(Ref((shard << 26) | slot))
+    }
+
+    pub fn shard(self) -> usize {
+        (self.0 >> 26) as usize
+    }
+
+    pub fn slot(self) -> u32 {
+        self.0 & (Self::MAX_SLOTS - 1)
+    }
 }
 
 /// Packets laid end to end, and where each ends.
@@ -94,56 +120,162 @@ pub struct Scan {
     pub capped: bool,
 }
 
-/// A DP query reduced to what decides its answer: queries equal here get the same bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct DpKey {
-    game: Box<[u8]>,
-    protocol: u32,
-    ext: bool,
-    ipv4: bool,
-    ipv6: bool,
+/// The Valve list: IPv4 Valve-family servers in wire order, their 6-byte encoding, and positions
+/// (ascending) by ASCII-lowercased gamedir, by appid and by region byte.
+#[derive(Debug, Default)]
+pub struct ValveOrder {
+    pub refs: Vec<Ref>,
+    pub entries: Arc<[u8]>,
+    pub by_game: HashMap<Box<[u8]>, Vec<u32>>,
+    pub by_appid: HashMap<u32, Vec<u32>>,
+    pub by_region: HashMap<u8, Vec<u32>>,
+}
+
+/// One DP game (`gamename`, protocol): its servers in wire order (IPv4 first), and the `empty
+/// full` answers encoded once: `getservers` (IPv4) and `getserversExt` (both families).
+#[derive(Debug, Default)]
+pub struct DpGroup {
+    pub refs: Vec<Ref>,
+    pub plain: Arc<Packets>,
+    pub ext: Arc<Packets>,
+}
+
+/// The DP list, by game, and the answer for a game nobody plays (one EOT packet, each form).
+#[derive(Debug, Default)]
+pub struct DpOrder {
+    pub groups: HashMap<(Box<[u8]>, u32), Arc<DpGroup>>,
+    pub len: usize,
+    pub none: Arc<DpGroup>,
+}
+
+/// The list of one publication.
+#[derive(Debug, Default)]
+pub struct List {
+    /// The builder's publication number.
+    pub epoch: u64,
+    shards: Vec<Arc<ShardSnapshot>>,
+    valve: Arc<ValveOrder>,
+    dp: Arc<DpOrder>,
+}
+
+/// A DP answer: one shared encoding, or a stream encoded as it is sent.
+#[derive(Debug)]
+pub enum DpReply {
+    Shared(Arc<Packets>),
+    Stream(Box<DpStream>),
+}
+
+impl DpReply {
+    /// Bytes the reply sends (for a stream, at most: it is filtered as it goes).
+    pub fn bound(&self) -> usize {
+        match self {
+            DpReply::Shared(p) => p.bytes.len(),
+            DpReply::Stream(s) => s.bound,
+        }
+    }
+}
+
+/// A DP query's options, owned (a stream outlives the datagram).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DpOptions {
     empty: bool,
     full: bool,
     gametype: Option<Box<[u8]>>,
+    ipv4: bool,
+    ipv6: bool,
 }
 
-#[derive(Debug, Default)]
-struct DpCache {
-    map: HashMap<DpKey, (Arc<Packets>, u64)>,
-    bytes: usize,
-    clock: u64,
+/// A filtered DP answer, encoded [`STREAM_PACKETS`] at a time from the game's servers.
+#[derive(Debug)]
+pub struct DpStream {
+    list: Arc<List>,
+    group: Arc<DpGroup>,
+    game: Box<[u8]>,
+    protocol: u32,
+    options: DpOptions,
+    ext: bool,
+    max_packet: usize,
+    /// The next of `group.refs` to look at; past the end once the EOT packet is out.
+    next: usize,
+    done: bool,
+    /// Bytes the whole answer takes at most.
+    pub bound: usize,
 }
 
-impl DpCache {
-    fn get(&mut self, key: &DpKey) -> Option<Arc<Packets>> {
-        self.clock = self.clock.wrapping_add(1);
-        let clock = self.clock;
-        self.map.get_mut(key).map(|(p, used)| {
-            *used = clock;
-            p.clone()
-        })
-    }
-
-    fn insert(&mut self, key: DpKey, p: Arc<Packets>) {
-        let size = p.bytes.len();
-        while !self.map.is_empty()
-            && (self.map.len() >= MAX_DP_CACHE_ENTRIES
-                || self.bytes.saturating_add(size) > MAX_DP_CACHE_BYTES)
-        {
-            let Some(oldest) = self
-                .map
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some((old, _)) = self.map.remove(&oldest) {
-                self.bytes = self.bytes.saturating_sub(old.bytes.len());
-            }
+impl DpStream {
+    /// Encodes the next packets into `out` (cleared first); `false` once the answer is complete
+    /// (the last call wrote the EOT packet).
+    pub fn next_packets(&mut self, out: &mut Packets) -> bool {
+        out.clear();
+        if self.done {
+            return false;
         }
-        self.bytes = self.bytes.saturating_add(size);
-        self.map.insert(key, (p, self.clock));
+        let Ok(mut w) =
+            ResponseWriter::new(self.ext, self.max_packet, &mut out.bytes, &mut out.ends)
+        else {
+            self.done = true;
+            return false;
+        };
+        let filter = QueryFilter {
+            empty: self.options.empty,
+            full: self.options.full,
+            gametype: None,
+            ipv4: self.options.ipv4,
+            ipv6: self.options.ipv6,
+        };
+        while let Some(&r) = self.group.refs.get(self.next) {
+            let Some((s, strings)) = self.list.server(r) else {
+                self.next = self.next.saturating_add(1);
+                continue;
+            };
+            if !dp_wanted(
+                &self.game,
+                self.protocol,
+                &self.options,
+                &filter,
+                s,
+                strings,
+            ) {
+                self.next = self.next.saturating_add(1);
+                continue;
+            }
+            let len = if s.addr.is_v4() {
+                ENTRY_V4_LEN
+            } else {
+                ENTRY_V6_LEN
+            };
+            if w.packets() >= STREAM_PACKETS && w.would_start_packet(len) {
+                w.close();
+                return true;
+            }
+            let _ = w.push(s.addr.addr());
+            self.next = self.next.saturating_add(1);
+        }
+        w.finish();
+        self.done = true;
+        true
+    }
+}
+
+/// Whether a DP query with these options lists `s` (the gametype compared as dpmaster does).
+fn dp_wanted(
+    game: &[u8],
+    protocol: u32,
+    o: &DpOptions,
+    f: &QueryFilter<'_>,
+    s: &Server,
+    strings: &Strings,
+) -> bool {
+    if !matcher::dp_matches(game, protocol, f, s, strings) {
+        return false;
+    }
+    match &o.gametype {
+        None => true,
+        Some(g) => {
+            let tags = strings.get(s.tags);
+            let server_gt: &[u8] = if tags.is_empty() { b"0" } else { tags };
+            server_gt == &**g
+        }
     }
 }
 
@@ -164,103 +296,35 @@ impl Candidates<'_> {
     }
 }
 
-/// The merged, deduplicated, address-ordered list of one epoch.
-#[derive(Debug, Default)]
-pub struct List {
-    shards: Vec<Arc<ShardSnapshot>>,
-    /// Valve-family IPv4 servers in wire order, and their 6-byte entries (the shared encoding).
-    valve: Vec<Ref>,
-    valve_entries: Arc<[u8]>,
-    /// Positions in `valve`, ascending, by ASCII-lowercased gamedir, by appid, by region byte.
-    valve_by_game: HashMap<Box<[u8]>, Vec<u32>>,
-    valve_by_appid: HashMap<u32, Vec<u32>>,
-    valve_by_region: HashMap<u8, Vec<u32>>,
-    /// DP servers in wire order (IPv4 first, then IPv6).
-    dp: Vec<Ref>,
-    /// Positions in `dp`, ascending, by (gamename, protocol).
-    dp_by_game: HashMap<(Box<[u8]>, u32), Vec<u32>>,
-    dp_cache: DpCache,
-}
-
-const NO_SERVER: Server = Server::EMPTY;
-
 impl List {
-    /// Merges shard snapshots. An address present in two shards (a server whose packets moved
-    /// core) is listed once: the copy heard from last wins.
-    pub fn merge(shards: Vec<Arc<ShardSnapshot>>) -> Self {
-        let mut all: Vec<Ref> = Vec::with_capacity(shards.iter().map(|s| s.servers.len()).sum());
-        for (si, s) in shards.iter().enumerate() {
-            all.extend((0..s.servers.len()).map(|idx| Ref {
-                shard: si as u32,
-                idx: idx as u32,
-            }));
+    /// A list from its parts (the builder's).
+    pub fn new(
+        epoch: u64,
+        shards: Vec<Arc<ShardSnapshot>>,
+        valve: Arc<ValveOrder>,
+        dp: Arc<DpOrder>,
+    ) -> List {
+        List {
+            epoch,
+            shards,
+            valve,
+            dp,
         }
-        // Refs are made just above from these very shards: every one resolves.
-        let get = |r: &Ref| {
-            shards
-                .get(r.shard as usize)
-                .and_then(|s| s.servers.get(r.idx as usize))
-                .unwrap_or(&NO_SERVER)
-        };
-        // Each shard is sorted already; a stable sort of the concatenation is a k-way merge in
-        // practice (runs are detected), and keeps equal keys in shard order for the dedup below.
-        all.sort_by_key(|r| get(r).addr);
-        all.dedup_by(|later, earlier| {
-            let (l, e) = (get(later), get(earlier));
-            if l.addr != e.addr {
-                return false;
-            }
-            if l.last_seen > e.last_seen {
-                std::mem::swap(later, earlier);
-            }
-            true
-        });
-        let mut list = List {
-            shards: Vec::new(),
-            ..List::default()
-        };
-        let mut entries = Vec::with_capacity(all.len().saturating_mul(ENTRY_LEN));
-        for r in all {
-            let s = get(&r);
-            let strings = shards.get(r.shard as usize).map(|s| &s.strings);
-            match s.family {
-                Family::Valve if s.addr.is_v4() => {
-                    let pos = u32::try_from(list.valve.len()).unwrap_or(u32::MAX);
-                    list.valve.push(r);
-                    entries.extend_from_slice(&s.addr.v4_entry());
-                    let game = strings.map_or(&[][..], |t| t.get(s.game));
-                    list.valve_by_game
-                        .entry(game.to_ascii_lowercase().into())
-                        .or_default()
-                        .push(pos);
-                    list.valve_by_appid.entry(s.appid).or_default().push(pos);
-                    list.valve_by_region.entry(s.region).or_default().push(pos);
-                }
-                Family::Valve => {} // the Valve list format carries IPv4 only
-                Family::DarkPlaces => {
-                    let pos = u32::try_from(list.dp.len()).unwrap_or(u32::MAX);
-                    list.dp.push(r);
-                    let game = strings.map_or(&[][..], |t| t.get(s.game));
-                    list.dp_by_game
-                        .entry((game.into(), s.protocol))
-                        .or_default()
-                        .push(pos);
-                }
-            }
-        }
-        list.valve_entries = entries.into();
-        list.shards = shards;
-        list
     }
 
-    fn server(&self, r: Ref) -> Option<(&Server, &SymTable)> {
-        let s = self.shards.get(r.shard as usize)?;
-        Some((s.servers.get(r.idx as usize)?, &s.strings))
+    /// The snapshot epoch of every shard this list was built from (0: none yet).
+    pub fn shard_epochs(&self) -> Vec<u64> {
+        self.shards.iter().map(|s| s.epoch).collect()
+    }
+
+    pub(super) fn server(&self, r: Ref) -> Option<(&Server, &Strings)> {
+        let s = self.shards.get(r.shard())?;
+        Some((s.get(r.slot())?, &s.strings))
     }
 
     /// Servers in the list (Valve IPv4 + DP).
     pub fn len(&self) -> usize {
-        self.valve.len().saturating_add(self.dp.len())
+        self.valve.refs.len().saturating_add(self.dp.len)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -269,12 +333,12 @@ impl List {
 
     /// Servers on the Valve list (IPv4 only: the page format has no room for IPv6).
     pub fn valve_len(&self) -> usize {
-        self.valve.len()
+        self.valve.refs.len()
     }
 
     /// Servers on the DP list (every game, IPv4 and IPv6).
     pub fn dp_len(&self) -> usize {
-        self.dp.len()
+        self.dp.len
     }
 
     /// Every listed server's address, Valve then DP, for tests and tools.
@@ -285,19 +349,44 @@ impl List {
     /// The Valve list's addresses, in wire order.
     pub fn valve_addrs(&self) -> impl Iterator<Item = AddrKey> + '_ {
         self.valve
+            .refs
             .iter()
             .filter_map(|&r| Some(self.server(r)?.0.addr))
     }
 
-    /// The DP list's addresses, in wire order (IPv4 first).
+    /// The DP list's addresses, game by game, each game's in wire order.
     pub fn dp_addrs(&self) -> impl Iterator<Item = AddrKey> + '_ {
-        self.dp.iter().filter_map(|&r| Some(self.server(r)?.0.addr))
+        self.dp
+            .groups
+            .values()
+            .flat_map(|g| g.refs.iter())
+            .filter_map(|&r| Some(self.server(r)?.0.addr))
+    }
+
+    /// Each DP game's addresses, in wire order.
+    pub fn dp_games(&self) -> impl Iterator<Item = Vec<AddrKey>> + '_ {
+        self.dp.groups.values().map(|g| {
+            g.refs
+                .iter()
+                .filter_map(|&r| Some(self.server(r)?.0.addr))
+                .collect()
+        })
+    }
+
+    /// Every listed server with its strings (for tools, the status page, tests).
+    pub fn servers(&self) -> impl Iterator<Item = (&Server, &Strings)> + '_ {
+        self.valve
+            .refs
+            .iter()
+            .chain(self.dp.groups.values().flat_map(|g| g.refs.iter()))
+            .filter_map(|&r| self.server(r))
     }
 
     /// The 6-byte entry at Valve position `pos`.
     fn entry(&self, pos: usize) -> [u8; ENTRY_LEN] {
         let start = pos.saturating_mul(ENTRY_LEN);
-        self.valve_entries
+        self.valve
+            .entries
             .get(start..start.saturating_add(ENTRY_LEN))
             .and_then(|e| e.try_into().ok())
             .unwrap_or([0; ENTRY_LEN])
@@ -305,32 +394,32 @@ impl List {
 
     /// Index of the first Valve server after `seed` (an expired seed still finds the next one).
     fn valve_after(&self, seed: [u8; 6]) -> usize {
-        let (chunks, _) = self.valve_entries.as_chunks::<ENTRY_LEN>();
+        let (chunks, _) = self.valve.entries.as_chunks::<ENTRY_LEN>();
         chunks.partition_point(|e| *e <= seed)
     }
 
     /// The narrowest candidates a filter (and region) allow.
     fn candidates(&self, region: Region, filter: &Filter<'_>) -> Candidates<'_> {
         const NONE: &[u32] = &[];
-        let all = self.valve.len();
+        let v = &*self.valve;
+        let all = v.refs.len();
         let mut best = Candidates::All;
         if let Some(r) = region_byte(region) {
-            let p = self.valve_by_region.get(&r).map_or(NONE, Vec::as_slice);
-            best = Candidates::Positions(p);
+            best = Candidates::Positions(v.by_region.get(&r).map_or(NONE, Vec::as_slice));
         }
         for c in filter.required() {
             let next = match *c {
                 Condition::GameDir(g) => Candidates::Positions(
-                    self.valve_by_game
+                    v.by_game
                         .get(&*g.to_ascii_lowercase())
                         .map_or(NONE, Vec::as_slice),
                 ),
                 Condition::AppId(id) => {
-                    Candidates::Positions(self.valve_by_appid.get(&id).map_or(NONE, Vec::as_slice))
+                    Candidates::Positions(v.by_appid.get(&id).map_or(NONE, Vec::as_slice))
                 }
                 Condition::GameAddr(ga) => {
                     let ip = ga.ip.octets();
-                    let (chunks, _) = self.valve_entries.as_chunks::<ENTRY_LEN>();
+                    let (chunks, _) = v.entries.as_chunks::<ENTRY_LEN>();
                     let lo = chunks.partition_point(|e| e[..4] < ip[..]);
                     let hi = chunks.partition_point(|e| e[..4] <= ip[..]);
                     Candidates::Range(lo..hi.max(lo))
@@ -359,7 +448,7 @@ impl List {
         let all_regions = region_byte(region).is_none();
         if filter.is_empty() && all_regions {
             let start = self.valve_after(seed);
-            let remaining = self.valve.len().saturating_sub(start);
+            let remaining = self.valve.refs.len().saturating_sub(start);
             let (count, last) = if remaining < capacity {
                 (remaining, true)
             } else {
@@ -367,7 +456,7 @@ impl List {
             };
             let from = start.saturating_mul(ENTRY_LEN);
             let page = ValvePage::Shared {
-                entries: self.valve_entries.clone(),
+                entries: self.valve.entries.clone(),
                 range: from..from.saturating_add(count.saturating_mul(ENTRY_LEN)),
                 last,
             };
@@ -380,7 +469,7 @@ impl List {
         let mut scan = Scan::default();
         let candidates = self.candidates(region, filter);
         let positions: Box<dyn Iterator<Item = usize> + '_> = match candidates {
-            Candidates::All => Box::new(self.valve_after(seed)..self.valve.len()),
+            Candidates::All => Box::new(self.valve_after(seed)..self.valve.refs.len()),
             Candidates::Range(r) => {
                 let start = r.start.max(self.valve_after(seed));
                 Box::new(start..r.end.max(start))
@@ -407,7 +496,9 @@ impl List {
                 return (ValvePage::Written { last }, scan);
             }
             scan.examined = scan.examined.saturating_add(1);
-            let Some(&r) = self.valve.get(pos) else { break };
+            let Some(&r) = self.valve.refs.get(pos) else {
+                break;
+            };
             let Some((s, strings)) = self.server(r) else {
                 continue;
             };
@@ -435,57 +526,48 @@ impl List {
         (ValvePage::Written { last }, scan)
     }
 
-    /// Answers a `getservers` / `getserversExt`: the encoding shared by every query that reduces to
-    /// the same (game, protocol, options, families), made on first use this epoch.
-    pub fn dp_response(&mut self, q: &DpQuery<'_>, max_packet: usize) -> Arc<Packets> {
+    /// Answers a `getservers` / `getserversExt`: the game's shared encoding when the query asks for
+    /// every server of its families (`empty full`, no gametype), else a stream of the matches.
+    pub fn dp_reply(list: &Arc<List>, q: &DpQuery<'_>, max_packet: usize) -> DpReply {
         let f = q.filter();
         let game = matcher::dp_game(q.gamename);
-        let key = DpKey {
+        let group = list
+            .dp
+            .groups
+            .get(&(Box::<[u8]>::from(game), q.protocol))
+            .unwrap_or(&list.dp.none)
+            .clone();
+        let whole = f.empty && f.full && f.gametype.is_none();
+        // The builder encoded these with the same `max_packet` (the shard's config).
+        if whole && !q.ext {
+            return DpReply::Shared(group.plain.clone());
+        }
+        if whole && q.ext && f.ipv4 && f.ipv6 {
+            return DpReply::Shared(group.ext.clone());
+        }
+        let bound = group
+            .refs
+            .len()
+            .saturating_mul(ENTRY_V6_LEN)
+            .saturating_add(max_packet);
+        DpReply::Stream(Box::new(DpStream {
+            list: list.clone(),
+            group,
             game: game.into(),
             protocol: q.protocol,
+            options: DpOptions {
+                empty: f.empty,
+                full: f.full,
+                gametype: f.gametype.map(|g| g.value().into()),
+                ipv4: f.ipv4,
+                ipv6: f.ipv6,
+            },
             ext: q.ext,
-            ipv4: f.ipv4,
-            ipv6: f.ipv6,
-            empty: f.empty,
-            full: f.full,
-            gametype: f.gametype.map(|g| g.value().into()),
-        };
-        if let Some(p) = self.dp_cache.get(&key) {
-            return p;
-        }
-        let mut fresh = Packets::default();
-        self.encode_dp(game, q.protocol, q.ext, &f, max_packet, &mut fresh);
-        let shared = Arc::new(fresh);
-        self.dp_cache.insert(key, shared.clone());
-        shared
-    }
-
-    fn encode_dp(
-        &self,
-        game: &[u8],
-        protocol: u32,
-        ext: bool,
-        f: &QueryFilter<'_>,
-        max_packet: usize,
-        out: &mut Packets,
-    ) {
-        let Ok(mut w) = ResponseWriter::new(ext, max_packet, &mut out.bytes, &mut out.ends) else {
-            return;
-        };
-        let positions = self
-            .dp_by_game
-            .get(&(Box::from(game), protocol))
-            .map_or(&[][..], Vec::as_slice);
-        for &pos in positions {
-            let Some((s, strings)) = self.dp.get(pos as usize).and_then(|&r| self.server(r)) else {
-                continue;
-            };
-            if matcher::dp_matches(game, protocol, f, s, strings) {
-                // Port 0 and IPv6-in-plain-response are excluded by dp_matches and the policy.
-                let _ = w.push(s.addr.addr());
-            }
-        }
-        w.finish();
+            max_packet,
+            next: 0,
+            done: false,
+            bound,
+        }))
     }
 }
 
@@ -500,9 +582,12 @@ fn region_byte(region: Region) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::master::builder::ListBuilder;
     use crate::master::policy::Limits;
+    use crate::master::record::Family;
     use crate::master::table::{Fields, Table};
     use crate::master::time::Time;
+    use crate::wire::dp_list::ListResponse;
     use crate::wire::valve_list::{ListPage, NULL_ADDR};
     use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
@@ -531,7 +616,16 @@ mod tests {
         }
     }
 
-    fn page_bytes(list: &List, p: &ValvePage, out: &[u8]) -> Vec<u8> {
+    /// The list of these tables (one shard each), as the builder makes it.
+    fn build(tables: &mut [&mut Table]) -> Arc<List> {
+        let mut b = ListBuilder::new(tables.len(), 1400);
+        for (i, t) in tables.iter_mut().enumerate() {
+            b.apply(i, t.snapshot());
+        }
+        b.build().unwrap()
+    }
+
+    fn page_bytes(p: &ValvePage, out: &[u8]) -> Vec<u8> {
         match p {
             ValvePage::Shared {
                 entries,
@@ -543,7 +637,6 @@ mod tests {
                 if *last {
                     v.extend_from_slice(&[0; 6]);
                 }
-                let _ = list;
                 v
             }
             ValvePage::Written { .. } => out.to_vec(),
@@ -559,7 +652,7 @@ mod tests {
             let mut out = Vec::new();
             let key = AddrKey::new(seed.into()).v4_entry();
             let (p, _) = list.valve_page(Region::All, key, &f, MAX_PAGE_ENTRIES, &mut out);
-            let bytes = page_bytes(list, &p, &out);
+            let bytes = page_bytes(&p, &out);
             let page = ListPage::decode(&bytes).unwrap();
             seen.extend(page.servers());
             if page.is_final() {
@@ -570,8 +663,30 @@ mod tests {
         panic!("paging did not end");
     }
 
+    /// Every packet of a DP reply, the stream stepped to its end.
+    fn dp_packets(reply: DpReply) -> Vec<Vec<u8>> {
+        match reply {
+            DpReply::Shared(p) => p.iter().map(<[u8]>::to_vec).collect(),
+            DpReply::Stream(mut s) => {
+                let mut all = Vec::new();
+                let mut out = Packets::default();
+                while s.next_packets(&mut out) {
+                    all.extend(out.iter().map(<[u8]>::to_vec));
+                }
+                all
+            }
+        }
+    }
+
+    fn count(packets: &[Vec<u8>]) -> usize {
+        packets
+            .iter()
+            .map(|p| ListResponse::decode(p).unwrap().servers().count())
+            .sum()
+    }
+
     #[test]
-    fn merge_dedupes_newest_wins_and_pages_cover_everything_once() {
+    fn two_shards_merge_into_one_order_and_pages_cover_everything_once() {
         let mut a = Table::new(Time::ZERO, limits());
         let mut b = Table::new(Time::ZERO, limits());
         for i in 0..1000u32 {
@@ -579,7 +694,7 @@ mod tests {
             t.upsert(Time::from_secs(1), addr(i), Family::Valve, &fields(i))
                 .unwrap();
         }
-        // Server 7 also on shard a, heard later there with another map.
+        // Server 7 also in shard a (impossible with steering): listed once, shard a's copy.
         a.upsert(
             Time::from_secs(9),
             addr(7),
@@ -590,9 +705,9 @@ mod tests {
             },
         )
         .unwrap();
-        let list = List::merge(vec![a.snapshot(), b.snapshot()]);
+        let list = build(&mut [&mut a, &mut b]);
         assert_eq!(list.len(), 1000);
-        let (s, strings) = list.server(list.valve[7]).unwrap();
+        let (s, strings) = list.server(list.valve.refs[7]).unwrap();
         assert_eq!(strings.get(s.map), b"newer");
         let all = walk(&list, b"");
         assert_eq!(all.len(), 1000);
@@ -607,13 +722,81 @@ mod tests {
     }
 
     #[test]
+    fn the_builder_applies_membership_changes_incrementally() {
+        let mut t = Table::new(Time::ZERO, limits());
+        let mut b = ListBuilder::new(1, 1400);
+        for i in 0..300 {
+            t.upsert(Time::from_secs(1), addr(i), Family::Valve, &fields(i))
+                .unwrap();
+        }
+        b.apply(0, t.snapshot());
+        let l1 = b.build().unwrap();
+        assert_eq!(l1.valve_len(), 300);
+        // Nothing new: nothing built.
+        assert!(b.build().is_none());
+        // An attribute change: a new list, the same order (shared, not rebuilt).
+        t.upsert(
+            Time::from_secs(2),
+            addr(5),
+            Family::Valve,
+            &Fields {
+                players: 9,
+                ..fields(5)
+            },
+        )
+        .unwrap();
+        b.apply(0, t.snapshot());
+        let l2 = b.build().unwrap();
+        assert!(
+            Arc::ptr_eq(&l1.valve, &l2.valve),
+            "order shared across attribute changes"
+        );
+        assert_eq!(b.stats().rebuilds, 1);
+        let (s, _) = l2.server(l2.valve.refs[5]).unwrap();
+        assert_eq!(s.players, 9);
+        // Removals and additions (a freed slot reused by a new address in the same epoch).
+        for i in 0..100 {
+            t.remove(addr(i * 3));
+        }
+        for i in 1000..1050 {
+            t.upsert(Time::from_secs(3), addr(i), Family::Valve, &fields(i))
+                .unwrap();
+        }
+        b.apply(0, t.snapshot());
+        let l3 = b.build().unwrap();
+        let want: Vec<AddrKey> = {
+            let mut v: Vec<AddrKey> = t.iter().map(|s| s.addr).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(l3.valve_addrs().collect::<Vec<_>>(), want);
+        assert_eq!(l3.valve_len(), 250);
+        assert_eq!(walk(&l3, b"").len(), 250);
+        // A game change moves a server between indexes.
+        t.upsert(
+            Time::from_secs(4),
+            addr(1),
+            Family::Valve,
+            &Fields {
+                game: b"tf",
+                ..fields(1)
+            },
+        )
+        .unwrap();
+        b.apply(0, t.snapshot());
+        let l4 = b.build().unwrap();
+        assert_eq!(walk(&l4, b"\\gamedir\\tf").len(), 1);
+        assert_eq!(walk(&l4, b"\\gamedir\\cstrike").len(), 249);
+    }
+
+    #[test]
     fn an_expired_seed_yields_the_next_address_and_exact_pages() {
         let mut t = Table::new(Time::ZERO, limits());
         for i in (0..462).map(|i| i * 2) {
             t.upsert(Time::from_secs(1), addr(i), Family::Valve, &fields(i))
                 .unwrap();
         }
-        let list = List::merge(vec![t.snapshot()]);
+        let list = build(&mut [&mut t]);
         let seed = AddrKey::new(addr(11)).v4_entry(); // never listed: falls between 10 and 12
         let (p, _) = list.valve_page(Region::All, seed, &Filter::default(), 231, &mut Vec::new());
         let ValvePage::Shared { range, last, .. } = &p else {
@@ -636,69 +819,53 @@ mod tests {
     }
 
     #[test]
-    fn dp_lists_are_encoded_once_per_normalised_query_and_shared() {
+    fn dp_empty_full_is_shared_and_other_options_stream_exactly() {
         let mut t = Table::new(Time::ZERO, limits());
-        for i in 0..300 {
+        for i in 0..3000 {
             let f = Fields {
                 game: b"Xonotic",
                 protocol: 3,
                 players: (i % 3) as u8,
                 max_players: 2,
+                tags: if i % 5 == 0 { b"ctf" } else { b"" },
                 ..Default::default()
             };
             t.upsert(Time::from_secs(1), addr(i), Family::DarkPlaces, &f)
                 .unwrap();
         }
-        let mut list = List::merge(vec![t.snapshot()]);
-        let count = |p: &Packets| -> usize {
-            p.iter()
-                .map(|p| {
-                    crate::wire::dp_list::ListResponse::decode(p)
-                        .unwrap()
-                        .servers()
-                        .count()
-                })
-                .sum()
-        };
+        let list = build(&mut [&mut t]);
         let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3 empty full\n").unwrap();
-        let a = list.dp_response(&q, 1400);
-        // The same query in another spelling (options reordered, qstat's newline dropped).
-        let q2 = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3 full empty").unwrap();
-        let b = list.dp_response(&q2, 1400);
-        assert!(Arc::ptr_eq(&a, &b), "shared, not re-encoded");
-        assert_eq!(count(&a), 300);
-        // Without `empty full`: empty (players 0) and full (players 2 of 2) are left out — and
-        // that filtered answer is shared too.
-        let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3").unwrap();
-        let c = list.dp_response(&q, 1400);
-        assert_eq!(count(&c), 100);
-        assert!(Arc::ptr_eq(&c, &list.dp_response(&q, 1400)));
-        // Another game: nothing, from its (absent) index, as one EOT packet.
-        let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Nexuiz 3 empty full").unwrap();
-        let none = list.dp_response(&q, 1400);
-        assert_eq!((count(&none), none.ends.len()), (0, 1));
-    }
-
-    #[test]
-    fn the_dp_cache_is_bounded_and_forgets_the_least_recently_used() {
-        let mut list = List::merge(vec![]);
-        let q = |g: &str| {
-            [
-                &b"\xff\xff\xff\xff"[..],
-                format!("getservers Xonotic 3 gametype={g}").as_bytes(),
-            ]
-            .concat()
+        let (DpReply::Shared(a), DpReply::Shared(b)) = (
+            List::dp_reply(&list, &q, 1400),
+            List::dp_reply(&list, &q, 1400),
+        ) else {
+            panic!("shared")
         };
-        let keep = q("keep");
-        let kept = list.dp_response(&DpQuery::decode(&keep).unwrap(), 1400);
-        for i in 0..(2 * MAX_DP_CACHE_ENTRIES) {
-            let b = q(&i.to_string());
-            list.dp_response(&DpQuery::decode(&b).unwrap(), 1400);
-            // One query keeps being asked: it stays.
-            let again = list.dp_response(&DpQuery::decode(&keep).unwrap(), 1400);
-            assert!(Arc::ptr_eq(&kept, &again), "evicted at {i}");
-        }
-        assert!(list.dp_cache.map.len() <= MAX_DP_CACHE_ENTRIES);
+        assert!(Arc::ptr_eq(&a, &b), "encoded once, by the builder");
+        let whole: Vec<Vec<u8>> = a.iter().map(<[u8]>::to_vec).collect();
+        assert_eq!(count(&whole), 3000);
+        // Without `empty full`: empty (players 0) and full (2 of 2) left out — streamed, in full
+        // packets of 196 but the last, EOT on the last only.
+        let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3").unwrap();
+        let reply = List::dp_reply(&list, &q, 1400);
+        assert!(matches!(reply, DpReply::Stream(_)));
+        let packets = dp_packets(reply);
+        assert_eq!(count(&packets), 1000);
+        let eots: Vec<bool> = packets
+            .iter()
+            .map(|p| ListResponse::decode(p).unwrap().eot)
+            .collect();
+        assert_eq!(eots.iter().filter(|e| **e).count(), 1);
+        assert!(eots.last().unwrap());
+        assert!(packets[..packets.len() - 1].iter().all(|p| p.len() == 1395));
+        // A gametype.
+        let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3 empty full gametype=ctf")
+            .unwrap();
+        assert_eq!(count(&dp_packets(List::dp_reply(&list, &q, 1400))), 600);
+        // Another game: one EOT packet.
+        let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Nexuiz 3 empty full").unwrap();
+        let none = dp_packets(List::dp_reply(&list, &q, 1400));
+        assert_eq!((count(&none), none.len()), (0, 1));
     }
 
     #[test]
@@ -723,12 +890,12 @@ mod tests {
             t.upsert(Time::from_secs(1), addr(i), Family::Valve, &f)
                 .unwrap();
         }
-        let list = List::merge(vec![t.snapshot()]);
+        let list = build(&mut [&mut t]);
         let page = |filter: &[u8], region: Region| {
             let f = Filter::parse(filter).unwrap();
             let mut out = Vec::new();
             let (p, scan) = list.valve_page(region, [0; 6], &f, 231, &mut out);
-            let n = ListPage::decode(&page_bytes(&list, &p, &out))
+            let n = ListPage::decode(&page_bytes(&p, &out))
                 .unwrap()
                 .servers()
                 .count();
@@ -751,7 +918,6 @@ mod tests {
         let (n, last, scan) = page(b"\\map\\rare", Region::All);
         assert_eq!((n, last), (0, true));
         assert!(scan.capped && scan.examined == MAX_SCAN, "{scan:?}");
-        // With matches before the cap, a partial page (not final) ends at the last match.
         let (n, last, scan) = page(b"\\nor\\1\\map\\de_dust\\map\\rare", Region::All);
         assert_eq!((n, last, scan.capped), (0, true, true));
         let (n, last, scan) = page(b"\\napp\\10", Region::All);
@@ -766,7 +932,7 @@ mod tests {
             t.upsert(Time::from_secs(1), addr(i), Family::Valve, &fields(i))
                 .unwrap();
         }
-        let list = List::merge(vec![t.snapshot()]);
+        let list = build(&mut [&mut t]);
         let (p, _) = list.valve_page(
             Region::All,
             [0; 6],

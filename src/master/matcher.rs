@@ -5,7 +5,7 @@
 //! nothing and is neutral, except `\password\0`, which asks for servers without a password.
 //! String keys compare ASCII case-insensitively; tag lists are comma-separated.
 
-use super::intern::SymTable;
+use super::intern::Strings;
 use super::record::{Family, Server, flags};
 use crate::wire::dp_list::QueryFilter;
 use crate::wire::filter::{Condition, Filter, Tags, wildcard_match};
@@ -31,7 +31,7 @@ fn only_if(asked: bool, holds: bool) -> Option<bool> {
 }
 
 /// One condition against one server: `Some(matches)`, or `None` when the condition asks nothing.
-pub fn test(c: &Condition<'_>, s: &Server, strings: &SymTable) -> Option<bool> {
+pub fn test(c: &Condition<'_>, s: &Server, strings: &Strings) -> Option<bool> {
     match *c {
         Condition::Dedicated(b) => only_if(b, s.has(flags::DEDICATED)),
         Condition::Secure(b) => only_if(b, s.has(flags::SECURE)),
@@ -62,7 +62,7 @@ pub fn test(c: &Condition<'_>, s: &Server, strings: &SymTable) -> Option<bool> {
 
 /// Whether a Valve list query (region + filter) lists `s`. Region `0xFF` and unknown region bytes
 /// ask for every region; otherwise the server's `region` must equal it.
-pub fn valve_matches(region: Region, filter: &Filter<'_>, s: &Server, strings: &SymTable) -> bool {
+pub fn valve_matches(region: Region, filter: &Filter<'_>, s: &Server, strings: &Strings) -> bool {
     let region_ok = match region {
         Region::All | Region::Unknown(_) => true,
         r => s.region == u8::from(r),
@@ -82,7 +82,7 @@ pub fn dp_matches(
     protocol: u32,
     f: &QueryFilter<'_>,
     s: &Server,
-    strings: &SymTable,
+    strings: &Strings,
 ) -> bool {
     if s.family != Family::DarkPlaces || s.protocol != protocol || strings.get(s.game) != game {
         return false;
@@ -317,7 +317,7 @@ mod tests {
                 server(&mut i, yes, "1.2.3.4:27015"),
                 server(&mut i, no, "1.2.3.4:27015"),
             );
-            let t = i.table();
+            let t = i.snapshot();
             let name = String::from_utf8_lossy(filter);
             assert!(
                 valve_matches(Region::All, &f, &sy, &t),
@@ -330,7 +330,7 @@ mod tests {
         }
         // gameaddr and region.
         let s = server(&mut i, base(), "1.2.3.4:27015");
-        let t = i.table();
+        let t = i.snapshot();
         for (filter, want) in [
             (&b"\\gameaddr\\1.2.3.4"[..], true),
             (b"\\gameaddr\\1.2.3.4:27015", true),
@@ -378,7 +378,7 @@ mod tests {
             "1.2.3.4:26000",
         );
         s.family = Family::DarkPlaces;
-        let t = i.table();
+        let t = i.snapshot();
         let all = QueryFilter {
             empty: true,
             full: true,

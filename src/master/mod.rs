@@ -21,6 +21,7 @@
 //! |---|---|
 //! | [`time`] | the caller's monotonic milliseconds |
 //! | [`bucket`] | token buckets with debt (a whole list is never cut short) |
+//! | [`budget`] | the global `max_servers`, drawn by every shard from one atomic count |
 //! | [`bounded`] | a fixed-capacity map from source address to state, evicting what is worth least |
 //! | [`admission`] | who gets how many replies and bytes: per source, network and core, by class |
 //! | [`transmit`] | the transmit queue: `poll_transmit` / `poll_timeout`, paced flows, GSO runs |
@@ -31,7 +32,8 @@
 //! | [`policy`] | caps, address policy, DP tags and game policy |
 //! | [`table`] | one shard's table and its snapshots |
 //! | [`matcher`] | Valve filters and DP options evaluated on records |
-//! | [`list`] | the merged list of every shard: Valve pages and DP responses |
+//! | [`builder`] | the list builder: shard snapshots and their membership changes in, one shared [`list::List`] out |
+//! | [`list`] | the list every core serves: Valve pages and DP responses |
 //! | [`counters`] | per-shard counters and drop reasons |
 //! | `exercise` | (tests and the `exercise` feature) a byte-driven script runner checking the invariants; the fuzz target `master_handle` |
 //! | [`service`] | [`Master`]: `handle`, `tick`, snapshot publication |
@@ -43,6 +45,8 @@ pub use time::Time;
 pub mod admission;
 pub mod bounded;
 pub mod bucket;
+pub mod budget;
+pub mod builder;
 pub mod challenge;
 pub mod counters;
 #[cfg(any(test, feature = "exercise"))]

@@ -10,11 +10,14 @@
 //! | `flags` | 2 | dedicated, secure, linux, password, lan, proxy, nat, whitelisted |
 //! | `appid`, `protocol` | 8 | |
 //! | 7 × [`Sym`]: game, product, map, version, tags, gamedata, hostname | 28 | interned: repeated strings are stored once per shard |
-//! | `first_seen`, `last_seen` | 8 | seconds on the core's clock |
+//! | `first_seen` | 4 | seconds on the core's clock |
 //!
-//! 71 bytes of fields, 72 with padding. The table adds its index and expiry entries; see
-//! `docs/benchmarks.md` for bytes per server measured at 100k and 1M. The Valve paper budgeted 14
-//! bytes (address, next pointer, timestamp): everything past that buys filtering at the master.
+//! 67 bytes of fields, 68 with padding (`Option<Server>` too: the family has a niche). When the
+//! server was last heard is kept beside the record by the table (`Table::seen`), not in it: a
+//! heartbeat that changes nothing else then changes nothing a list reads. The table adds its index
+//! and expiry entries; see `docs/benchmarks.md` for bytes per server at 1k–1M, typical and worst.
+//! The Valve paper budgeted 14 bytes (address, next pointer, timestamp): everything past that buys
+//! filtering at the master.
 
 use super::intern::{Interner, Sym};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -115,7 +118,6 @@ pub struct Server {
     pub gamedata: Sym,
     pub hostname: Sym,
     pub first_seen: u32,
-    pub last_seen: u32,
 }
 
 impl Server {
@@ -139,7 +141,6 @@ impl Server {
         gamedata: Sym::NONE,
         hostname: Sym::NONE,
         first_seen: 0,
-        last_seen: 0,
     };
 
     pub fn has(&self, flag: u16) -> bool {
@@ -209,7 +210,8 @@ mod tests {
 
     #[test]
     fn record_is_compact() {
-        assert_eq!(std::mem::size_of::<Server>(), 72);
+        assert_eq!(std::mem::size_of::<Server>(), 68);
+        assert_eq!(std::mem::size_of::<Option<Server>>(), 68);
         assert_eq!(std::mem::size_of::<AddrKey>(), 19);
     }
 

@@ -3,8 +3,9 @@
 //! expires servers. Every list reply is admitted first (`admission.rs`).
 //!
 //! One [`Master`] is one shard (one core). Registration touches only its own table; list queries are
-//! answered from the merge of every shard's latest snapshot, which the engine moves between cores
-//! ([`Master::publish`], [`Master::install`], [`Master::refresh_list`]).
+//! answered from the [`List`] every shard shares: each shard publishes a snapshot of its table
+//! ([`Master::publish`]), the [`ListBuilder`](super::builder::ListBuilder) merges them off the
+//! packet cores, and every shard installs the result ([`Master::install_list`]).
 //!
 //! Registration, both families (shared/docs/protocols.md §2–3):
 //! - Valve: `q` → challenge (stateless MAC, nothing stored) → `0\n` heartbeat whose challenge
@@ -17,9 +18,10 @@
 //!   leaves the list at the timeout.
 
 use super::admission::{Admission, AdmissionConfig, Class};
+use super::budget::Budget;
 use super::challenge::Challenges;
 use super::counters::{Counters, Drop, add, inc};
-use super::list::{List, Packets, ValvePage};
+use super::list::{DpReply, List, ValvePage};
 use super::policy::{self, AddressVerdict, GamePolicy, IpKey, Limits, TAGS};
 use super::record::{Family, flags, number, small_number};
 use super::table::{Fields, Rejected, ShardSnapshot, Table, Upserted};
@@ -52,6 +54,10 @@ pub struct Config {
     pub max_dp_packet: usize,
     pub admission: AdmissionConfig,
     pub tx: TxConfig,
+    /// The global table cap shared by every shard (`None`: `limits.max_servers` is this shard's own).
+    pub budget: Option<Budget>,
+    /// Bytes of interned strings all shards may hold together (split evenly).
+    pub max_string_bytes: usize,
 }
 
 impl Config {
@@ -66,9 +72,15 @@ impl Config {
             max_dp_packet: MAX_RESPONSE_LEN,
             admission: AdmissionConfig::default(),
             tx: TxConfig::default(),
+            budget: None,
+            max_string_bytes: DEFAULT_MAX_STRING_BYTES,
         }
     }
 }
+
+/// Interned strings held by all shards together: ~69 bytes a server at a million servers whose
+/// names are all distinct (a 21-byte name plus its keeping), and the bound on the worst case.
+pub const DEFAULT_MAX_STRING_BYTES: usize = 128 * 1024 * 1024;
 
 /// One received datagram: who sent it, which of the engine's listeners it came in on, its bytes.
 #[derive(Clone, Copy, Debug)]
@@ -96,12 +108,8 @@ pub struct Master {
     config: Config,
     challenges: Challenges,
     table: Table,
-    list: List,
-    shards: Vec<Option<Arc<ShardSnapshot>>>,
+    list: Arc<List>,
     shard: usize,
-    list_stale: bool,
-    /// For every shard, the epoch of its snapshot in `list` (0: none).
-    list_epochs: Vec<u64>,
     admission: Admission,
     tx: TxQueue,
     /// Where filtered Valve pages are encoded (reused).
@@ -123,12 +131,17 @@ impl Master {
                 config.valve_challenge_window_ms,
                 config.dp_challenge_window_ms,
             ),
-            table: Table::new(now, config.limits.clone()),
-            list: List::default(),
-            shards: vec![None; shards],
+            table: Table::with_budget(
+                now,
+                config.limits.clone(),
+                config
+                    .budget
+                    .clone()
+                    .unwrap_or_else(|| Budget::shared(config.limits.max_servers, 1)),
+                config.max_string_bytes.checked_div(shards).unwrap_or(0),
+            ),
+            list: super::builder::empty_list(shards, config.max_dp_packet),
             shard: shard.min(shards.saturating_sub(1)),
-            list_stale: false,
-            list_epochs: vec![0; shards],
             admission: Admission::new(now, config.admission.clone()),
             tx: TxQueue::new(config.tx),
             scratch: Vec::new(),
@@ -145,7 +158,7 @@ impl Master {
         &self.table
     }
 
-    pub fn list(&self) -> &List {
+    pub fn list(&self) -> &Arc<List> {
         &self.list
     }
 
@@ -166,10 +179,10 @@ impl Master {
         self.shard
     }
 
-    /// For every shard, the epoch of its snapshot merged into the list this shard serves (0: none
-    /// yet). A test or operator compares these across cores to know every core is up to date.
-    pub fn list_epochs(&self) -> &[u64] {
-        &self.list_epochs
+    /// For every shard, the epoch of its snapshot in the list this shard serves (0: none yet). A
+    /// test or operator compares these across cores to know every core is up to date.
+    pub fn list_epochs(&self) -> Vec<u64> {
+        self.list.shard_epochs()
     }
 
     /// Handles one datagram from `from` that came in on listener `local`. Replies are queued:
@@ -420,19 +433,26 @@ impl Master {
         let holds = self.table.holds(IpKey::new(from.ip()));
         let grant = self.admission.admit_query(now, from, None, holds)?;
         inc(&mut self.counters.dp_queries);
-        let packets: Arc<Packets> = self.list.dp_response(&q, self.config.max_dp_packet);
-        let len = packets.bytes.len();
-        if !self.tx.has_room(len) {
+        let reply = List::dp_reply(&self.list, &q, self.config.max_dp_packet);
+        let bound = reply.bound();
+        if !self.tx.has_room(bound) {
             return Err(Drop::TxFull);
         }
-        self.admission.charge(now, grant, from, len);
-        let count = packets.ends.len() as u64;
+        // A stream is charged what it can take at most (it is filtered as it goes).
+        self.admission.charge(now, grant, from, bound);
         let before = self.tx.stats();
-        self.tx
-            .send_packets(now, from, local, packets)
-            .map_err(|_| Drop::TxFull)?;
+        match reply {
+            DpReply::Shared(packets) => {
+                add(&mut self.counters.answered, packets.ends.len() as u64);
+                self.tx.send_packets(now, from, local, packets)
+            }
+            DpReply::Stream(stream) => {
+                inc(&mut self.counters.dp_streams);
+                self.tx.send_stream(now, from, local, stream, bound)
+            }
+        }
+        .map_err(|_| Drop::TxFull)?;
         let after = self.tx.stats();
-        add(&mut self.counters.answered, count);
         add(
             &mut self.counters.paced,
             after.paced.wrapping_sub(before.paced),
@@ -470,43 +490,17 @@ impl Master {
         done
     }
 
-    /// A snapshot of this shard if it changed since the last one; it is also installed locally.
-    /// The engine sends it to every other core.
+    /// A snapshot of this shard if anything a list reads changed since the last one: the engine
+    /// hands it to the list builder.
     pub fn publish(&mut self) -> Option<Arc<ShardSnapshot>> {
-        let held = self.shards.get(self.shard).is_some_and(Option::is_some);
-        if !self.table.changed() && held {
-            return None;
-        }
-        let snap = self.table.snapshot();
-        self.install(self.shard, snap.clone());
-        Some(snap)
+        self.table.changed().then(|| self.table.snapshot())
     }
 
-    /// Installs shard `shard`'s latest snapshot (ignored if older than the one held).
-    pub fn install(&mut self, shard: usize, snap: Arc<ShardSnapshot>) {
-        let Some(slot) = self.shards.get_mut(shard) else {
-            return;
-        };
-        if slot.as_ref().is_some_and(|held| held.epoch >= snap.epoch) {
-            return;
+    /// Serves `list` from now on (ignored if older than the one held).
+    pub fn install_list(&mut self, list: Arc<List>) {
+        if list.epoch > self.list.epoch {
+            self.list = list;
         }
-        *slot = Some(snap);
-        self.list_stale = true;
-    }
-
-    /// Rebuilds the merged list if a snapshot changed; returns whether it did.
-    pub fn refresh_list(&mut self) -> bool {
-        if !self.list_stale {
-            return false;
-        }
-        self.list = List::merge(self.shards.iter().flatten().cloned().collect());
-        self.list_epochs = self
-            .shards
-            .iter()
-            .map(|s| s.as_ref().map_or(0, |s| s.epoch))
-            .collect();
-        self.list_stale = false;
-        true
     }
 }
 

@@ -1,8 +1,18 @@
-//! One shard's table of listed servers: a slab of compact records, an address index, per-address
-//! counts for the cap, the expiry wheel and the string interner.
+//! One shard's table of listed servers: copy-on-write chunks of compact records, an address index,
+//! per-address counts for the cap, the expiry wheel, the string interner, and the membership
+//! changes since the last snapshot.
+//!
+//! A snapshot ([`Table::snapshot`]) shares the record chunks and string chunks with the table
+//! (`Arc` clones, no copy); a later write copies the one chunk it touches. A heartbeat that changes
+//! nothing but when the server was last heard writes nothing a snapshot holds (that time is kept
+//! beside the records), so churn that changes nothing changes nothing downstream. What the list
+//! sorts and indexes by (address, family, game, protocol, region, appid) changing counts as the
+//! server leaving and arriving; anything else is an attribute change, visible to the next snapshot
+//! without any list rebuild.
 
+use super::budget::Budget;
 use super::expiry::{Due, Entry, Wheel};
-use super::intern::{Interner, SymTable};
+use super::intern::{Interner, Strings};
 use super::policy::{IpKey, Limits};
 use super::record::{AddrKey, Family, Server};
 use super::time::Time;
@@ -14,6 +24,14 @@ use std::sync::Arc;
 
 /// Most servers a table reserves room for at creation (it grows past that if allowed).
 pub const MAX_RESERVED: usize = 1 << 18;
+/// Records per copy-on-write chunk (a write after a snapshot copies 64 × 68 bytes).
+pub const CHUNK: usize = 64;
+
+type Chunk = [Option<Server>; CHUNK];
+
+fn empty_chunk() -> Arc<Chunk> {
+    Arc::new([None; CHUNK])
+}
 
 /// What a registration carries, borrowed from the datagram; strings are interned on insert.
 #[derive(Clone, Copy, Debug, Default)]
@@ -36,7 +54,7 @@ pub struct Fields<'a> {
 }
 
 impl Fields<'_> {
-    /// The record these fields make, its strings interned (one reference each), seen `now`.
+    /// The record these fields make, its strings interned (one reference each), first seen `now`.
     pub fn to_server(&self, addr: AddrKey, family: Family, now: Time, i: &mut Interner) -> Server {
         Server {
             addr,
@@ -57,9 +75,17 @@ impl Fields<'_> {
             gamedata: i.intern(self.gamedata),
             hostname: i.intern(self.hostname),
             first_seen: now.secs_u32(),
-            last_seen: seen_secs(now),
         }
     }
+}
+
+/// Whether two records of one address sort and index alike in a list.
+fn same_place(a: &Server, b: &Server) -> bool {
+    a.family == b.family
+        && a.game == b.game
+        && a.protocol == b.protocol
+        && a.region == b.region
+        && a.appid == b.appid
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,20 +96,42 @@ pub enum Upserted {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejected {
-    /// The shard holds `max_servers` already.
+    /// The table holds `max_servers` already (across every shard).
     TableFull,
     /// The address (IPv4) or /64 (IPv6) holds `max_servers_per_ip` already.
     PerIpCap,
 }
 
-/// An immutable, address-sorted copy of a shard, shared with every core.
+/// An immutable view of a shard for the list: its records and strings (shared with the table,
+/// copy-on-write), and what changed in membership since the shard's previous snapshot.
 #[derive(Debug, Default)]
 pub struct ShardSnapshot {
-    /// Sorted by [`AddrKey`], i.e. wire order.
-    pub servers: Vec<Server>,
-    pub strings: SymTable,
     /// Increases with every snapshot the shard takes.
     pub epoch: u64,
+    records: Vec<Arc<Chunk>>,
+    pub strings: Strings,
+    /// Slots whose server left the list, or changed what the list sorts or indexes it by.
+    pub removed: Vec<u32>,
+    /// Slots whose server is new to the list, or changed so (a slot may be in both).
+    pub added: Vec<u32>,
+}
+
+impl ShardSnapshot {
+    /// The record in `slot`, if one is listed there.
+    pub fn get(&self, slot: u32) -> Option<&Server> {
+        let i = slot as usize;
+        self.records.get(i / CHUNK)?.get(i % CHUNK)?.as_ref()
+    }
+
+    /// Every listed record and its slot.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Server)> {
+        self.records.iter().enumerate().flat_map(|(c, chunk)| {
+            chunk.iter().enumerate().filter_map(move |(i, s)| {
+                let slot = c.saturating_mul(CHUNK).saturating_add(i);
+                Some((u32::try_from(slot).ok()?, s.as_ref()?))
+            })
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -93,56 +141,77 @@ pub struct Table {
     /// whoever sends packets.
     index: HashTable<u32>,
     hasher: RandomState,
-    slots: Vec<Option<Server>>,
+    chunks: Vec<Arc<Chunk>>,
+    /// When each slot's server was last heard (seconds, rounded up), beside the records.
+    seen: Vec<u32>,
     generations: Vec<u32>,
     free: Vec<u32>,
     per_ip: HashMap<IpKey, u16>,
     wheel: Wheel,
     interner: Interner,
     limits: Limits,
+    budget: Budget,
+    /// Membership changes and whether anything a snapshot holds changed, since the last one.
+    removed: Vec<u32>,
+    added: Vec<u32>,
     changed: bool,
     epoch: u64,
     /// Slots found expired during one wheel advance (reused; at most the tick budget long).
     expired: Vec<u32>,
 }
 
-/// Seconds for `last_seen`, rounded up so expiry never comes before the timeout.
+/// Seconds for `seen`, rounded up so expiry never comes before the timeout.
 fn seen_secs(now: Time) -> u32 {
     u32::try_from(now.millis().div_ceil(1000)).unwrap_or(u32::MAX)
 }
 
+/// The record in `slot` of `chunks`.
+fn record(chunks: &[Arc<Chunk>], slot: u32) -> Option<&Server> {
+    let i = slot as usize;
+    chunks.get(i / CHUNK)?.get(i % CHUNK)?.as_ref()
+}
+
 /// The address of an occupied slot (the index only holds occupied slots).
-fn slot_key(slots: &[Option<Server>], s: u32) -> AddrKey {
-    slots
-        .get(s as usize)
-        .and_then(|x| x.as_ref())
-        .map_or(AddrKey([0; 19]), |x| x.addr)
+fn slot_key(chunks: &[Arc<Chunk>], s: u32) -> AddrKey {
+    record(chunks, s).map_or(AddrKey([0; 19]), |x| x.addr)
 }
 
 impl Table {
     fn find(&self, key: AddrKey) -> Option<u32> {
-        let slots = &self.slots;
+        let chunks = &self.chunks;
         self.index
-            .find(self.hasher.hash_one(key), |&s| slot_key(slots, s) == key)
+            .find(self.hasher.hash_one(key), |&s| slot_key(chunks, s) == key)
             .copied()
     }
 
+    /// A table of this shard alone: `limits.max_servers` is its own cap.
     pub fn new(now: Time, limits: Limits) -> Self {
+        let budget = Budget::shared(limits.max_servers, 1);
+        Self::with_budget(now, limits, budget, usize::MAX)
+    }
+
+    /// A table drawing its room from `budget` (shared with the other shards), its strings bounded
+    /// by `string_budget` bytes.
+    pub fn with_budget(now: Time, limits: Limits, budget: Budget, string_budget: usize) -> Self {
         // Room up front for up to MAX_RESERVED servers: growing rehashes every address (a random
-        // read of each record), a stall on the core. Vectors reserve address space only (pages are
-        // touched as servers arrive); the index's ~1.3 MB is allocated at once.
+        // read of each record), a stall on the core.
         let room = limits.max_servers.min(MAX_RESERVED);
         Self {
             index: HashTable::with_capacity(room),
             hasher: RandomState::new(),
-            slots: Vec::with_capacity(room),
+            chunks: Vec::with_capacity(room.div_ceil(CHUNK)),
+            seen: Vec::with_capacity(room),
             generations: Vec::with_capacity(room),
             free: Vec::new(),
             per_ip: HashMap::new(),
             wheel: Wheel::new(now, limits.server_timeout_ms),
-            interner: Interner::default(),
+            interner: Interner::new(string_budget),
             limits,
-            changed: false,
+            budget,
+            removed: Vec::new(),
+            added: Vec::new(),
+            // The first snapshot is due even empty: the list then knows this shard is there.
+            changed: true,
             epoch: 0,
             expired: Vec::new(),
         }
@@ -150,6 +219,10 @@ impl Table {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     pub fn len(&self) -> usize {
@@ -161,8 +234,13 @@ impl Table {
     }
 
     pub fn get(&self, addr: SocketAddr) -> Option<&Server> {
-        let i = self.find(AddrKey::new(addr))?;
-        self.slots.get(i as usize)?.as_ref()
+        record(&self.chunks, self.find(AddrKey::new(addr))?)
+    }
+
+    /// When the server at `addr` was last heard (seconds on the table's clock).
+    pub fn last_seen(&self, addr: SocketAddr) -> Option<u32> {
+        let slot = self.find(AddrKey::new(addr))?;
+        self.seen.get(slot as usize).copied()
     }
 
     /// Whether a server is listed at this address (IPv4) or /64 (IPv6).
@@ -172,15 +250,21 @@ impl Table {
 
     /// Every listed server, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Server> {
-        self.slots.iter().flatten()
+        self.chunks.iter().flat_map(|c| c.iter().flatten())
     }
 
     pub fn strings(&self) -> &Interner {
         &self.interner
     }
 
-    fn expires_at(&self, s: &Server) -> Time {
-        Time::from_secs(u64::from(s.last_seen)).plus_millis(self.limits.server_timeout_ms)
+    fn expires_at(&self, seen: u32) -> Time {
+        Time::from_secs(u64::from(seen)).plus_millis(self.limits.server_timeout_ms)
+    }
+
+    /// The record in `slot`, for writing (copying its chunk if a snapshot shares it).
+    fn slot_mut(&mut self, slot: u32) -> Option<&mut Option<Server>> {
+        let i = slot as usize;
+        Arc::make_mut(self.chunks.get_mut(i / CHUNK)?).get_mut(i % CHUNK)
     }
 
     /// Lists or refreshes the server at `addr`.
@@ -192,53 +276,65 @@ impl Table {
         f: &Fields<'_>,
     ) -> Result<Upserted, Rejected> {
         let key = AddrKey::new(addr);
-        if let Some(old) = self
-            .find(key)
-            .and_then(|slot| self.slots.get_mut(slot as usize)?.as_mut())
-        {
+        if let Some(slot) = self.find(key) {
             // Intern the new strings before releasing the old, so unchanged ones are not freed.
             let mut server = f.to_server(key, family, now, &mut self.interner);
+            let old = record(&self.chunks, slot).copied().unwrap_or(server);
             server.first_seen = old.first_seen;
-            let previous = std::mem::replace(old, server);
-            previous.release_strings(&mut self.interner);
+            if let Some(seen) = self.seen.get_mut(slot as usize) {
+                *seen = seen_secs(now);
+            }
+            if server == old {
+                // Nothing a list reads changed: no write, no copy, no snapshot needed.
+                server.release_strings(&mut self.interner);
+                return Ok(Upserted::Refreshed);
+            }
+            if !same_place(&server, &old) {
+                self.removed.push(slot);
+                self.added.push(slot);
+            }
+            if let Some(r) = self.slot_mut(slot) {
+                *r = Some(server);
+            }
+            old.release_strings(&mut self.interner);
             self.changed = true;
             return Ok(Upserted::Refreshed);
         }
-        if self.index.len() >= self.limits.max_servers {
-            return Err(Rejected::TableFull);
-        }
         let ip = IpKey::new(addr.ip());
-        let count = self.per_ip.entry(ip).or_insert(0);
-        if *count >= self.limits.max_servers_per_ip {
-            if *count == 0 {
-                self.per_ip.remove(&ip);
-            }
+        let count = self.per_ip.get(&ip).copied().unwrap_or(0);
+        if count >= self.limits.max_servers_per_ip {
             return Err(Rejected::PerIpCap);
         }
-        *count = count.saturating_add(1);
+        if !self.budget.take() {
+            return Err(Rejected::TableFull);
+        }
+        self.per_ip.insert(ip, count.saturating_add(1));
         let server = f.to_server(key, family, now, &mut self.interner);
-        let reused = self
-            .free
-            .pop()
-            .and_then(|s| Some((s, self.slots.get_mut(s as usize)?)));
-        let slot = match reused {
-            Some((s, place)) => {
-                *place = Some(server);
-                s
-            }
+        let slot = match self.free.pop() {
+            Some(s) => s,
             None => {
                 // Slot numbers are u32: `max_servers` is far below 2³² (config-checked).
-                let s = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-                self.slots.push(Some(server));
+                let s = u32::try_from(self.seen.len()).unwrap_or(u32::MAX);
+                self.seen.push(0);
                 self.generations.push(0);
+                if self.seen.len() > self.chunks.len().saturating_mul(CHUNK) {
+                    self.chunks.push(empty_chunk());
+                }
                 s
             }
         };
-        let (slots, hasher) = (&self.slots, &self.hasher);
+        if let Some(r) = self.slot_mut(slot) {
+            *r = Some(server);
+        }
+        let seen = seen_secs(now);
+        if let Some(x) = self.seen.get_mut(slot as usize) {
+            *x = seen;
+        }
+        let (chunks, hasher) = (&self.chunks, &self.hasher);
         self.index.insert_unique(hasher.hash_one(key), slot, |&s| {
-            hasher.hash_one(slot_key(slots, s))
+            hasher.hash_one(slot_key(chunks, s))
         });
-        let at = self.expires_at(&server);
+        let at = self.expires_at(seen);
         self.wheel.schedule(
             at,
             Entry {
@@ -246,6 +342,7 @@ impl Table {
                 generation: self.generations.get(slot as usize).copied().unwrap_or(0),
             },
         );
+        self.added.push(slot);
         self.changed = true;
         Ok(Upserted::Inserted)
     }
@@ -262,10 +359,7 @@ impl Table {
     }
 
     fn remove_slot(&mut self, slot: u32) {
-        let Some(place) = self.slots.get_mut(slot as usize) else {
-            return;
-        };
-        let Some(server) = place.take() else {
+        let Some(server) = self.slot_mut(slot).and_then(Option::take) else {
             return;
         };
         if let Ok(entry) = self
@@ -282,27 +376,34 @@ impl Table {
             }
         }
         server.release_strings(&mut self.interner);
+        self.budget.give();
         // A new generation makes the wheel entry of this slot stale.
         if let Some(g) = self.generations.get_mut(slot as usize) {
             *g = g.wrapping_add(1);
         }
         self.free.push(slot);
+        self.removed.push(slot);
         self.changed = true;
     }
 
     /// Removes servers silent for the timeout, visiting at most `budget` wheel entries. Returns how
     /// many expired and whether all due work is done.
     pub fn expire(&mut self, now: Time, budget: usize) -> (usize, bool) {
-        let (slots, generations, expired) = (&self.slots, &self.generations, &mut self.expired);
+        let (chunks, seen, generations, expired) = (
+            &self.chunks,
+            &self.seen,
+            &self.generations,
+            &mut self.expired,
+        );
         let timeout = self.limits.server_timeout_ms;
         let done = self.wheel.advance(now, budget, |e| {
-            if generations.get(e.slot as usize) != Some(&e.generation) {
+            if generations.get(e.slot as usize) != Some(&e.generation)
+                || record(chunks, e.slot).is_none()
+            {
                 return Due::Done; // the slot was freed (and maybe reused) since
             }
-            let Some(Some(server)) = slots.get(e.slot as usize) else {
-                return Due::Done;
-            };
-            let at = Time::from_secs(u64::from(server.last_seen)).plus_millis(timeout);
+            let last = seen.get(e.slot as usize).copied().unwrap_or(0);
+            let at = Time::from_secs(u64::from(last)).plus_millis(timeout);
             if at <= now {
                 expired.push(e.slot);
                 Due::Done
@@ -319,21 +420,22 @@ impl Table {
         (n, done)
     }
 
-    /// Whether the table changed since the last [`snapshot`](Self::snapshot).
+    /// Whether anything a snapshot holds changed since the last [`snapshot`](Self::snapshot).
     pub fn changed(&self) -> bool {
         self.changed
     }
 
-    /// An immutable sorted copy for the list, and the start of a new epoch.
+    /// An immutable view for the list (sharing the table's chunks), with the membership changes
+    /// since the previous one; the start of a new epoch.
     pub fn snapshot(&mut self) -> Arc<ShardSnapshot> {
-        let mut servers: Vec<Server> = self.slots.iter().flatten().copied().collect();
-        servers.sort_unstable_by_key(|s| s.addr);
         self.changed = false;
         self.epoch = self.epoch.wrapping_add(1);
         Arc::new(ShardSnapshot {
-            servers,
-            strings: self.interner.table(),
             epoch: self.epoch,
+            records: self.chunks.clone(),
+            strings: self.interner.snapshot(),
+            removed: std::mem::take(&mut self.removed),
+            added: std::mem::take(&mut self.added),
         })
     }
 
@@ -349,7 +451,8 @@ impl Table {
                 self.per_ip.capacity(),
                 std::mem::size_of::<(IpKey, u16)>().saturating_add(1),
             ),
-            size(self.slots.len(), std::mem::size_of::<Option<Server>>()),
+            size(self.chunks.len(), std::mem::size_of::<Chunk>()),
+            size(self.seen.len(), 4),
             size(self.generations.len(), 4),
             size(self.free.capacity(), 4),
             self.wheel.heap_bytes(),
@@ -482,7 +585,7 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_are_sorted_and_keep_their_strings() {
+    fn snapshots_share_records_keep_their_strings_and_carry_membership_changes() {
         let mut t = Table::new(Time::ZERO, limits());
         for s in ["3.0.0.1:5", "1.0.0.1:5", "2.0.0.1:5", "[::2]:5"] {
             t.upsert(Time::from_secs(1), a(s), Family::Valve, &f(b"de_dust"))
@@ -491,16 +594,74 @@ mod tests {
         assert!(t.changed());
         let snap = t.snapshot();
         assert!(!t.changed());
-        let order: Vec<String> = snap
-            .servers
-            .iter()
-            .map(|s| s.addr.addr().to_string())
-            .collect();
-        assert_eq!(order, ["1.0.0.1:5", "2.0.0.1:5", "3.0.0.1:5", "[::2]:5"]);
+        assert_eq!(snap.added, [0, 1, 2, 3]);
+        assert!(snap.removed.is_empty());
+        // The same heartbeat again changes nothing a snapshot holds.
+        t.upsert(
+            Time::from_secs(5),
+            a("1.0.0.1:5"),
+            Family::Valve,
+            &f(b"de_dust"),
+        )
+        .unwrap();
+        assert!(
+            !t.changed(),
+            "a refresh that changes nothing changes nothing downstream"
+        );
+        assert_eq!(t.last_seen(a("1.0.0.1:5")), Some(5));
+        // A new map is an attribute change: no membership change.
+        t.upsert(
+            Time::from_secs(6),
+            a("1.0.0.1:5"),
+            Family::Valve,
+            &f(b"de_nuke"),
+        )
+        .unwrap();
+        let s2 = t.snapshot();
+        assert!(s2.added.is_empty() && s2.removed.is_empty());
+        assert_eq!(s2.strings.get(s2.get(1).unwrap().map), b"de_nuke");
+        assert_eq!(
+            snap.strings.get(snap.get(1).unwrap().map),
+            b"de_dust",
+            "the old view kept"
+        );
         for s in ["3.0.0.1:5", "1.0.0.1:5", "2.0.0.1:5", "[::2]:5"] {
             t.remove(a(s));
         }
-        assert_eq!(snap.strings.get(snap.servers[0].map), b"de_dust");
+        let s3 = t.snapshot();
+        assert_eq!(s3.removed.len(), 4);
+        assert_eq!(s3.iter().count(), 0);
+        assert_eq!(snap.iter().count(), 4);
+        assert_eq!(snap.strings.get(snap.get(0).unwrap().map), b"de_dust");
+    }
+
+    #[test]
+    fn a_shared_budget_caps_the_whole_table_across_shards() {
+        let budget = Budget::shared(3, 2);
+        let mut a1 = Table::with_budget(Time::ZERO, limits(), budget.clone(), usize::MAX);
+        let mut b1 = Table::with_budget(Time::ZERO, limits(), budget, usize::MAX);
+        let now = Time::from_secs(1);
+        assert!(
+            a1.upsert(now, a("1.1.1.1:1"), Family::Valve, &f(b"m"))
+                .is_ok()
+        );
+        assert!(
+            b1.upsert(now, a("2.2.2.2:1"), Family::Valve, &f(b"m"))
+                .is_ok()
+        );
+        assert!(
+            b1.upsert(now, a("2.2.2.2:2"), Family::Valve, &f(b"m"))
+                .is_ok()
+        );
+        assert_eq!(
+            a1.upsert(now, a("1.1.1.1:2"), Family::Valve, &f(b"m")),
+            Err(Rejected::TableFull)
+        );
+        b1.remove(a("2.2.2.2:1"));
+        assert!(
+            a1.upsert(now, a("1.1.1.1:2"), Family::Valve, &f(b"m"))
+                .is_ok()
+        );
     }
 }
 

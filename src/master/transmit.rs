@@ -10,7 +10,7 @@
 //! address: a new reply supersedes the old. Payloads are shared (`Arc`) with the list that encoded
 //! them, never copied per client; the queue is bounded by the bytes it has still to send.
 
-use super::list::Packets;
+use super::list::{DpStream, Packets};
 use super::time::Time;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -182,14 +182,46 @@ pub struct Full;
 
 type Dest = (SocketAddr, u8);
 
+/// Where a flow's packets come from: a shared encoding, or a stream encoded a few packets at a
+/// time as they come due (a filtered DP answer).
+#[derive(Debug)]
+enum Source {
+    Packets,
+    Stream(Box<DpStream>),
+}
+
 #[derive(Debug)]
 struct Flow {
-    packets: Arc<Packets>,
-    /// The next packet to send.
+    source: Source,
+    /// The packets being sent: the whole shared encoding, or the stream's current step.
+    chunk: Arc<Packets>,
+    /// The next packet of `chunk` to send.
     next: usize,
     /// When it may go, in µs on the master's clock.
     due_us: u64,
     generation: u64,
+    /// Bytes still counted against `max_pending` for this flow.
+    held: usize,
+}
+
+impl Flow {
+    /// The next packet's bytes, stepping a stream when its current packets are all out;
+    /// `None` when the reply is complete.
+    fn peek(&mut self) -> Option<Range<usize>> {
+        if let Some(r) = packet(&self.chunk, self.next) {
+            return Some(r);
+        }
+        let Source::Stream(s) = &mut self.source else {
+            return None;
+        };
+        let mut fresh = Packets::default();
+        if !s.next_packets(&mut fresh) || fresh.ends.is_empty() {
+            return None;
+        }
+        self.chunk = Arc::new(fresh);
+        self.next = 0;
+        packet(&self.chunk, 0)
+    }
 }
 
 /// Counts of what the queue did.
@@ -311,43 +343,100 @@ impl TxQueue {
         local: u8,
         packets: Arc<Packets>,
     ) -> Result<(), Full> {
-        let dest = (to, local);
+        let total = packets.bytes.len();
+        self.start(now, (to, local), Source::Packets, packets, total)
+    }
+
+    /// Queues a reply encoded as it goes (`bound`: the most bytes it can take): the window now, the
+    /// rest paced. Supersedes any reply still in flight to the same client.
+    pub fn send_stream(
+        &mut self,
+        now: Time,
+        to: SocketAddr,
+        local: u8,
+        stream: Box<DpStream>,
+        bound: usize,
+    ) -> Result<(), Full> {
+        let empty = Arc::new(Packets::default());
+        self.start(now, (to, local), Source::Stream(stream), empty, bound)
+    }
+
+    fn start(
+        &mut self,
+        now: Time,
+        dest: Dest,
+        source: Source,
+        chunk: Arc<Packets>,
+        bound: usize,
+    ) -> Result<(), Full> {
         if let Some(old) = self.flows.remove(&dest) {
-            let left = span(&old.packets, old.next, old.packets.ends.len());
-            self.flow_bytes = self.flow_bytes.saturating_sub(left);
+            self.flow_bytes = self.flow_bytes.saturating_sub(old.held);
             self.stats.superseded = self.stats.superseded.wrapping_add(1);
         }
-        let n = packets.ends.len();
-        let total = span(&packets, 0, n);
-        if !self.has_room(total) {
+        if !self.has_room(bound) {
             return Err(Full);
         }
+        let mut flow = Flow {
+            source,
+            chunk,
+            next: 0,
+            due_us: 0,
+            generation: 0,
+            held: bound,
+        };
+        self.flow_bytes = self.flow_bytes.saturating_add(bound);
         // The window: whole packets up to `window` bytes, at least one.
-        let mut k = 1;
-        while k < n && span(&packets, 0, k.saturating_add(1)) <= self.cfg.window {
-            k = k.saturating_add(1);
+        let mut sent = 0usize;
+        let mut full = false;
+        while !full && flow.peek().is_some() {
+            // Whole packets of the current step that still fit in the window, as one run.
+            let (mut k, mut bytes) = (0usize, sent);
+            while let Some(r) = packet(&flow.chunk, flow.next.saturating_add(k)) {
+                if bytes > 0 && bytes.saturating_add(r.len()) > self.cfg.window {
+                    full = true;
+                    break;
+                }
+                bytes = bytes.saturating_add(r.len());
+                k = k.saturating_add(1);
+            }
+            sent = sent.saturating_add(self.release(dest, &mut flow, k));
         }
-        let k = k.min(n);
-        self.emit_runs(to, local, &packets, 0, k);
-        if k < n {
-            let sent = span(&packets, 0, k);
-            self.generation = self.generation.wrapping_add(1);
-            let due_us = us(now).saturating_add(self.pace_us(sent));
-            self.flows.insert(
-                dest,
-                Flow {
-                    packets,
-                    next: k,
-                    due_us,
-                    generation: self.generation,
-                },
-            );
-            self.flow_bytes = self.flow_bytes.saturating_add(total.saturating_sub(sent));
-            self.due.push(Reverse((due_us, self.generation, dest)));
-            self.stats.paced = self.stats.paced.wrapping_add(1);
-            self.compact();
+        if flow.peek().is_none() {
+            self.flow_bytes = self.flow_bytes.saturating_sub(flow.held);
+            return Ok(());
         }
+        self.generation = self.generation.wrapping_add(1);
+        flow.generation = self.generation;
+        flow.due_us = us(now).saturating_add(self.pace_us(sent));
+        self.due.push(Reverse((flow.due_us, self.generation, dest)));
+        self.flows.insert(dest, flow);
+        self.stats.paced = self.stats.paced.wrapping_add(1);
+        self.compact();
         Ok(())
+    }
+
+    /// Sends the next `count` packets of `flow` (fewer if it ends): queued as GSO runs. Returns the
+    /// bytes released.
+    fn release(&mut self, dest: Dest, flow: &mut Flow, count: usize) -> usize {
+        let mut bytes = 0usize;
+        let mut left = count;
+        while left > 0 {
+            if flow.peek().is_none() {
+                break;
+            }
+            let start = flow.next;
+            let n = flow.chunk.ends.len();
+            let upto = n.min(start.saturating_add(left));
+            let chunk = flow.chunk.clone();
+            let b = span(&chunk, start, upto);
+            self.emit_runs(dest.0, dest.1, &chunk, start, upto);
+            flow.next = upto;
+            left = left.saturating_sub(upto.saturating_sub(start));
+            bytes = bytes.saturating_add(b);
+        }
+        flow.held = flow.held.saturating_sub(bytes);
+        self.flow_bytes = self.flow_bytes.saturating_sub(bytes);
+        bytes
     }
 
     /// µs that `bytes` take at the pacing rate.
@@ -416,38 +505,34 @@ impl TxQueue {
                 break;
             }
             self.due.pop();
-            let Some(flow) = self.flows.get_mut(&dest) else {
+            let Some(mut flow) = self.flows.remove(&dest) else {
                 continue;
             };
             if flow.generation != generation {
+                self.flows.insert(dest, flow);
                 continue; // superseded: its replacement has its own entry
             }
             // A late flush catches up by at most MAX_CATCH_UP_US.
             let mut t = flow.due_us.max(now_us.saturating_sub(MAX_CATCH_UP_US));
-            let n = flow.packets.ends.len();
-            let start = flow.next;
-            let mut next = start;
-            while next < n && t <= now_us {
-                let size = packet(&flow.packets, next).map_or(0, |r| r.len());
-                next = next.saturating_add(1);
-                t = t.saturating_add(
-                    (size as u64)
-                        .saturating_mul(1_000_000)
-                        .checked_div(u64::from(self.cfg.rate.max(1)))
-                        .unwrap_or(0),
-                );
+            while t <= now_us && flow.peek().is_some() {
+                // Every packet of the current step due by now, released as one run.
+                let mut k = 0usize;
+                while t <= now_us {
+                    let Some(r) = packet(&flow.chunk, flow.next.saturating_add(k)) else {
+                        break;
+                    };
+                    t = t.saturating_add(self.pace_us(r.len()));
+                    k = k.saturating_add(1);
+                }
+                self.release(dest, &mut flow, k);
             }
-            let packets = flow.packets.clone();
-            let released = span(&packets, start, next);
-            if next >= n {
-                self.flows.remove(&dest);
-            } else {
-                flow.next = next;
-                flow.due_us = t;
-                self.due.push(Reverse((t, generation, dest)));
+            if flow.peek().is_none() {
+                self.flow_bytes = self.flow_bytes.saturating_sub(flow.held);
+                continue;
             }
-            self.flow_bytes = self.flow_bytes.saturating_sub(released);
-            self.emit_runs(dest.0, dest.1, &packets, start, next);
+            flow.due_us = t;
+            self.due.push(Reverse((t, generation, dest)));
+            self.flows.insert(dest, flow);
         }
     }
 

@@ -356,6 +356,28 @@ impl<'o> ResponseWriter<'o> {
         Ok(())
     }
 
+    /// Packets completed so far (not counting the one being filled).
+    pub fn packets(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether an entry of `len` bytes would close the packet being filled and start another.
+    pub fn would_start_packet(&self, len: usize) -> bool {
+        let used = self.out.len().saturating_sub(self.packet_start);
+        self.open && used.saturating_add(len).saturating_add(1) > self.max_len
+    }
+
+    /// Ends the packet being filled as a non-final one (with its separator): the response goes on
+    /// in another writer's packets. Nothing happens if no packet is open.
+    pub fn close(mut self) -> usize {
+        if self.open {
+            self.out.push(PACKET_SEPARATOR);
+            self.ends.push(self.out.len());
+            self.open = false;
+        }
+        self.ends.len()
+    }
+
     /// Ends the response with the EOT marker and returns how many packets it holds.
     pub fn finish(mut self) -> usize {
         self.room_for(EOT.len(), 0);

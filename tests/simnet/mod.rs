@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+use muster::master::budget::Budget;
+use muster::master::builder::ListBuilder;
 use muster::master::counters::Drop;
 use muster::master::policy::Limits;
 use muster::master::steer::shard_for;
@@ -58,6 +60,8 @@ pub enum Event {
 }
 
 pub struct Sim {
+    /// The list builder (the engine runs it on its own thread; here it runs at each refresh).
+    pub builder: ListBuilder,
     pub now: Time,
     pub rng: StdRng,
     pub loss: f64,
@@ -86,9 +90,13 @@ impl Sim {
         Self::with_config(seed, shards, config, loss)
     }
 
-    /// A simulation whose shards run `config`.
-    pub fn with_config(seed: u64, shards: usize, config: Config, loss: f64) -> Self {
+    /// A simulation whose shards run `config` (sharing one table budget, as the engine's cores).
+    pub fn with_config(seed: u64, shards: usize, mut config: Config, loss: f64) -> Self {
+        if config.budget.is_none() {
+            config.budget = Some(Budget::shared(config.limits.max_servers, shards));
+        }
         Self {
+            builder: ListBuilder::new(shards, config.max_dp_packet),
             now: Time::from_secs(1),
             rng: StdRng::seed_from_u64(seed),
             loss,
@@ -185,18 +193,16 @@ impl Sim {
     /// Expiry, publication and merge, as each core's timers do.
     pub fn refresh(&mut self) {
         let now = self.now;
-        let mut snaps = Vec::new();
         for (i, m) in self.masters.iter_mut().enumerate() {
             while !m.tick(now, 10_000) {}
             if let Some(s) = m.publish() {
-                snaps.push((i, s));
+                self.builder.apply(i, s);
             }
         }
-        for m in &mut self.masters {
-            for (i, s) in &snaps {
-                m.install(*i, s.clone());
+        if let Some(list) = self.builder.build() {
+            for m in &mut self.masters {
+                m.install_list(list.clone());
             }
-            m.refresh_list();
         }
         self.next_refresh = now.plus_millis(REFRESH_MS);
     }
