@@ -129,60 +129,116 @@ fn upsert(c: &mut Criterion) {
     g.finish();
 }
 
+fn dp_fields(i: u32) -> Fields<'static> {
+    Fields {
+        region: 255,
+        players: (i % 17) as u8,
+        max_players: 16,
+        protocol: 3,
+        game: b"Nexuiz",
+        product: b"data",
+        map: MAPS[(i % 8) as usize],
+        ..Default::default()
+    }
+}
+
+/// `n` servers of `family` over `shards` tables (server i in shard i % shards).
+fn tables(n: u32, shards: u32, family: Family) -> Vec<Table> {
+    let mut ts: Vec<Table> = (0..shards)
+        .map(|_| Table::new(Time::ZERO, limits()))
+        .collect();
+    for i in 0..n {
+        let f = match family {
+            Family::Valve => fields(i),
+            Family::DarkPlaces => dp_fields(i),
+        };
+        if let Some(t) = ts.get_mut((i % shards) as usize) {
+            t.upsert(Time::from_secs(1), addr(i), family, &f).unwrap();
+        }
+    }
+    ts
+}
+
+/// A builder that has built the list of `ts` once.
+fn built(ts: &mut [Table]) -> ListBuilder {
+    let mut lb = ListBuilder::new(ts.len(), 1400);
+    for (i, t) in ts.iter_mut().enumerate() {
+        lb.apply(i, t.snapshot());
+    }
+    lb.build();
+    lb
+}
+
 /// The list builder (off the packet cores): a whole list from nothing, and the incremental cases
 /// — an attribute change (no rebuild) and 100 servers joining and 100 leaving.
 fn builder(c: &mut Criterion) {
     let mut g = c.benchmark_group("master");
     g.sample_size(10);
-    for shards in [2u32, 16] {
-        let mut tables: Vec<Table> = (0..shards)
-            .map(|s| table(N, s, shards, Time::from_secs(1)))
-            .collect();
-        g.bench_function(format!("build_100k_from_{shards}_shards"), |b| {
-            b.iter_batched(
-                || tables.iter_mut().map(|t| t.snapshot()).collect::<Vec<_>>(),
-                |snaps| {
-                    let mut lb = ListBuilder::new(shards as usize, 1400);
-                    for (i, s) in snaps.into_iter().enumerate() {
-                        lb.apply(i, s);
+    for (n, name) in [(N, "100k"), (1_000_000, "1m")] {
+        for (family, fam) in [(Family::Valve, "valve"), (Family::DarkPlaces, "dp")] {
+            // A first build takes every server as added: each iteration needs fresh tables.
+            g.bench_function(format!("build_{name}_{fam}_from_2_shards"), |b| {
+                b.iter_batched(
+                    || {
+                        let mut ts = tables(n, 2, family);
+                        let snaps: Vec<_> = ts.iter_mut().map(Table::snapshot).collect();
+                        (ts, snaps)
+                    },
+                    |(ts, snaps)| {
+                        let mut lb = ListBuilder::new(2, 1400);
+                        for (i, s) in snaps.into_iter().enumerate() {
+                            lb.apply(i, s);
+                        }
+                        let list = lb.build();
+                        assert_eq!(list.as_ref().map(|l| l.len()), Some(n as usize));
+                        (ts, list)
+                    },
+                    BatchSize::PerIteration,
+                )
+            });
+        }
+    }
+    for (family, fam) in [(Family::Valve, "valve"), (Family::DarkPlaces, "dp")] {
+        let mut ts = tables(1_000_000, 2, family);
+        let mut lb = built(&mut ts);
+        let mut round = 0u32;
+        g.bench_function(format!("build_1m_{fam}_after_an_attribute_change"), |b| {
+            b.iter(|| {
+                round += 1;
+                let f = Fields {
+                    players: (round % 16) as u8,
+                    ..match family {
+                        Family::Valve => fields(4),
+                        Family::DarkPlaces => dp_fields(4),
                     }
-                    black_box(lb.build().map(|l| l.len()))
-                },
-                BatchSize::LargeInput,
-            )
+                };
+                ts[0]
+                    .upsert(Time::from_secs(2), addr(4), family, &f)
+                    .unwrap();
+                lb.apply(0, ts[0].snapshot());
+                black_box(lb.build().map(|l| l.len()))
+            })
+        });
+        g.bench_function(format!("build_1m_{fam}_after_100_join_100_leave"), |b| {
+            b.iter(|| {
+                round += 1;
+                for k in 0..100u32 {
+                    let i = 2_000_000 + (round % 1000) * 100 + k;
+                    let f = match family {
+                        Family::Valve => fields(i),
+                        Family::DarkPlaces => dp_fields(i),
+                    };
+                    let t = &mut ts[(i % 2) as usize];
+                    t.upsert(Time::from_secs(2), addr(i), family, &f).unwrap();
+                    t.remove(addr(i.wrapping_sub(100)));
+                }
+                for (s, t) in ts.iter_mut().enumerate() {
+                    lb.apply(s, t.snapshot());
+                }
+                black_box(lb.build().map(|l| l.len()))
+            })
         });
     }
-    let mut t = table(N, 0, 1, Time::from_secs(1));
-    let mut lb = ListBuilder::new(1, 1400);
-    lb.apply(0, t.snapshot());
-    lb.build();
-    let mut round = 0u32;
-    g.bench_function("build_100k_after_an_attribute_change", |b| {
-        b.iter(|| {
-            round += 1;
-            let f = Fields {
-                players: (round % 16) as u8,
-                ..fields(5)
-            };
-            t.upsert(Time::from_secs(2), addr(5), Family::Valve, &f)
-                .unwrap();
-            lb.apply(0, t.snapshot());
-            black_box(lb.build().map(|l| l.len()))
-        })
-    });
-    g.bench_function("build_100k_after_100_join_100_leave", |b| {
-        b.iter(|| {
-            round += 1;
-            for k in 0..100u32 {
-                let i = N + (round % 1000) * 100 + k;
-                t.upsert(Time::from_secs(2), addr(i), Family::Valve, &fields(i))
-                    .unwrap();
-                t.remove(addr(i.wrapping_sub(100)));
-            }
-            lb.apply(0, t.snapshot());
-            black_box(lb.build().map(|l| l.len()))
-        })
-    });
     g.finish();
 }
 

@@ -293,6 +293,7 @@ impl File {
             gso: self.sockets.gso,
             recv_buffer: self.sockets.recv_buffer_kib.saturating_mul(1024),
             io_memory: self.sockets.io_memory_kib.saturating_mul(1024),
+            housekeeping: None,
         })
     }
 }

@@ -6,6 +6,7 @@ mod simnet;
 
 use muster::master::Time;
 use muster::master::counters::Drop;
+use muster::master::policy::Limits;
 use muster::wire::dp_list::{ListQuery as DpQuery, ListResponse};
 use muster::wire::dp_server::InfoResponse;
 use muster::wire::valve_heartbeat::{Heartbeat, HeartbeatEnd, ServerMessage};
@@ -382,7 +383,12 @@ fn filters_and_dp_queries_end_to_end() {
 
 #[test]
 fn a_hundred_thousand_servers() {
-    let mut sim = Sim::new(17, 2, limits(900_000), 0.0);
+    // Sized for them: each shard reserves its share of max_servers up front.
+    let limits = Limits {
+        max_servers: 125_000,
+        ..limits(900_000)
+    };
+    let mut sim = Sim::new(17, 2, limits, 0.0);
     sim.max_latency_ms = 5;
     for i in 0..100_000u32 {
         let kind = if i % 2 == 0 { Kind::Valve } else { Kind::Dp(0) };

@@ -54,6 +54,8 @@ pub struct Config {
     /// First port of the fleet's sockets (`port + k` for socket k), so a second run is the same
     /// servers; `None`: ports the kernel picks.
     pub port: Option<u16>,
+    /// After the run, ask each master for its whole list and count the fleet's servers on it.
+    pub verify: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -78,6 +80,11 @@ pub struct Report {
     pub a2s_answered: u64,
     pub getinfo_answered: u64,
     pub duration_secs: f64,
+    /// With `--verify`: (server, master) pairs found on the master's list after the run. A DP
+    /// registration has no acknowledgement, so this, not `registered`, is what the master took.
+    pub listed: Option<u64>,
+    /// `listed` over `first_round_secs`.
+    pub listed_per_sec: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -369,7 +376,96 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         0.0
     };
     r.handshake_latency = latency.summary();
+    if cfg.verify {
+        let listed = verify(cfg, &layout, sock_ports(&socks))?;
+        r.listed = Some(listed);
+        r.listed_per_sec = (r.first_round_secs > 0.0).then(|| listed as f64 / r.first_round_secs);
+    }
     Ok(r)
+}
+
+/// The port each fleet socket got.
+fn sock_ports(socks: &[mio::net::UdpSocket]) -> Vec<u16> {
+    socks
+        .iter()
+        .map(|s| s.local_addr().map_or(0, |a| a.port()))
+        .collect()
+}
+
+/// How many of the fleet's (server, master) pairs each master lists: one whole-list query per
+/// kind of server in the fleet (Valve: the `0x31` walk; DP and Q3: `getserversExt … empty full`).
+fn verify(cfg: &Config, layout: &Layout, ports: Vec<u16>) -> Result<u64, String> {
+    let kinds: &[Kind] = match cfg.protocol {
+        Protocol::Valve => &[Kind::Valve],
+        Protocol::Dp => &[Kind::Dp],
+        Protocol::Q3 => &[Kind::Q3],
+        Protocol::Mixed => &[Kind::Valve, Kind::Dp, Kind::Q3],
+    };
+    let mine = |a: &SocketAddr| -> bool {
+        let Some(s) = ports.iter().position(|&p| p == a.port()) else {
+            return false;
+        };
+        layout
+            .server(a.ip(), s)
+            .is_some_and(|i| i < cfg.servers && layout.ip(i) == a.ip())
+    };
+    let mut listed = 0u64;
+    for &target in &cfg.targets {
+        // The master's list lags its registrations by up to a refresh: ask until two answers in a
+        // row agree (at most VERIFY_ROUNDS times).
+        let mut last = None;
+        for _ in 0..VERIFY_ROUNDS {
+            let n = count_listed(cfg, target, kinds, &mine)?;
+            if last == Some(n) {
+                break;
+            }
+            last = Some(n);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        listed += last.unwrap_or(0);
+    }
+    Ok(listed)
+}
+
+/// Most whole-list rounds `--verify` asks for while the count still changes.
+const VERIFY_ROUNDS: usize = 10;
+
+fn count_listed(
+    cfg: &Config,
+    target: SocketAddr,
+    kinds: &[Kind],
+    mine: &dyn Fn(&SocketAddr) -> bool,
+) -> Result<u64, String> {
+    let mut seen: std::collections::HashSet<SocketAddr> = Default::default();
+    {
+        for &kind in kinds {
+            let (mode, game, protocol) = match kind {
+                Kind::Valve => (crate::query::Mode::Valve, String::new(), 0),
+                Kind::Dp => (crate::query::Mode::DpExt, "Nexuiz".to_owned(), 3),
+                Kind::Q3 => (crate::query::Mode::DpExt, "Quake3Arena".to_owned(), 68),
+            };
+            let q = crate::query::Config {
+                targets: vec![target],
+                mode,
+                region: 255,
+                filter: String::new(),
+                game,
+                protocol,
+                load: crate::schedule::Load::Closed { concurrency: 1 },
+                count: Some(1),
+                duration: Duration::from_secs(600),
+                expect: None,
+                timeout: Duration::from_secs(3),
+                retries: 3,
+                source_base: cfg.source_base.wrapping_sub(1),
+                hosts: 1,
+                gro: true,
+            };
+            let (_, servers) = crate::query::run_collect(&q)?;
+            seen.extend(servers.into_iter().filter(|a| mine(a)));
+        }
+    }
+    Ok(seen.len() as u64)
 }
 
 fn challenge_request(kind: Kind) -> &'static [u8] {

@@ -104,6 +104,11 @@ enum Command {
         /// fleet again re-registers the same servers. Default: ports the kernel picks.
         #[arg(long, value_name = "PORT")]
         port: Option<u16>,
+        /// After the run, ask each master for its whole list and report how many of the fleet's
+        /// servers it lists (`listed`; a DP registration is never acknowledged). The query comes
+        /// from 127.<source-base − 1>.0.1: trust it on the master, or admission may cut the list.
+        #[arg(long)]
+        verify: bool,
     },
     /// List-query load: whole lists, closed loop (--concurrency) or open loop (--rate).
     Query {
@@ -247,6 +252,7 @@ fn run(cli: Cli) -> Result<(), String> {
             source_base,
             vary_players,
             port,
+            verify,
         } => {
             let cfg = fleet::Config {
                 targets: targets(&common)?,
@@ -263,6 +269,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 count: common.count,
                 vary_players,
                 port,
+                verify,
             };
             emit(&common.json, &fleet::run(&cfg)?)
         }

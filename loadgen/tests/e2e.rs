@@ -61,6 +61,8 @@ fn fleet_query_crawl_flood_report_exact_counts() {
             "--protocol",
             "mixed",
             "--a2s-challenge",
+            // When it ends, count its servers on the master's lists.
+            "--verify",
             // Up for the whole test, however slow the machine: ended by SIGTERM below.
             "--duration",
             "120",
@@ -214,6 +216,7 @@ fn fleet_query_crawl_flood_report_exact_counts() {
         (120, 120, 0),
         "{fl}"
     );
+    assert_eq!(u(&fl, "listed"), 120, "every server on the list: {fl}");
     // The crawler probed each GoldSrc server twice (request, then request + challenge).
     assert_eq!(
         (

@@ -9,10 +9,14 @@ use crate::master::table::ShardSnapshot;
 use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Snapshots in flight per core: a core takes one only when its channel has room, so none is lost.
 pub const SNAPSHOTS_IN_FLIGHT: usize = 2;
+/// A rebuild that took T is followed by at least `BUILD_DUTY × T` before the next one: the
+/// builder keeps to a fifth of a CPU however big the list and heavy the churn (the list then lags
+/// a little more, never the packet cores).
+pub const BUILD_DUTY: u32 = 5;
 
 pub struct BuilderArgs {
     pub snapshots: Vec<Receiver<Arc<ShardSnapshot>>>,
@@ -21,6 +25,9 @@ pub struct BuilderArgs {
     pub stop: Arc<AtomicBool>,
     /// How long to wait for snapshots before checking the stop flag.
     pub tick: Duration,
+    /// At most one list per refresh: the cores' snapshots of one refresh make one list.
+    pub refresh: Duration,
+    pub housekeeping: Option<fn(bool)>,
 }
 
 /// The thread body; returns what it did when the stop flag is set.
@@ -31,7 +38,14 @@ pub fn run(args: BuilderArgs) -> BuildStats {
         max_packet,
         stop,
         tick,
+        refresh,
+        housekeeping,
     } = args;
+    // When the next list may be built, and whether snapshots wait for it.
+    let mut next_build = Instant::now();
+    let mut dirty = false;
+    let mut kept = Instant::now();
+    let mut rebuilt = false;
     let mut builder = ListBuilder::new(snapshots.len(), max_packet);
     // Lists not yet taken by a core (it had not taken the one before).
     let mut pending: Vec<Option<Arc<List>>> = vec![None; lists.len()];
@@ -41,16 +55,31 @@ pub fn run(args: BuilderArgs) -> BuildStats {
             sel.recv(r);
         }
         // Wait for a snapshot (or the tick, to see the stop flag and retry pending lists).
-        let _ = sel.ready_timeout(tick);
-        let mut got = false;
+        let wait = if dirty {
+            next_build
+                .saturating_duration_since(Instant::now())
+                .min(tick)
+        } else {
+            tick
+        };
+        let _ = sel.ready_timeout(wait);
         for (shard, r) in snapshots.iter().enumerate() {
             while let Ok(snap) = r.try_recv() {
                 builder.apply(shard, snap);
-                got = true;
+                dirty = true;
             }
         }
-        if got && let Some(list) = builder.build() {
-            pending.iter_mut().for_each(|p| *p = Some(list.clone()));
+        if dirty && Instant::now() >= next_build {
+            dirty = false;
+            let started = Instant::now();
+            let rebuilds = builder.stats().rebuilds;
+            if let Some(list) = builder.build() {
+                pending.iter_mut().for_each(|p| *p = Some(list.clone()));
+            }
+            if builder.stats().rebuilds != rebuilds {
+                rebuilt = true;
+            }
+            next_build = started + refresh.max(started.elapsed() * BUILD_DUTY);
         }
         for (core, tx) in lists.iter().enumerate() {
             let Some(slot) = pending.get_mut(core) else {
@@ -61,6 +90,18 @@ pub fn run(args: BuilderArgs) -> BuildStats {
                     Ok(()) | Err(TrySendError::Disconnected(_)) => {}
                     Err(TrySendError::Full(list)) => *slot = Some(list),
                 }
+            }
+        }
+        // Once every core holds the new list, the old one is gone: give its memory back now.
+        let delivered = pending.iter().all(Option::is_none);
+        if let Some(f) = housekeeping {
+            if rebuilt && delivered {
+                f(true);
+                rebuilt = false;
+                kept = Instant::now();
+            } else if kept.elapsed() >= super::HOUSEKEEPING_EVERY {
+                f(false);
+                kept = Instant::now();
             }
         }
     }

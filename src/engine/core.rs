@@ -120,7 +120,7 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         .map(|s| unsafe { UdpSocket::from_raw_fd(s.into_raw_fd()) })
         .collect();
     let (wake, wake_rx) = local_channel::new_bounded(1);
-    let now = Time::from_millis(epoch.elapsed().as_millis() as u64);
+    let now = millis_since(epoch);
     let mut master = Master::new(now, settings.master.clone(), shard, shards);
     if !settings.gso {
         master.disable_gso();
@@ -144,6 +144,7 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
     let tick = (settings.list_refresh / TICKS_PER_REFRESH)
         .clamp(Duration::from_millis(1), Duration::from_millis(100));
     let mut last_publish: Option<Instant> = None;
+    let mut kept = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(tick).await;
         // Expiry in budgeted chunks, letting the receive loops run between them.
@@ -177,15 +178,32 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         if !status.push(core.status(index)) {
             core.stats.borrow_mut().status_dropped += 1;
         }
+        if let Some(f) = settings.housekeeping
+            && kept.elapsed() >= super::HOUSEKEEPING_EVERY
+        {
+            f(false);
+            kept = Instant::now();
+        }
     }
     let shard = *core.master.borrow().counters();
     let engine = *core.stats.borrow();
     Ok(CoreReport { shard, engine })
 }
 
+/// Milliseconds since `epoch` (in 64-bit arithmetic: `as_millis` is a u128 division per call,
+/// and this runs twice per receive batch).
+fn millis_since(epoch: Instant) -> Time {
+    let d = epoch.elapsed();
+    Time::from_millis(
+        d.as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(d.subsec_millis())),
+    )
+}
+
 impl Core {
     fn now(&self) -> Time {
-        Time::from_millis(self.epoch.elapsed().as_millis() as u64)
+        millis_since(self.epoch)
     }
 
     fn status(&self, index: usize) -> CoreStatus {

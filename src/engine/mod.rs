@@ -42,7 +42,16 @@ pub struct Settings {
     pub gso: bool,
     pub recv_buffer: usize,
     pub io_memory: usize,
+    /// Called about once every [`HOUSEKEEPING_EVERY`] on each engine thread (every core and the
+    /// list builder) with `false`, and by the builder with `true` right after a list rebuild has
+    /// freed the previous one's orders and encodings (tens of MB at a million servers): the binary
+    /// hands its allocator's freed memory back to the OS with it (`true`: now, not after the
+    /// allocator's usual delay). The library leaves the allocator to the binary, so it is a hook.
+    pub housekeeping: Option<fn(bool)>,
 }
+
+/// How often [`Settings::housekeeping`] runs on each engine thread.
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -158,6 +167,8 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
             max_packet: settings.master.max_dp_packet,
             stop: stop.clone(),
             tick,
+            refresh: settings.list_refresh,
+            housekeeping: settings.housekeeping,
         };
         std::thread::Builder::new()
             .name("muster-lists".to_owned())

@@ -84,6 +84,11 @@ impl Budget {
         self.shared.load(Ordering::Relaxed)
     }
 
+    /// How many shards share the count.
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
     /// Places this shard holds unused.
     pub fn held(&self) -> usize {
         self.held

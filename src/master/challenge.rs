@@ -145,7 +145,8 @@ impl Challenges {
     pub fn page_capacity(&self, addr: SocketAddr, seed: [u8; 6]) -> usize {
         let seed = u64::from_be_bytes([0, 0, seed[0], seed[1], seed[2], seed[3], seed[4], seed[5]]);
         let m = self.mac(DOMAIN_PAGE, seed, addr, 0);
-        let jitter = m.checked_rem(PAGE_JITTER as u128).unwrap_or(0) as usize;
+        const JITTER: u64 = PAGE_JITTER as u64;
+        let jitter = ((m as u64) % JITTER) as usize;
         crate::wire::valve_list::MAX_PAGE_ENTRIES.saturating_sub(jitter)
     }
 
@@ -165,18 +166,22 @@ impl Challenges {
     }
 
     fn dp_at(&self, window: u64, addr: SocketAddr, tag: u8) -> DpChallenge {
-        // Mixed-radix digits of the MAC: first the length, then one alphabet index per byte.
-        const SPAN: u128 = (CHALLENGE_MAX_LEN - CHALLENGE_MIN_LEN + 1) as u128;
-        const RADIX: u128 = ALPHABET.len() as u128;
-        let mut m = self.mac(DOMAIN_DP, window, addr, tag);
-        let extra = m.checked_rem(SPAN).unwrap_or(0) as usize;
-        let len = CHALLENGE_MIN_LEN.saturating_add(extra);
-        m = m.checked_div(SPAN).unwrap_or(0);
+        // Mixed-radix digits of the MAC: first the length, then one alphabet index per byte; the
+        // low half gives the length and 9 digits (4 · 89⁹ < 2⁶⁴), the high half the rest. 64-bit
+        // arithmetic: division by a constant is a multiplication (u128 would call __udivti3).
+        const SPAN: u64 = (CHALLENGE_MAX_LEN - CHALLENGE_MIN_LEN + 1) as u64;
+        const RADIX: u64 = ALPHABET.len() as u64;
+        const LOW_DIGITS: usize = 9;
+        let m = self.mac(DOMAIN_DP, window, addr, tag);
+        let (mut lo, mut hi) = (m as u64, (m >> 64) as u64);
+        let len = CHALLENGE_MIN_LEN.saturating_add((lo % SPAN) as usize);
+        lo /= SPAN;
         let mut buf = [0u8; CHALLENGE_MAX_LEN];
-        for b in buf.iter_mut().take(len) {
-            let digit = m.checked_rem(RADIX).unwrap_or(0) as usize;
+        for (i, b) in buf.iter_mut().take(len).enumerate() {
+            let half = if i < LOW_DIGITS { &mut lo } else { &mut hi };
+            let digit = (*half % RADIX) as usize;
+            *half /= RADIX;
             *b = ALPHABET.get(digit).copied().unwrap_or(b'A');
-            m = m.checked_div(RADIX).unwrap_or(0);
         }
         DpChallenge {
             buf,

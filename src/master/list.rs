@@ -131,11 +131,16 @@ pub struct ValveOrder {
     pub by_region: HashMap<u8, Vec<u32>>,
 }
 
-/// One DP game (`gamename`, protocol): its servers in wire order (IPv4 first), and the `empty
-/// full` answers encoded once: `getservers` (IPv4) and `getserversExt` (both families).
+/// One DP game (`gamename`, protocol): its servers in wire order (IPv4 first, each family by
+/// address), their addresses as sort keys (the builder merges on them, never reading records),
+/// and the `empty full` answers encoded once: `getservers` (IPv4) and `getserversExt` (both).
 #[derive(Debug, Default)]
 pub struct DpGroup {
     pub refs: Vec<Ref>,
+    /// Of `refs[..keys4.len()]`: IPv4 address and port, big-endian.
+    pub keys4: Vec<[u8; 6]>,
+    /// Of the rest: IPv6 address and port.
+    pub keys6: Vec<[u8; 18]>,
     pub plain: Arc<Packets>,
     pub ext: Arc<Packets>,
 }
@@ -153,9 +158,9 @@ pub struct DpOrder {
 pub struct List {
     /// The builder's publication number.
     pub epoch: u64,
-    shards: Vec<Arc<ShardSnapshot>>,
-    valve: Arc<ValveOrder>,
-    dp: Arc<DpOrder>,
+    pub(super) shards: Vec<Arc<ShardSnapshot>>,
+    pub(super) valve: Arc<ValveOrder>,
+    pub(super) dp: Arc<DpOrder>,
 }
 
 /// A DP answer: one shared encoding, or a stream encoded as it is sent.
@@ -320,6 +325,36 @@ impl List {
     pub(super) fn server(&self, r: Ref) -> Option<(&Server, &Strings)> {
         let s = self.shards.get(r.shard())?;
         Some((s.get(r.slot())?, &s.strings))
+    }
+
+    /// Heap bytes of the list's own parts (orders, encodings, indexes); the records and strings it
+    /// shares with the tables are theirs ([`Table::heap_bytes`](super::table::Table::heap_bytes)).
+    pub fn heap_bytes(&self) -> usize {
+        let v = &self.valve;
+        let index = |n: usize| n.saturating_mul(4);
+        let valve = index(v.refs.len())
+            .saturating_add(v.entries.len())
+            .saturating_add(v.by_game.values().map(|p| index(p.len())).sum::<usize>())
+            .saturating_add(v.by_appid.values().map(|p| index(p.len())).sum::<usize>())
+            .saturating_add(v.by_region.values().map(|p| index(p.len())).sum::<usize>());
+        let packets = |p: &Packets| {
+            p.bytes
+                .capacity()
+                .saturating_add(p.ends.capacity().saturating_mul(8))
+        };
+        let dp: usize = self
+            .dp
+            .groups
+            .values()
+            .map(|g| {
+                index(g.refs.len())
+                    .saturating_add(g.keys4.len().saturating_mul(6))
+                    .saturating_add(g.keys6.len().saturating_mul(18))
+                    .saturating_add(packets(&g.plain))
+                    .saturating_add(packets(&g.ext))
+            })
+            .sum();
+        valve.saturating_add(dp)
     }
 
     /// Servers in the list (Valve IPv4 + DP).
@@ -600,7 +635,11 @@ mod tests {
     }
 
     fn addr(i: u32) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0x0B00_0000 + i), 27015))
+        SocketAddr::V4(addr4(i))
+    }
+
+    fn addr4(i: u32) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(0x0B00_0000 + i), 27015)
     }
 
     fn fields(i: u32) -> Fields<'static> {
@@ -694,7 +733,8 @@ mod tests {
             t.upsert(Time::from_secs(1), addr(i), Family::Valve, &fields(i))
                 .unwrap();
         }
-        // Server 7 also in shard a (impossible with steering): listed once, shard a's copy.
+        // Server 7 also in shard a (impossible with steering): listed by both, so that neither
+        // copy leaving can lose it.
         a.upsert(
             Time::from_secs(9),
             addr(7),
@@ -705,15 +745,29 @@ mod tests {
             },
         )
         .unwrap();
-        let list = build(&mut [&mut a, &mut b]);
-        assert_eq!(list.len(), 1000);
-        let (s, strings) = list.server(list.valve.refs[7]).unwrap();
-        assert_eq!(strings.get(s.map), b"newer");
+        let mut lb = ListBuilder::new(2, 1400);
+        lb.apply(0, a.snapshot());
+        lb.apply(1, b.snapshot());
+        let list = lb.build().unwrap();
+        assert_eq!(list.len(), 1001);
         let all = walk(&list, b"");
-        assert_eq!(all.len(), 1000);
-        assert!(
-            all.windows(2).all(|w| w[0] < w[1]),
-            "wire order, no repeats"
+        assert_eq!(all.len(), 1001);
+        assert!(all.windows(2).all(|w| w[0] <= w[1]), "wire order");
+        assert_eq!(all.iter().filter(|a| **a == addr4(7)).count(), 2);
+        let mut one = all.clone();
+        one.dedup();
+        assert_eq!(
+            one.len(),
+            1000,
+            "every server, the one in both shards twice"
+        );
+        // Shard b's copy leaves: shard a's stays listed.
+        b.remove(addr(7));
+        lb.apply(1, b.snapshot());
+        let after = lb.build().unwrap();
+        assert_eq!(
+            walk(&after, b"").iter().filter(|a| **a == addr4(7)).count(),
+            1
         );
         let dust = walk(&list, b"\\map\\de_dust");
         assert_eq!(dust.len(), 500);

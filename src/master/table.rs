@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Most servers a table reserves room for at creation (it grows past that if allowed).
-pub const MAX_RESERVED: usize = 1 << 18;
+pub const MAX_RESERVED: usize = 1 << 20;
 /// Records per copy-on-write chunk (a write after a snapshot copies 64 × 68 bytes).
 pub const CHUNK: usize = 64;
 
@@ -193,9 +193,11 @@ impl Table {
     /// A table drawing its room from `budget` (shared with the other shards), its strings bounded
     /// by `string_budget` bytes.
     pub fn with_budget(now: Time, limits: Limits, budget: Budget, string_budget: usize) -> Self {
-        // Room up front for up to MAX_RESERVED servers: growing rehashes every address (a random
-        // read of each record), a stall on the core.
-        let room = limits.max_servers.min(MAX_RESERVED);
+        // Room up front for this shard's share of the cap (a quarter more for uneven steering),
+        // up to MAX_RESERVED: growing rehashes every address and string (a random read of each),
+        // a stall on the core and measured at 4% of a million registrations.
+        let share = limits.max_servers.checked_div(budget.shards()).unwrap_or(0);
+        let room = share.saturating_add(share / 4).min(MAX_RESERVED);
         Self {
             index: HashTable::with_capacity(room),
             hasher: RandomState::new(),
@@ -205,7 +207,7 @@ impl Table {
             free: Vec::new(),
             per_ip: HashMap::new(),
             wheel: Wheel::new(now, limits.server_timeout_ms),
-            interner: Interner::new(string_budget),
+            interner: Interner::with_capacity(string_budget, room),
             limits,
             budget,
             removed: Vec::new(),
@@ -661,6 +663,63 @@ mod tests {
         assert!(
             a1.upsert(now, a("1.1.1.1:2"), Family::Valve, &f(b"m"))
                 .is_ok()
+        );
+    }
+
+    /// The worst case per server: every string unique and maximal (7 × 255 bytes). The string
+    /// budget bounds what they take; past it servers are still listed (with empty strings), and
+    /// the table's memory is the records' plus the budget.
+    #[test]
+    fn unique_maximal_strings_stop_at_the_string_budget() {
+        const N: u32 = 4000;
+        const STRING_BUDGET: usize = 1 << 20;
+        let limits = Limits {
+            max_servers: N as usize,
+            max_servers_per_ip: 1000,
+            allow_private: true,
+            ..Limits::default()
+        };
+        let budget = Budget::shared(limits.max_servers, 1);
+        let mut t = Table::with_budget(Time::ZERO, limits, budget, STRING_BUDGET);
+        let unique = |i: u32, field: u8| {
+            let mut s = format!("{field}-{i}-").into_bytes();
+            s.resize(crate::wire::infostring::MAX_VALUE_LEN, b'x');
+            s
+        };
+        for i in 0..N {
+            let s: Vec<Vec<u8>> = (0..7).map(|field| unique(i, field)).collect();
+            let fields = Fields {
+                game: &s[0],
+                product: &s[1],
+                map: &s[2],
+                version: &s[3],
+                tags: &s[4],
+                gamedata: &s[5],
+                hostname: &s[6],
+                ..Default::default()
+            };
+            let addr = SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8], 27015));
+            assert!(
+                t.upsert(Time::from_secs(1), addr, Family::Valve, &fields)
+                    .is_ok()
+            );
+        }
+        assert_eq!(t.len(), N as usize, "every server listed");
+        let strings = t.strings();
+        assert!(strings.refused() > 0, "the budget was reached");
+        assert!(
+            strings.held() <= STRING_BUDGET,
+            "{} > {STRING_BUDGET}",
+            strings.held()
+        );
+        // Records, index, wheel: ~130 bytes a server at this size; strings: the budget (with the
+        // interner's fixed parts: chunk spans and its index).
+        let records = 160 * N as usize;
+        let strings_bound = STRING_BUDGET + strings.heap_bytes().saturating_sub(strings.held());
+        assert!(
+            t.heap_bytes() <= records + strings_bound + STRING_BUDGET / 8,
+            "{} bytes for {N} servers",
+            t.heap_bytes()
         );
     }
 }

@@ -342,6 +342,22 @@ impl<'o> ResponseWriter<'o> {
         Ok(())
     }
 
+    /// Appends one IPv4 server given as its 6 wire bytes (address and port, big-endian): the
+    /// list builder's form, written without a detour through `SocketAddr`.
+    pub fn push_v4_bytes(&mut self, e: [u8; 6]) -> Result<()> {
+        if e[4] == 0 && e[5] == 0 {
+            return Err(Error::new(
+                ErrorKind::BadValue,
+                "getserversResponse.entry",
+                0,
+            ));
+        }
+        self.room_for(ENTRY_V4_LEN, 1);
+        self.out
+            .extend_from_slice(&[b'\\', e[0], e[1], e[2], e[3], e[4], e[5]]);
+        Ok(())
+    }
+
     pub fn push_v6(&mut self, a: SocketAddrV6) -> Result<()> {
         if !self.ext || a.port() == 0 {
             return Err(Error::new(
