@@ -9,9 +9,13 @@
 #  2. the reflection flood: 10k DP + 2k Valve servers listed, 256 spoofed sources sending 5,000
 #     list queries/s for 15 s — the bandwidth amplification (BAF) muster (defaults) and dpmaster
 #     (default, and `-f`) hand out, and whether fresh clients still get whole lists meanwhile;
-#  3. muster alone at 1k / 10k / 100k / 1M servers: registrations/s, list load, memory.
+#  3. muster alone at 1k / 10k / 100k / 1M servers: registrations/s, list load, memory;
+#  4. a million DP servers, each with its own hostname (the goals of docs/benchmarks.md): RSS,
+#     registrations/s through the handshake (`fleet --verify`: what the master lists), Valve page
+#     latency quiet and while 2,000 servers re-heartbeat every second, the 1M DP list at a client
+#     with the default socket buffer — and dpmaster 2.2 given the same million.
 #
-#   benches/e2e.sh                                   # everything (about 10 minutes)
+#   benches/e2e.sh                                   # everything (about 20 minutes)
 #   PARTS="dpmaster flood" DUR=5 benches/e2e.sh      # some parts
 #   SIZES="1000 10000" benches/e2e.sh
 #
@@ -20,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PARTS="${PARTS:-dpmaster flood sizes}"
+PARTS="${PARTS:-dpmaster flood sizes million}"
 SIZES="${SIZES:-1000 10000 100000 1000000}"
 DUR="${DUR:-8}"
 CONC="${CONC:-8}"
@@ -47,6 +51,7 @@ DPMASTER="${DPMASTER:-}"
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
 LG1=""; [ "$CPUS" -gt 1 ] && LG1="taskset -c 1-$((CPUS - 1))"
 
 PID=""; ADDR=""
@@ -216,6 +221,47 @@ if [[ " $PARTS " == *" sizes "* ]]; then
             query_load "$ADDR" "$tag.dp" dp "$dp_n" "$pin"
             stop_master
         done
+    done
+fi
+
+if [[ " $PARTS " == *" million "* ]]; then
+    for who in muster dpmaster; do
+        tag="million-$who"
+        echo "== $tag"
+        case $who in
+            muster) start_muster 2 --trust 127.0.0.0/8 --max-servers 1100000 ;;
+            dpmaster) [ -n "$DPMASTER" ] || continue; start_dpmaster ;;
+        esac
+        c0=$(cpu_ticks "$PID")
+        /usr/bin/time -o "$OUT/$tag.lgtime.txt" -f "%U %S" $L fleet --target "$ADDR" --servers 1000000 \
+            --protocol dp --per-host 32 --rate 100000 --count 1000000 --duration 300 --verify \
+            --json "$OUT/$tag.fleet.json" >/dev/null
+        c1=$(cpu_ticks "$PID")
+        echo "$(( c1 - c0 ))" >"$OUT/$tag.regcpu.txt"
+        listed=$(python3 -c "import json; print(json.load(open('$OUT/$tag.fleet.json'))['listed'])")
+        if [ "$who" = muster ]; then
+            # 2,000 GoldSrc servers beside the million; quiet, then re-heartbeating every second
+            # with a new player count each time (the same servers: fixed ports).
+            $L fleet --target "$ADDR" --servers 2000 --protocol valve --per-host 32 --rate 20000 \
+                --count 2000 --duration 60 --source-base 120 --port 41000 >/dev/null
+            sleep 2
+            $L query --target "$ADDR" --mode valve --rate 500 --duration "$DUR" --expect 2000 \
+                --json "$OUT/$tag.quiet.json" >/dev/null
+            $L fleet --target "$ADDR" --servers 2000 --protocol valve --per-host 32 --rate 20000 \
+                --interval 1 --vary-players --duration $((DUR + 4)) --source-base 120 --port 41000 >/dev/null &
+            churn=$!
+            sleep 2
+            $L query --target "$ADDR" --mode valve --rate 500 --duration "$DUR" --expect 2000 \
+                --json "$OUT/$tag.churn.json" >/dev/null
+            wait "$churn"
+        fi
+        sleep 2
+        echo "$(rss_kib "$PID") $(hwm_kib "$PID") $listed" >"$OUT/$tag.rss.txt"
+        $L query --target "$ADDR" --mode dp --count 3 --expect "$listed" --timeout 5 --source-base 79 \
+            --json "$OUT/$tag.dp.json" >/dev/null || true
+        $L query --target "$ADDR" --mode dp-ext --count 3 --expect "$listed" --timeout 5 --source-base 79 \
+            --json "$OUT/$tag.dpext.json" >/dev/null || true
+        stop_master
     done
 fi
 

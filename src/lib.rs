@@ -10,20 +10,25 @@
 //!   ([`wire::infostring`]), the Valve filter language ([`wire::filter`]) and the datagram classifier
 //!   ([`wire::classify`]). No sockets, clocks, executors or allocation on the decode path.
 //! - [`master`]: the sans-IO master core, one instance per shard (core): stateless challenges
-//!   ([`master::challenge`]), the compact record ([`master::record`]) and its table with caps and a
-//!   timing wheel for expiry ([`master::table`], [`master::expiry`], [`master::policy`]), filter
-//!   evaluation ([`master::matcher`]), the merged list of every shard with shared pre-encoded pages
-//!   ([`master::list`]), and the state machine that ties them ([`master::service`]:
-//!   `handle(now, from, datagram, out)`, `tick`, snapshot publication; [`master::counters`]);
-//!   which shard a source address belongs to ([`master::steer`], the function the engine's
-//!   steering program computes); and, for tests and fuzzing, a byte-driven invariant checker
-//!   (`master::exercise`).
+//!   ([`master::challenge`]), admission control of every reply ([`master::admission`],
+//!   [`master::bucket`], [`master::bounded`]), the transmit queue of paced flows
+//!   ([`master::transmit`]), the compact record ([`master::record`]) with interned strings under a
+//!   bounded total ([`master::intern`]) and its table with caps and a timing wheel for expiry
+//!   ([`master::table`], [`master::expiry`], [`master::policy`]), the global `max_servers` shared by
+//!   every shard through one atomic count ([`master::budget`]), filter evaluation
+//!   ([`master::matcher`]), the list builder that turns every shard's snapshots into one list
+//!   ([`master::builder`]), that list with its shared pre-encoded pages ([`master::list`]), and the
+//!   state machine that ties them ([`master::service`]: `handle(now, from, datagram, out)`, `tick`,
+//!   `poll_transmit`, snapshot publication; [`master::counters`]); which shard a source address
+//!   belongs to ([`master::steer`], the function the engine's steering program computes); and, for
+//!   tests and fuzzing, a byte-driven invariant checker (`master::exercise`).
 //! - [`engine`]: the product around the core — one pinned glommio executor per core, each with a
-//!   `SO_REUSEPORT` socket per listener (steered by source address) and its own shard, shard
-//!   snapshots exchanged over a bounded channel mesh, replies sent gathered or by UDP GSO and paced
-//!   per client ([`engine::core`], [`engine::socket`], [`engine::pacer`], [`engine::gso`],
-//!   [`engine::sys`], [`engine::stats`]); each core reports its list sizes, merged epochs and
-//!   counters over a bounded channel ([`engine::status`]).
+//!   `SO_REUSEPORT` socket per listener (steered by source address), its own shard, batched
+//!   `recvmmsg`/`sendmmsg` of GSO runs and one pacing tick ([`engine::core`], [`engine::socket`],
+//!   [`engine::sys`], [`engine::stats`]); the list builder's thread off the packet cores, which
+//!   takes every core's snapshots over bounded channels and hands each core the shared list
+//!   ([`engine::builder`]); each core reports its list sizes, epochs and counters over a bounded
+//!   channel ([`engine::status`]).
 //! - [`config`]: the `serve` configuration — the embedded commented TOML defaults, files laid over
 //!   them, command-line overrides, validation into [`engine::Settings`].
 //!

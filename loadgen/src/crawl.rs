@@ -108,6 +108,7 @@ fn region_list(
         source_base: cfg.source_base.wrapping_add(1 + i as u8),
         hosts: 1,
         gro: true,
+        recv_buffer: None,
     };
     query::run_collect(&q)
 }

@@ -153,6 +153,10 @@ enum Command {
         /// Do not ask the kernel to coalesce datagrams (`UDP_GRO`): one receive per datagram.
         #[arg(long)]
         no_gro: bool,
+        /// Receive buffer per list socket in KiB (forced past `rmem_max` when root). Default: the
+        /// kernel's, as a game client has.
+        #[arg(long, value_name = "KIB")]
+        recv_buffer_kib: Option<usize>,
         /// Write the latency plot (SVG) here.
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
@@ -289,6 +293,7 @@ fn run(cli: Cli) -> Result<(), String> {
             hosts,
             source_base,
             no_gro,
+            recv_buffer_kib,
             plot: plot_file,
         } => {
             let load = match rate {
@@ -314,6 +319,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 source_base,
                 hosts,
                 gro: !no_gro,
+                recv_buffer: recv_buffer_kib.map(|k| k.saturating_mul(1024)),
             };
             let out = query::run(&cfg)?;
             if let Some(p) = plot_file {

@@ -44,6 +44,9 @@ pub struct Config {
     pub hosts: usize,
     /// Let the kernel coalesce runs of datagrams (`UDP_GRO`): fewer receive calls.
     pub gro: bool,
+    /// Receive buffer bytes for each list socket (`SO_RCVBUFFORCE` when allowed, else capped by
+    /// `rmem_max`); `None`: the kernel's default, as a game client has.
+    pub recv_buffer: Option<usize>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -165,6 +168,9 @@ fn run_inner(
         let sock = sources::bind_registered(&poll, host, first_target, i)?;
         if cfg.gro {
             batch::enable_gro(sock.as_raw_fd());
+        }
+        if let Some(bytes) = cfg.recv_buffer {
+            sources::set_recv_buffer(&sock, bytes);
         }
         slots.push(Slot { sock, fetch: None });
     }

@@ -7,6 +7,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -55,6 +56,27 @@ pub fn bind_registered(
         .register(&mut s, Token(token), Interest::READABLE)
         .map_err(|e| e.to_string())?;
     Ok(s)
+}
+
+/// Sets a socket's receive buffer to `bytes`: `SO_RCVBUFFORCE` (root may pass `rmem_max`), else
+/// `SO_RCVBUF` (capped by it).
+pub fn set_recv_buffer(s: &UdpSocket, bytes: usize) {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let set = |opt| {
+        // SAFETY: setsockopt with a valid fd and a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if set(libc::SO_RCVBUFFORCE) != 0 {
+        let _ = set(libc::SO_RCVBUF);
+    }
 }
 
 /// A flag set by SIGINT or SIGTERM, so a long run (a fleet kept up while something else is
