@@ -7,6 +7,7 @@ use crate::master::Config as MasterConfig;
 use crate::master::admission::{AdmissionConfig, ClassLimits, QUERY};
 use crate::master::bucket::{MAX_BURST, Rate};
 use crate::master::policy::{GamePolicy, Limits};
+use crate::master::service::XashConfig;
 use crate::master::transmit::TxConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -44,6 +45,17 @@ pub struct File {
     pub pacing: PacingFile,
     pub admission: AdmissionFile,
     pub sockets: SocketsFile,
+    pub xash: XashFile,
+}
+
+/// `[xash]`: Xash3D FWGS behaviours behind switches.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XashFile {
+    /// Clients with an older `\clver\` get only `update_addr` (empty: off).
+    pub min_clver: String,
+    /// The one entry old clients get (`host:port`; required when `min_clver` is set).
+    pub update_addr: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -279,6 +291,7 @@ impl File {
         master.max_dp_packet = self.max_dp_packet;
         master.max_string_bytes = self.max_string_mib.saturating_mul(1024 * 1024);
         master.admission = admission;
+        master.xash = self.xash_config()?;
         master.tx = TxConfig {
             window: kib(self.pacing.window_kib) as usize,
             rate: kib(self.pacing.rate_kib),
@@ -300,6 +313,33 @@ impl File {
 
 impl File {
     /// The `[admission]` section, checked.
+    fn xash_config(&self) -> Result<XashConfig, ConfigError> {
+        let x = &self.xash;
+        if x.min_clver.is_empty() {
+            return Ok(XashConfig::default());
+        }
+        let min = crate::wire::xash::parse_version(x.min_clver.as_bytes()).ok_or_else(|| {
+            ConfigError::Invalid {
+                key: "xash.min_clver",
+                why: format!("{:?} is not a version like 0.21", x.min_clver),
+            }
+        })?;
+        let addr = x
+            .update_addr
+            .parse::<SocketAddr>()
+            .map_err(|_| ConfigError::Invalid {
+                key: "xash.update_addr",
+                why: format!(
+                    "{:?} is not an address:port (required with min_clver)",
+                    x.update_addr
+                ),
+            })?;
+        Ok(XashConfig {
+            min_clver: Some(min),
+            update_addr: Some(addr),
+        })
+    }
+
     fn admission(&self) -> Result<AdmissionConfig, ConfigError> {
         let a = &self.admission;
         let mut trusted = Vec::with_capacity(a.trusted.len());

@@ -79,6 +79,12 @@ impl Budget {
         }
     }
 
+    /// Whether [`take`](Self::take) would succeed now (it may still fail if another shard draws
+    /// the last place first).
+    pub fn has_room(&self) -> bool {
+        self.held > 0 || self.shared.load(Ordering::Relaxed) > 0
+    }
+
     /// Places left to draw by every shard (what a status page shows as room).
     pub fn free(&self) -> usize {
         self.shared.load(Ordering::Relaxed)

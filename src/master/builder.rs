@@ -15,7 +15,7 @@
 //! An address held by two shards (impossible while steering keeps a host on one core) is listed
 //! by both: a copy dropped as a duplicate could not come back when the other leaves.
 
-use super::list::{DpGroup, DpOrder, List, Packets, Ref, ValveOrder};
+use super::list::{DpGroup, DpOrder, List, Packets, Ref, Valve6Order, ValveOrder};
 use super::record::{AddrKey, Family, Server};
 use super::table::ShardSnapshot;
 use crate::wire::dp_list::{ENTRY_V4_LEN, ENTRY_V6_LEN, ResponseWriter};
@@ -91,11 +91,13 @@ impl Gone {
 pub struct ListBuilder {
     shards: Vec<Arc<ShardSnapshot>>,
     valve: Arc<ValveOrder>,
+    valve6: Arc<Valve6Order>,
     dp: Arc<DpOrder>,
     gone: Gone,
     added: Vec<Ref>,
     /// Whether a Valve server left its place since the last build, and the DP games one left.
     valve_gone: bool,
+    valve6_gone: bool,
     dp_gone: HashSet<GameKey>,
     changed: bool,
     epoch: u64,
@@ -288,7 +290,7 @@ fn reindex<K: Eq + Hash + Clone>(
 /// Its epoch is 0: the first list a builder publishes replaces it.
 pub fn empty_list(shards: usize, max_packet: usize) -> Arc<List> {
     let b = ListBuilder::new(shards, max_packet);
-    Arc::new(List::new(0, b.shards, b.valve, b.dp))
+    Arc::new(List::new(0, b.shards, b.valve, b.valve6, b.dp))
 }
 
 impl ListBuilder {
@@ -307,6 +309,7 @@ impl ListBuilder {
                 .map(|_| Arc::new(ShardSnapshot::default()))
                 .collect(),
             valve: Arc::new(ValveOrder::default()),
+            valve6: Arc::new(Valve6Order::default()),
             dp: Arc::new(DpOrder {
                 none,
                 ..DpOrder::default()
@@ -314,6 +317,7 @@ impl ListBuilder {
             gone: Gone::default(),
             added: Vec::new(),
             valve_gone: false,
+            valve6_gone: false,
             dp_gone: HashSet::new(),
             changed: true,
             epoch: 0,
@@ -343,7 +347,8 @@ impl ListBuilder {
             if let Some(old) = held.get(slot) {
                 self.gone.insert(r);
                 match old.family {
-                    Family::Valve => self.valve_gone |= old.addr.is_v4(),
+                    Family::Valve if old.addr.is_v4() => self.valve_gone = true,
+                    Family::Valve => self.valve6_gone = true,
                     Family::DarkPlaces => {
                         self.dp_gone.insert(dp_key(old, held));
                     }
@@ -376,6 +381,7 @@ impl ListBuilder {
             self.epoch,
             self.shards.clone(),
             self.valve.clone(),
+            self.valve6.clone(),
             self.dp.clone(),
         )))
     }
@@ -388,6 +394,7 @@ impl ListBuilder {
         let shards = &self.shards;
         // What joined, by where it goes: the Valve list or a DP game.
         let mut valve_new: Vec<([u8; 6], Ref)> = Vec::new();
+        let mut valve6_new: Vec<(Key6, Ref)> = Vec::new();
         let mut dp_new: HashMap<GameKey, Joined> = HashMap::new();
         for &r in &added {
             let Some(snap) = shards.get(r.shard()) else {
@@ -398,7 +405,8 @@ impl ListBuilder {
             };
             match s.family {
                 Family::Valve if s.addr.is_v4() => valve_new.push((s.addr.v4_entry(), r)),
-                Family::Valve => {} // the Valve list format carries IPv4 only
+                // Valve pages carry IPv4 only; Xash3D bursts list IPv6 servers to IPv6 clients.
+                Family::Valve => valve6_new.push((key6(&s.addr), r)),
                 Family::DarkPlaces => {
                     let (v4, v6) = dp_new.entry(dp_key(s, snap)).or_default();
                     if s.addr.is_v4() {
@@ -412,6 +420,20 @@ impl ListBuilder {
         if !valve_new.is_empty() || self.valve_gone {
             valve_new.sort_unstable();
             self.valve = Arc::new(valve_order(&self.valve, &self.gone, &valve_new, shards));
+        }
+        if !valve6_new.is_empty() || self.valve6_gone {
+            valve6_new.sort_unstable();
+            let m = merge(
+                &self.valve6.refs,
+                &self.valve6.keys,
+                &self.gone,
+                &valve6_new,
+                false,
+            );
+            self.valve6 = Arc::new(Valve6Order {
+                refs: m.refs,
+                keys: m.keys,
+            });
         }
         // DP: every game that lost or gained a server is re-merged and re-encoded.
         let mut touched: HashSet<GameKey> = std::mem::take(&mut self.dp_gone);
@@ -454,6 +476,7 @@ impl ListBuilder {
             });
         }
         self.valve_gone = false;
+        self.valve6_gone = false;
         self.gone.clear();
     }
 }

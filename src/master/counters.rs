@@ -30,7 +30,8 @@ pub enum Drop {
     TableFull,
     /// A `b` shutdown: it carries no proof of origin, so it is ignored (the timeout delists).
     Shutdown,
-    /// A Valve query whose filter does not parse.
+    /// A Valve query whose filter does not parse (no longer dropped: answered with the empty
+    /// final page and counted in `bad_filters`; kept so counter indexes stay stable).
     BadFilter,
     /// A list query over its source's query rate (admission).
     SourceQueries,
@@ -132,6 +133,12 @@ pub struct Counters {
     pub dp_streams: u64,
     /// Paced replies superseded by a newer one to the same client.
     pub superseded: u64,
+    /// Valve queries whose filter did not parse (answered with the empty final page).
+    pub bad_filters: u64,
+    /// Xash3D queries (answered with a burst).
+    pub xash_queries: u64,
+    /// Of those, old clients answered with the update entry (`xash.min_clver`).
+    pub xash_updates: u64,
     pub dropped: [u64; Drop::COUNT],
 }
 
@@ -177,6 +184,9 @@ impl AddAssign<&Counters> for Counters {
         add(&mut self.paced, o.paced);
         add(&mut self.dp_streams, o.dp_streams);
         add(&mut self.superseded, o.superseded);
+        add(&mut self.bad_filters, o.bad_filters);
+        add(&mut self.xash_queries, o.xash_queries);
+        add(&mut self.xash_updates, o.xash_updates);
         for (a, b) in self.dropped.iter_mut().zip(o.dropped) {
             add(a, b);
         }

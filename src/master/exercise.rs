@@ -24,7 +24,7 @@
 use super::builder::ListBuilder;
 use super::counters::{Counters, Drop};
 use super::policy::{IpKey, Limits};
-use super::record::{AddrKey, Family};
+use super::record::AddrKey;
 use super::steer::shard_for;
 use super::{Config, Master, Time};
 use crate::wire::dp_list::ListResponse;
@@ -483,7 +483,6 @@ impl Run {
             .masters
             .iter()
             .flat_map(|m| m.table().iter())
-            .filter(|s| s.family == Family::DarkPlaces || s.addr.is_v4())
             .map(|s| s.addr)
             .collect();
         for m in &self.masters {

@@ -31,7 +31,9 @@ use crate::wire::dp_list::{
 };
 use crate::wire::filter::{Condition, Filter};
 use crate::wire::valve_list::{ENTRY_LEN, MAX_PAGE_ENTRIES, PAGE_HEADER, Region};
+use crate::wire::xash::BurstWriter;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -131,6 +133,14 @@ pub struct ValveOrder {
     pub by_region: HashMap<u8, Vec<u32>>,
 }
 
+/// The IPv6 Valve-family servers (Xash3D registers over IPv6; Valve pages cannot carry them):
+/// refs and their 18-byte keys (address, port), in order. Only Xash3D bursts to IPv6 clients read it.
+#[derive(Debug, Default)]
+pub struct Valve6Order {
+    pub refs: Vec<Ref>,
+    pub keys: Vec<[u8; 18]>,
+}
+
 /// One DP game (`gamename`, protocol): its servers in wire order (IPv4 first, each family by
 /// address), their addresses as sort keys (the builder merges on them, never reading records),
 /// and the `empty full` answers encoded once: `getservers` (IPv4) and `getserversExt` (both).
@@ -160,6 +170,7 @@ pub struct List {
     pub epoch: u64,
     pub(super) shards: Vec<Arc<ShardSnapshot>>,
     pub(super) valve: Arc<ValveOrder>,
+    pub(super) valve6: Arc<Valve6Order>,
     pub(super) dp: Arc<DpOrder>,
 }
 
@@ -307,12 +318,14 @@ impl List {
         epoch: u64,
         shards: Vec<Arc<ShardSnapshot>>,
         valve: Arc<ValveOrder>,
+        valve6: Arc<Valve6Order>,
         dp: Arc<DpOrder>,
     ) -> List {
         List {
             epoch,
             shards,
             valve,
+            valve6,
             dp,
         }
     }
@@ -354,12 +367,17 @@ impl List {
                     .saturating_add(packets(&g.ext))
             })
             .sum();
-        valve.saturating_add(dp)
+        let valve6 = self.valve6.refs.len().saturating_mul(4 + 18);
+        valve.saturating_add(valve6).saturating_add(dp)
     }
 
-    /// Servers in the list (Valve IPv4 + DP).
+    /// Servers in the list (Valve IPv4, Valve IPv6 — listed to Xash3D clients over IPv6 — and DP).
     pub fn len(&self) -> usize {
-        self.valve.refs.len().saturating_add(self.dp.len)
+        self.valve
+            .refs
+            .len()
+            .saturating_add(self.valve6.refs.len())
+            .saturating_add(self.dp.len)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -376,9 +394,19 @@ impl List {
         self.dp.len
     }
 
-    /// Every listed server's address, Valve then DP, for tests and tools.
+    /// Every listed server's address, Valve (IPv4, IPv6) then DP, for tests and tools.
     pub fn addrs(&self) -> impl Iterator<Item = AddrKey> + '_ {
-        self.valve_addrs().chain(self.dp_addrs())
+        self.valve_addrs()
+            .chain(self.valve6_addrs())
+            .chain(self.dp_addrs())
+    }
+
+    /// The IPv6 Valve-family servers' addresses, in order.
+    pub fn valve6_addrs(&self) -> impl Iterator<Item = AddrKey> + '_ {
+        self.valve6
+            .refs
+            .iter()
+            .filter_map(|&r| Some(self.server(r)?.0.addr))
     }
 
     /// The Valve list's addresses, in wire order.
@@ -413,6 +441,7 @@ impl List {
         self.valve
             .refs
             .iter()
+            .chain(self.valve6.refs.iter())
             .chain(self.dp.groups.values().flat_map(|g| g.refs.iter()))
             .filter_map(|&r| self.server(r))
     }
@@ -561,11 +590,92 @@ impl List {
         (ValvePage::Written { last }, scan)
     }
 
+    /// A Xash3D answer: the whole filtered list as one burst ([`crate::wire::xash`]), IPv6
+    /// servers to a client that asked over IPv6 (`v6`), IPv4 ones otherwise. A client that cannot
+    /// page gets everything at once, so the scan stops at [`MAX_SCAN`] candidates (the burst then
+    /// holds what matched among them; counted by the caller as `scan_capped`).
+    pub fn xash_burst(
+        &self,
+        v6: bool,
+        region: Region,
+        filter: &Filter<'_>,
+        key: Option<u32>,
+        out: &mut Packets,
+    ) -> Scan {
+        out.clear();
+        let mut w = BurstWriter::new(v6, key, &mut out.bytes, &mut out.ends);
+        let mut scan = Scan::default();
+        let collapse = filter.collapse_addr_hash();
+        let mut last_ip: Option<IpAddr> = None;
+        let mut visit = |r: Ref, scan: &mut Scan| -> bool {
+            if scan.examined >= MAX_SCAN {
+                scan.capped = true;
+                return false;
+            }
+            scan.examined = scan.examined.saturating_add(1);
+            let Some((s, strings)) = self.server(r) else {
+                return true;
+            };
+            if !matcher::valve_matches(region, filter, s, strings) {
+                return true;
+            }
+            let addr = s.addr.addr();
+            if collapse {
+                if last_ip == Some(addr.ip()) {
+                    return true;
+                }
+                last_ip = Some(addr.ip());
+            }
+            let _ = w.push(addr);
+            true
+        };
+        if v6 {
+            for &r in &self.valve6.refs {
+                if !visit(r, &mut scan) {
+                    break;
+                }
+            }
+        } else {
+            match self.candidates(region, filter) {
+                Candidates::All => {
+                    for &r in &self.valve.refs {
+                        if !visit(r, &mut scan) {
+                            break;
+                        }
+                    }
+                }
+                Candidates::Range(range) => {
+                    for &r in self.valve.refs.get(range).unwrap_or_default() {
+                        if !visit(r, &mut scan) {
+                            break;
+                        }
+                    }
+                }
+                Candidates::Positions(p) => {
+                    for &pos in p {
+                        let Some(&r) = self.valve.refs.get(pos as usize) else {
+                            continue;
+                        };
+                        if !visit(r, &mut scan) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        w.finish();
+        scan
+    }
+
     /// Answers a `getservers` / `getserversExt`: the game's shared encoding when the query asks for
     /// every server of its families (`empty full`, no gametype), else a stream of the matches.
     pub fn dp_reply(list: &Arc<List>, q: &DpQuery<'_>, max_packet: usize) -> DpReply {
-        let f = q.filter();
-        let game = matcher::dp_game(q.gamename);
+        let mut f = q.filter();
+        let game = matcher::dp_game(q.gamename, q.protocol);
+        if matcher::dp_sends_all(game) {
+            f.empty = true;
+            f.full = true;
+        }
         let group = list
             .dp
             .groups
@@ -911,7 +1021,7 @@ mod tests {
             .collect();
         assert_eq!(eots.iter().filter(|e| **e).count(), 1);
         assert!(eots.last().unwrap());
-        assert!(packets[..packets.len() - 1].iter().all(|p| p.len() == 1395));
+        assert!(packets[..packets.len() - 1].iter().all(|p| p.len() == 1398));
         // A gametype.
         let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3 empty full gametype=ctf")
             .unwrap();

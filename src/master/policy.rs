@@ -156,6 +156,30 @@ pub const TAGS: [Tag; 4] = [
     },
 ];
 
+/// The Steam appid of a GoldSrc game directory, for heartbeats that carry none (GoldSrc and
+/// Xash3D send `gamedir` only, yet `\appid\10` is the most common scripted filter). The table is
+/// ReHLDS's (`rehlds/engine/sv_main.cpp`, the gamedir → appid map it reports to Steam);
+/// directories it does not name map to 0 (no appid: a mod is not Half-Life).
+pub fn goldsrc_appid(gamedir: &[u8]) -> u32 {
+    const TABLE: [(&[u8], u32); 11] = [
+        (b"cstrike", 10),
+        (b"tfc", 20),
+        (b"dod", 30),
+        (b"dmc", 40),
+        (b"gearbox", 50),
+        (b"ricochet", 60),
+        (b"valve", 70),
+        (b"czero", 80),
+        (b"czeror", 100),
+        (b"bshift", 130),
+        (b"cstrike_beta", 150),
+    ];
+    TABLE
+        .iter()
+        .find(|(dir, _)| dir.eq_ignore_ascii_case(gamedir))
+        .map_or(0, |&(_, id)| id)
+}
+
 /// The index of a known heartbeat tag.
 pub fn tag_index(tag: &[u8]) -> Option<u8> {
     TAGS.iter().position(|t| t.tag == tag).map(|i| i as u8)
@@ -178,6 +202,15 @@ impl GamePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn goldsrc_gamedirs_map_to_rehlds_appids() {
+        assert_eq!(goldsrc_appid(b"cstrike"), 10);
+        assert_eq!(goldsrc_appid(b"CStrike"), 10);
+        assert_eq!(goldsrc_appid(b"valve"), 70);
+        assert_eq!(goldsrc_appid(b"czero"), 80);
+        assert_eq!(goldsrc_appid(b"svencoop"), 0);
+    }
 
     fn a(s: &str) -> SocketAddr {
         s.parse().unwrap()

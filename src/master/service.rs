@@ -17,11 +17,11 @@
 //!   delist any server by spoofing its address (xash3d-master does the same). A server that stops
 //!   leaves the list at the timeout.
 
-use super::admission::{Admission, AdmissionConfig, Class};
+use super::admission::{Admission, AdmissionConfig, Class, Grant};
 use super::budget::Budget;
 use super::challenge::Challenges;
 use super::counters::{Counters, Drop, add, inc};
-use super::list::{DpReply, List, ValvePage};
+use super::list::{DpReply, List, Packets, ValvePage};
 use super::policy::{self, AddressVerdict, GamePolicy, IpKey, Limits, TAGS};
 use super::record::{Family, flags, number, small_number};
 use super::table::{Fields, Rejected, ShardSnapshot, Table, Upserted};
@@ -32,7 +32,8 @@ use crate::wire::dp_server::{GetInfo, Heartbeat as DpHeartbeat, InfoResponse};
 use crate::wire::filter::Filter;
 use crate::wire::infostring::InfoString;
 use crate::wire::valve_heartbeat::{ChallengeReply, ServerMessage};
-use crate::wire::valve_list::{ENTRY_LEN, ListQuery, NULL_ADDR};
+use crate::wire::valve_list::{ENTRY_LEN, ListQuery, NULL_ADDR, PAGE_HEADER};
+use crate::wire::xash::{BurstWriter, XashQuery};
 use crate::wire::{Kind, classify};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,6 +59,18 @@ pub struct Config {
     pub budget: Option<Budget>,
     /// Bytes of interned strings all shards may hold together (split evenly).
     pub max_string_bytes: usize,
+    pub xash: XashConfig,
+}
+
+/// Xash3D behaviours behind switches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XashConfig {
+    /// Clients whose `\clver\` is older than this (`major`, `minor`) get one entry, `update_addr`,
+    /// instead of the list — xash3d-master's way to tell old clients to update (its default 0.21).
+    /// `None` (muster's default): every client gets the list.
+    pub min_clver: Option<(u32, u32)>,
+    /// The entry old clients get (a server whose name says to update).
+    pub update_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -74,6 +87,7 @@ impl Config {
             tx: TxConfig::default(),
             budget: None,
             max_string_bytes: DEFAULT_MAX_STRING_BYTES,
+            xash: XashConfig::default(),
         }
     }
 }
@@ -267,6 +281,15 @@ impl Master {
         self.tx.disable_gso();
     }
 
+    /// No challenge to a server that could not be listed (dpmaster 2.2 sends no `getinfo` then):
+    /// a full table or address spends nothing on handshakes that would be dropped.
+    fn could_list(&self, from: SocketAddr) -> Result<(), Drop> {
+        self.table.could_list(from).map_err(|r| match r {
+            Rejected::PerIpCap => Drop::PerIpCap,
+            Rejected::TableFull => Drop::TableFull,
+        })
+    }
+
     fn address_ok(&self, from: SocketAddr) -> Result<(), Drop> {
         match policy::check_address(from, self.config.limits.allow_private) {
             AddressVerdict::Ok => Ok(()),
@@ -290,12 +313,34 @@ impl Master {
         datagram: &[u8],
     ) -> Result<(), Drop> {
         let q = ListQuery::decode(datagram).map_err(|_| Drop::Malformed)?;
-        let filter = Filter::parse(q.filter).map_err(|_| Drop::BadFilter)?;
+        let parsed = match (Filter::parse(q.filter), XashQuery::from_filter(q.filter)) {
+            (Ok(f), Ok(x)) => Some((f, x)),
+            _ => None,
+        };
         let seed = super::record::AddrKey::new(q.seed.into()).v4_entry();
-        let continues = (q.seed != NULL_ADDR).then_some(seed);
+        let xash = matches!(parsed, Some((_, Some(_))));
+        let continues = (q.seed != NULL_ADDR && !xash).then_some(seed);
         let holds = self.table.holds(IpKey::new(from.ip()));
         let grant = self.admission.admit_query(now, from, continues, holds)?;
         inc(&mut self.counters.valve_queries);
+        let Some((filter, xash)) = parsed else {
+            // A filter muster cannot read: the empty final page, so the client stops at once
+            // instead of waiting out its timeout (Steam's master answers the same way).
+            inc(&mut self.counters.bad_filters);
+            let mut page = [0u8; PAGE_HEADER.len() + ENTRY_LEN];
+            if let Some(h) = page.get_mut(..PAGE_HEADER.len()) {
+                h.copy_from_slice(&PAGE_HEADER);
+            }
+            let payload = Payload::small(&page).ok_or(Drop::Malformed)?;
+            if !self.tx.has_room(page.len()) {
+                return Err(Drop::TxFull);
+            }
+            self.admission.charge(now, grant, from, page.len());
+            return self.reply(from, local, payload);
+        };
+        if let Some(x) = xash {
+            return self.xash_query(now, from, local, grant, &q, &filter, x);
+        }
         // Page lengths vary per source, so the last address of a page proves receipt.
         let capacity = if grant.class == Class::Trusted {
             crate::wire::valve_list::MAX_PAGE_ENTRIES
@@ -350,6 +395,60 @@ impl Master {
         self.reply(from, local, payload)
     }
 
+    /// A Xash3D query: the whole filtered list at once, as a burst ([`crate::wire::xash`]); a
+    /// client older than `xash.min_clver` gets only the configured update entry instead.
+    #[allow(clippy::too_many_arguments)]
+    fn xash_query(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        local: u8,
+        grant: Grant,
+        q: &ListQuery<'_>,
+        filter: &Filter<'_>,
+        x: XashQuery<'_>,
+    ) -> Result<(), Drop> {
+        inc(&mut self.counters.xash_queries);
+        let v6 = from.is_ipv6();
+        let mut packets = Packets::default();
+        let update = self
+            .config
+            .xash
+            .min_clver
+            .filter(|&min| x.older_than(min))
+            .and(self.config.xash.update_addr);
+        if let Some(addr) = update {
+            let mut w = BurstWriter::new(v6, x.key, &mut packets.bytes, &mut packets.ends);
+            let _ = w.push(addr);
+            w.finish();
+            inc(&mut self.counters.xash_updates);
+        } else {
+            let scan = self
+                .list
+                .xash_burst(v6, q.region, filter, x.key, &mut packets);
+            add(&mut self.counters.scanned, scan.examined as u64);
+            if scan.capped {
+                inc(&mut self.counters.scan_capped);
+            }
+        }
+        let bound = packets.bytes.len();
+        if !self.tx.has_room(bound) {
+            return Err(Drop::TxFull);
+        }
+        self.admission.charge(now, grant, from, bound);
+        add(&mut self.counters.answered, packets.ends.len() as u64);
+        let before = self.tx.stats();
+        self.tx
+            .send_packets(now, from, local, Arc::new(packets))
+            .map_err(|_| Drop::TxFull)?;
+        let after = self.tx.stats();
+        add(
+            &mut self.counters.paced,
+            after.paced.wrapping_sub(before.paced),
+        );
+        Ok(())
+    }
+
     fn valve_server(
         &mut self,
         now: Time,
@@ -360,6 +459,7 @@ impl Master {
         match ServerMessage::decode(datagram).map_err(|_| Drop::Malformed)? {
             ServerMessage::ChallengeRequest { nonce, .. } => {
                 self.address_ok(from)?;
+                self.could_list(from)?;
                 self.admission.admit_challenge(now, from)?;
                 let challenge = self.challenges.valve(now, from);
                 let mut b = Vec::with_capacity(16);
@@ -392,6 +492,7 @@ impl Master {
         let hb = DpHeartbeat::decode(datagram).map_err(|_| Drop::Malformed)?;
         let tag = policy::tag_index(hb.tag).ok_or(Drop::UnknownTag)?;
         self.address_ok(from)?;
+        self.could_list(from)?;
         self.admission.admit_challenge(now, from)?;
         let challenge = self.challenges.dp(now, from, tag);
         let mut b = Vec::with_capacity(32);
@@ -430,6 +531,15 @@ impl Master {
         datagram: &[u8],
     ) -> Result<(), Drop> {
         let q = DpQuery::decode(datagram).map_err(|_| Drop::Malformed)?;
+        // dpmaster 2.2 answers nothing for a game its policy rejects (manual.txt, `-g`/
+        // `--game-policy`): the query is dropped, counted, and costs no reply.
+        if !self
+            .config
+            .games
+            .allows(super::matcher::dp_game(q.gamename, q.protocol))
+        {
+            return Err(Drop::GameRejected);
+        }
         let holds = self.table.holds(IpKey::new(from.ip()));
         let grant = self.admission.admit_query(now, from, None, holds)?;
         inc(&mut self.counters.dp_queries);
@@ -578,7 +688,8 @@ fn valve_fields<'a>(info: &InfoString<'a>) -> Option<Fields<'a>> {
         max_players: small_number(max).unwrap_or(0),
         bots: small_number(bots).unwrap_or(0),
         flags: f,
-        appid: number(appid).unwrap_or(0),
+        // GoldSrc and Xash3D send no appid: the gamedir's (ReHLDS's table).
+        appid: number(appid).unwrap_or_else(|| policy::goldsrc_appid(game)),
         protocol: number(protocol).unwrap_or(0),
         game,
         product: product.unwrap_or_default(),
@@ -706,6 +817,192 @@ mod tests {
         (b"sv_maxclients", b"8"),
         (b"clients", b"1"),
     ];
+
+    /// Publishes the shard and installs the list built from it (as the engine's builder does).
+    fn sync(m: &mut Master) {
+        let mut b = crate::master::builder::ListBuilder::new(1, 1400);
+        if let Some(snap) = m.publish() {
+            b.apply(0, snap);
+        }
+        if let Some(list) = b.build() {
+            m.install_list(list);
+        }
+    }
+
+    /// A Xash3D FWGS server's handshake: `q\xff<nonce>` → `s` challenge → the engine's info
+    /// string (xash3d-fwgs `sv_main.c`, SV_AddToMaster: protocol 49, no appid, `\nat\`).
+    fn xash_register(m: &mut Master, from: SocketAddr, nat: bool) -> Result<(), Drop> {
+        let now = Time::from_secs(10);
+        m.handle(now, from, 0, b"q\xff\x01\x00\x00\x00")?;
+        let reply = ChallengeReply::decode(&only(m.transmits(now))).unwrap();
+        let hb = format!(
+            "0\n\\protocol\\49\\challenge\\{}\\players\\1\\max\\16\\bots\\0\\gamedir\\valve\\map\\crossfire\\type\\d\\password\\1\\os\\w\\secure\\0\\lan\\0\\version\\0.21\\region\\255\\product\\valve\\nat\\{}",
+            reply.challenge,
+            u8::from(nat)
+        );
+        m.handle(now, from, 0, hb.as_bytes())
+    }
+
+    fn burst(m: &mut Master, from: SocketAddr, filter: &[u8], keyed: bool) -> Vec<SocketAddr> {
+        let now = Time::from_secs(11);
+        let mut q = b"1\xff0.0.0.0:0\0".to_vec();
+        q.extend_from_slice(filter);
+        q.push(0);
+        m.handle(now, from, 0, &q).unwrap();
+        let mut servers = Vec::new();
+        for d in m.transmits(now).iter().flat_map(Transmit::datagrams) {
+            let b = crate::wire::xash::BurstDatagram::decode(&d, from.is_ipv6(), keyed).unwrap();
+            if keyed {
+                assert_eq!(b.key, Some(0x9be5_942b), "the key echoed in every datagram");
+            }
+            servers.extend(b.servers);
+        }
+        servers
+    }
+
+    #[test]
+    fn xash_clients_get_the_whole_list_as_a_burst_ipv6_to_ipv6_and_nat_by_flag() {
+        let mut m = master(GamePolicy::default());
+        let mut v4: Vec<SocketAddr> = (0..300u32)
+            .map(|i| SocketAddr::new(std::net::Ipv4Addr::from(0x0505_0000 + i).into(), 27015))
+            .collect();
+        for &a in &v4 {
+            xash_register(&mut m, a, false).unwrap();
+        }
+        let natted: SocketAddr = "6.6.6.6:27015".parse().unwrap();
+        xash_register(&mut m, natted, true).unwrap();
+        let v6: SocketAddr = "[2001:db8::5]:27015".parse().unwrap();
+        xash_register(&mut m, v6, false).unwrap();
+        sync(&mut m);
+        // The engine's keyed query (xash3d-fwgs masterlist.c): every IPv4 server, key header on
+        // every datagram (300 servers: 4 datagrams of at most 82).
+        let client: SocketAddr = "7.7.7.7:27005".parse().unwrap();
+        let mut got = burst(
+            &mut m,
+            client,
+            b"\\gamedir\\valve\\clver\\0.21\\nat\\0\\key\\9be5942b",
+            true,
+        );
+        got.sort();
+        v4.sort();
+        assert_eq!(got, v4, "nat 0: every non-NAT IPv4 server, once");
+        // xash3d-query 0.2.0 without -k: no key header, NAT servers too (no `\nat\`).
+        let got = burst(&mut m, client, b"\\gamedir\\valve\\clver\\0.20", false);
+        assert_eq!(got.len(), 301);
+        // `\nat\1`: only the NAT server (xash3d-master filter.rs: the flag must equal).
+        let got = burst(
+            &mut m,
+            client,
+            b"\\clver\\0.21\\nat\\1\\key\\9be5942b",
+            true,
+        );
+        assert_eq!(got, [natted]);
+        // Over IPv6: the IPv6 server, as an 18-byte entry.
+        let client6: SocketAddr = "[2001:db8::7]:27005".parse().unwrap();
+        let got = burst(&mut m, client6, b"\\clver\\0.21\\key\\9be5942b", true);
+        assert_eq!(got, [v6]);
+        assert_eq!(m.counters().xash_queries, 4);
+        // Xash3D heartbeats carry no appid: gamedir valve is Half-Life's 70 (ReHLDS table).
+        let s = *m.table().get(natted).unwrap();
+        assert_eq!(s.appid, 70);
+    }
+
+    #[test]
+    fn old_xash_clients_get_the_update_entry_when_switched_on() {
+        let mut c = Config::with_secret([7; 16]);
+        c.limits.allow_private = true;
+        let update: SocketAddr = "9.9.9.9:27010".parse().unwrap();
+        c.xash = XashConfig {
+            min_clver: Some((0, 21)),
+            update_addr: Some(update),
+        };
+        let mut m = Master::new(Time::ZERO, c, 0, 1);
+        xash_register(&mut m, "5.5.5.5:27015".parse().unwrap(), false).unwrap();
+        sync(&mut m);
+        let client: SocketAddr = "7.7.7.7:27005".parse().unwrap();
+        assert_eq!(
+            burst(&mut m, client, b"\\clver\\0.20\\key\\9be5942b", true),
+            [update]
+        );
+        assert_eq!(
+            burst(&mut m, client, b"\\clver\\0.21\\key\\9be5942b", true).len(),
+            1
+        );
+        assert_eq!(m.counters().xash_updates, 1);
+    }
+
+    #[test]
+    fn an_unreadable_filter_gets_the_empty_final_page() {
+        let mut m = master(GamePolicy::default());
+        let client: SocketAddr = "7.7.7.7:27005".parse().unwrap();
+        // `\appid\x`: a malformed value of a known key rejects the filter (filter.rs).
+        m.handle(Time::ZERO, client, 0, b"1\xff0.0.0.0:0\0\\appid\\x\0")
+            .unwrap();
+        assert_eq!(
+            only(m.transmits(Time::ZERO)),
+            b"\xff\xff\xff\xff\x66\x0a\0\0\0\0\0\0"
+        );
+        assert_eq!(m.counters().bad_filters, 1);
+    }
+
+    #[test]
+    fn no_challenge_for_a_server_that_could_not_be_listed() {
+        // dpmaster 2.2 (servers.c): no getinfo when the address is at its cap or the table full.
+        let mut c = Config::with_secret([7; 16]);
+        c.limits.allow_private = true;
+        c.limits.max_servers_per_ip = 1;
+        let mut m = Master::new(Time::ZERO, c, 0, 1);
+        let a: SocketAddr = "1.2.3.4:27960".parse().unwrap();
+        let b: SocketAddr = "1.2.3.4:27961".parse().unwrap();
+        assert_eq!(dp_register(&mut m, a, b"QuakeArena-1", &REQUIRED), None);
+        let sent = m.counters().challenges_sent;
+        assert_eq!(
+            dp_register(&mut m, b, b"QuakeArena-1", &REQUIRED),
+            Some(Drop::PerIpCap)
+        );
+        assert_eq!(m.handle(Time::ZERO, b, 0, b"q"), Err(Drop::PerIpCap));
+        assert_eq!(m.counters().challenges_sent, sent, "nothing sent");
+        // The listed server itself still gets its challenge (it refreshes).
+        assert_eq!(dp_register(&mut m, a, b"QuakeArena-1", &REQUIRED), None);
+    }
+
+    #[test]
+    fn rtcw_and_et_queries_by_protocol_and_rejected_games_get_no_answer() {
+        let mut m = master(GamePolicy {
+            accept: vec![],
+            reject: vec![b"wolfmp".to_vec().into()],
+        });
+        let et: SocketAddr = "1.2.3.4:27960".parse().unwrap();
+        let pairs = [
+            (&b"protocol"[..], &b"84"[..]),
+            (b"sv_maxclients", b"8"),
+            (b"clients", b"0"),
+        ];
+        assert_eq!(dp_register(&mut m, et, b"EnemyTerritory-1", &pairs), None);
+        sync(&mut m);
+        let client: SocketAddr = "7.7.7.7:27005".parse().unwrap();
+        // qstat -woetm sends `getservers 84 empty full`; ET clients send `getservers 84` and
+        // still get empty servers (dpmaster games.c: et has send-empty-servers).
+        for q in [&b"getservers 84 empty full"[..], b"getservers 84"] {
+            let mut d = b"\xff\xff\xff\xff".to_vec();
+            d.extend_from_slice(q);
+            m.handle(Time::ZERO, client, 0, &d).unwrap();
+            let reply = only(m.transmits(Time::ZERO));
+            let r = crate::wire::dp_list::ListResponse::decode(&reply).unwrap();
+            assert_eq!(r.servers().collect::<Vec<_>>(), [et], "{q:?}");
+        }
+        // qstat -rwm: `getservers 60 empty full` is wolfmp, which the policy rejects: no answer.
+        assert_eq!(
+            m.handle(
+                Time::ZERO,
+                client,
+                0,
+                b"\xff\xff\xff\xffgetservers 60 empty full\n"
+            ),
+            Err(Drop::GameRejected)
+        );
+        assert!(m.transmits(Time::ZERO).is_empty());
+    }
 
     #[test]
     fn anonymous_tags_imply_their_game_and_policy_applies() {

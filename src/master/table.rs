@@ -270,6 +270,28 @@ impl Table {
     }
 
     /// Lists or refreshes the server at `addr`.
+    /// Whether a heartbeat from `addr` could be listed now: it is listed already, or its address
+    /// is under `max_servers_per_ip` and the table has room. dpmaster 2.2 asks this before it
+    /// sends a challenge (`servers.c`, `Sv_GetByAddr` with `create`: no `getinfo` to a server it
+    /// could not list), so a master that is full spends nothing on hopeless handshakes.
+    pub fn could_list(&self, addr: SocketAddr) -> Result<(), Rejected> {
+        if self.find(AddrKey::new(addr)).is_some() {
+            return Ok(());
+        }
+        let count = self
+            .per_ip
+            .get(&IpKey::new(addr.ip()))
+            .copied()
+            .unwrap_or(0);
+        if count >= self.limits.max_servers_per_ip {
+            return Err(Rejected::PerIpCap);
+        }
+        if !self.budget.has_room() {
+            return Err(Rejected::TableFull);
+        }
+        Ok(())
+    }
+
     pub fn upsert(
         &mut self,
         now: Time,

@@ -245,10 +245,12 @@ impl<'a> ListQuery<'a> {
 /// Largest UDP payload over IPv4.
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 /// The smallest `max_len` a [`ResponseWriter`] accepts: header, one IPv6 entry and the EOT marker.
-const MIN_MAX_LEN: usize = OOB.len() + RESPONSE.len() + ENTRY_V6_LEN + EOT.len() + 1;
-const MIN_MAX_LEN_EXT: usize = OOB.len() + RESPONSE_EXT.len() + ENTRY_V6_LEN + EOT.len() + 1;
-/// Ends every packet but the last (see [`ResponseWriter`]).
-pub const PACKET_SEPARATOR: u8 = b'\\';
+const MIN_MAX_LEN: usize =
+    OOB.len() + RESPONSE.len() + ENTRY_V6_LEN + EOT.len() + PACKET_TRAILER.len();
+const MIN_MAX_LEN_EXT: usize =
+    OOB.len() + RESPONSE_EXT.len() + ENTRY_V6_LEN + EOT.len() + PACKET_TRAILER.len();
+/// Ends every packet but the last: the EOT marker without its NUL bytes (see [`ResponseWriter`]).
+pub const PACKET_TRAILER: &[u8; 4] = b"\\EOT";
 
 /// Writes a list response as consecutive packets into one buffer, recording where each ends, so a
 /// sender can pass them to the kernel as they are (one `send` each, or one GSO batch).
@@ -256,12 +258,20 @@ pub const PACKET_SEPARATOR: u8 = b'\\';
 /// Each packet holds as many entries as fit in `max_len` bytes; the `\EOT\0\0\0` marker is added to
 /// the last packet by [`finish`](Self::finish), which starts a new packet if it does not fit.
 ///
-/// One deliberate difference from dpmaster 2.2: a packet that does not end with EOT ends with one
-/// `\` after its last entry. qstat 2.17 (`decode_q3master_packet`: `while (p < end - 6)`) and
-/// ioquake3 (`CL_ServersResponsePacket`: an entry needs 7 bytes after its `\` and a `\` or `/`
-/// after it) both drop the last entry of a packet that ends right after it; with the separator
-/// they read every entry, and DarkPlaces (which stops below 7 remaining bytes) is unaffected.
-/// A full IPv4 packet still holds 196 entries (1,395 bytes).
+/// One deliberate difference from dpmaster 2.2: a packet that does not end with the whole EOT
+/// marker ends with [`PACKET_TRAILER`], `\EOT` without the NULs — the one layout every client we
+/// read takes whole:
+/// - qstat 2.17 (`qstat.c`, `deal_with_q3master_packet`: `while (p < end - 6)`) and ioquake3
+///   (`cl_main.c`, `CL_ServersResponsePacket`: an entry needs 7 bytes after its `\` and a `\` or
+///   `/` after it) drop the last entry of a packet that ends right after it (dpmaster's layout);
+///   the trailer's `\` keeps it, and its 3 remaining bytes are too short to read as an entry;
+/// - DarkPlaces (`netconn.c`: 7- or 19-byte records, stops below 7 bytes) ignores the 4 bytes, and
+///   ends the list only on `\EOT\0\0\0`;
+/// - pyq3serverlist 0.4.0 cuts each packet's body at the first `\EOT` and concatenates the bodies
+///   (a bare `\` after the last entry, muster's earlier trailer, shifted every later entry by a
+///   byte); it finishes on the NULs of the last packet's marker.
+///
+/// A full IPv4 packet still holds 196 entries (1,398 bytes).
 #[derive(Debug)]
 pub struct ResponseWriter<'o> {
     out: &'o mut Vec<u8>,
@@ -299,14 +309,14 @@ impl<'o> ResponseWriter<'o> {
         })
     }
 
-    /// Opens a packet if none is open, or closes the open one (with its separator) first if `n`
-    /// more bytes would not leave room for the one-byte separator (`reserve` = 1) or would not fit
+    /// Opens a packet if none is open, or closes the open one (with its trailer) first if `n`
+    /// more bytes would not leave room for the trailer (`reserve` = its length) or would not fit
     /// at all (`reserve` = 0, for the EOT that ends the last packet).
     fn room_for(&mut self, n: usize, reserve: usize) {
         let used = self.out.len().saturating_sub(self.packet_start);
         if self.open && used.saturating_add(n).saturating_add(reserve) > self.max_len {
-            // Entries were added keeping one byte free, so the separator always fits.
-            self.out.push(PACKET_SEPARATOR);
+            // Entries were added keeping room for the trailer, so it always fits.
+            self.out.extend_from_slice(PACKET_TRAILER);
             self.ends.push(self.out.len());
             self.open = false;
         }
@@ -336,7 +346,7 @@ impl<'o> ResponseWriter<'o> {
                 0,
             ));
         }
-        self.room_for(ENTRY_V4_LEN, 1);
+        self.room_for(ENTRY_V4_LEN, PACKET_TRAILER.len());
         self.out.push(b'\\');
         put_addr_v4(self.out, a);
         Ok(())
@@ -352,7 +362,7 @@ impl<'o> ResponseWriter<'o> {
                 0,
             ));
         }
-        self.room_for(ENTRY_V4_LEN, 1);
+        self.room_for(ENTRY_V4_LEN, PACKET_TRAILER.len());
         self.out
             .extend_from_slice(&[b'\\', e[0], e[1], e[2], e[3], e[4], e[5]]);
         Ok(())
@@ -366,7 +376,7 @@ impl<'o> ResponseWriter<'o> {
                 0,
             ));
         }
-        self.room_for(ENTRY_V6_LEN, 1);
+        self.room_for(ENTRY_V6_LEN, PACKET_TRAILER.len());
         self.out.push(b'/');
         put_addr_v6(self.out, a);
         Ok(())
@@ -380,14 +390,18 @@ impl<'o> ResponseWriter<'o> {
     /// Whether an entry of `len` bytes would close the packet being filled and start another.
     pub fn would_start_packet(&self, len: usize) -> bool {
         let used = self.out.len().saturating_sub(self.packet_start);
-        self.open && used.saturating_add(len).saturating_add(1) > self.max_len
+        self.open
+            && used
+                .saturating_add(len)
+                .saturating_add(PACKET_TRAILER.len())
+                > self.max_len
     }
 
-    /// Ends the packet being filled as a non-final one (with its separator): the response goes on
+    /// Ends the packet being filled as a non-final one (with its trailer): the response goes on
     /// in another writer's packets. Nothing happens if no packet is open.
     pub fn close(mut self) -> usize {
         if self.open {
-            self.out.push(PACKET_SEPARATOR);
+            self.out.extend_from_slice(PACKET_TRAILER);
             self.ends.push(self.out.len());
             self.open = false;
         }
@@ -434,10 +448,10 @@ impl<'a> ListResponse<'a> {
                 ));
             }
             let entry_start = r.offset();
-            if r.remaining() == 1 && buf.last() == Some(&PACKET_SEPARATOR) {
-                // The separator ending a non-final packet (see `ResponseWriter`).
+            if r.remaining() == PACKET_TRAILER.len() && buf.ends_with(PACKET_TRAILER) {
+                // The trailer ending a non-final packet (see `ResponseWriter`).
                 end = entry_start;
-                r.take(1, "getserversResponse.separator")?;
+                r.take(PACKET_TRAILER.len(), "getserversResponse.trailer")?;
                 continue;
             }
             match r.u8("getserversResponse.entry")? {
@@ -587,18 +601,21 @@ mod tests {
             seen.extend(resp.servers());
             start = end;
         }
-        // 22-byte header + 196 entries of 7 bytes + the separator: 1395 bytes in a full packet.
-        assert_eq!(ends[0], 22 + 196 * 7 + 1);
+        // 22-byte header + 196 entries of 7 bytes + `\EOT`: 1398 bytes in a full packet.
+        assert_eq!(ends[0], 22 + 196 * 7 + 4);
         assert_eq!(
-            out[ends[0] - 1],
-            PACKET_SEPARATOR,
-            "non-final packets end with `\\`"
+            &out[ends[0] - 4..ends[0]],
+            b"\\EOT",
+            "non-final packets end with `\\EOT`, no NULs"
         );
-        assert_eq!(&out[ends[1] - 8..ends[1]], b"\\\x0a\x00\x01\x87\x6d\x38\\");
-        assert!(
-            out.ends_with(EOT),
-            "the last ends with EOT and no separator"
+        // The 392nd entry (10.0.1.135:27960), then the trailer.
+        assert_eq!(
+            &out[ends[1] - 11..ends[1]],
+            b"\\\x0a\x00\x01\x87\x6d\x38\\EOT"
         );
+        // The last: 108 entries, then the whole marker.
+        assert_eq!(ends[2] - ends[1], 22 + 108 * 7 + 7);
+        assert!(out.ends_with(EOT), "the last ends with `\\EOT\\0\\0\\0`");
         assert_eq!(seen, (0..500).map(v4).collect::<Vec<_>>());
     }
 

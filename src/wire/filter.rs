@@ -80,6 +80,9 @@ pub enum Condition<'a> {
     /// Version matches the pattern (`*` wildcard).
     VersionMatch(&'a [u8]),
     GameAddr(GameAddr),
+    /// Xash3D's `\nat\0|1`: only servers behind NAT (1) or only the others (0), as
+    /// xash3d-master's `Filter::matches` (the server's `nat` flag must equal the value).
+    Nat(bool),
     /// The older `\type\d` (server type byte: d, l, p).
     Type(u8),
     /// A key muster does not know, kept as sent: neutral.
@@ -154,6 +157,7 @@ impl<'a> Condition<'a> {
                 }
             }
             b"gameaddr" => Self::GameAddr(parse_gameaddr(value)?),
+            b"nat" => Self::Nat(flag(value)),
             b"type" => match value {
                 [t] => Self::Type(*t),
                 _ => return Err(Error::new(ErrorKind::BadValue, "filter.type", 0)),

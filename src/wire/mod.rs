@@ -26,6 +26,7 @@
 //! | [`a2s`] | A2S_INFO request, `S2C_CHALLENGE`, Source and GoldSrc replies |
 //! | [`infostring`] | `\key\value` infostrings |
 //! | [`filter`] | the Valve filter language as a typed tree |
+//! | [`xash`] | Xash3D FWGS list queries (`\key\`, `\clver\`, `\nat\`) and their bursts |
 //! | [`classify`] | which protocol and message a datagram is |
 
 pub mod a2s;
@@ -38,6 +39,7 @@ pub mod filter;
 pub mod infostring;
 pub mod valve_heartbeat;
 pub mod valve_list;
+pub mod xash;
 
 pub use classify::{Family, Kind, classify};
 pub use error::{Error, ErrorKind, Result};
