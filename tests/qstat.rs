@@ -124,3 +124,67 @@ fn stock_qstat_lists_the_registered_servers() {
     let log = m.terminate();
     assert!(log.contains("stopped; totals"), "{log}");
 }
+
+/// qstat 2.17's RTCW, ET and Xonotic master types (qstat.cfg / qstat.c game table): `-rwm` asks
+/// `getservers 60 empty full\n`, `-woetm` `getservers 84 empty full`, `-xonoticm`
+/// `getservers Xonotic 3 empty full` — protocol-only queries that dpmaster 2.2 maps to wolfmp and
+/// et (`games.c`).
+#[test]
+#[ignore = "needs quakestat (Debian package qstat): `bash .ci/test` installs it and runs this"]
+fn stock_qstat_lists_rtcw_et_and_xonotic() {
+    let bin = quakestat();
+    let m = Served::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "2",
+        "--allow-private",
+        "--max-servers-per-ip",
+        "1000",
+        "--trust",
+        "127.0.77.0/24",
+    ]);
+    const RTCW: &str =
+        "\\sv_maxclients\\16\\clients\\0\\mapname\\mp_beach\\hostname\\rtcw\\protocol\\60";
+    const ET: &str = "\\sv_maxclients\\16\\clients\\16\\mapname\\oasis\\hostname\\et\\protocol\\84";
+    const XONOTIC: &str = "\\gamename\\Xonotic\\sv_maxclients\\16\\clients\\3\\mapname\\dance\\hostname\\x\\protocol\\3";
+    // 250 of each: two packets each (196 + 54).
+    let rtcw = sockets(74, 8, 250);
+    let et = sockets(75, 8, 250);
+    let xonotic = sockets(76, 8, 250);
+    let answered = [
+        dp_register(m.addr, &rtcw, "Wolfenstein-1", RTCW).answered,
+        dp_register(m.addr, &et, "EnemyTerritory-1", ET).answered,
+        dp_register(m.addr, &xonotic, "DarkPlaces", XONOTIC).answered,
+    ];
+    assert_eq!(answered, [250, 250, 250]);
+    let clients = clients_on_every_core(2, 77);
+    assert!(on_every_core(&clients, |c| {
+        dp_list(m.addr, c, "getservers 60 empty full\n").0.len() == 250
+            // ET clients ask without `empty full` and still get every server (`et` options).
+            && dp_list(m.addr, c, "getservers 84").0.len() == 250
+            && dp_list(m.addr, c, "getservers Xonotic 3 empty full").0.len() == 250
+    }));
+    let addr = m.addr.to_string();
+    let runs = [
+        ("-rwm,outfile", "rws", addrs(&rtcw)),
+        ("-woetm,outfile", "woets", addrs(&et)),
+        ("-xonoticm,outfile", "xonotics", addrs(&xonotic)),
+    ];
+    std::thread::scope(|s| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|(flag, kind, want)| {
+                let args = vec![flag.to_string(), format!("{addr},-")];
+                s.spawn(move || {
+                    let got = exact(qstat_list(bin, &args, kind));
+                    assert_eq!(&got, want, "quakestat {args:?}");
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+    m.terminate();
+}

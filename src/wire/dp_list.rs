@@ -3,8 +3,9 @@
 //! Query: `getservers [gamename] <protocol> [options…]` or `getserversExt <gamename> <protocol>
 //! [options…]`, tokens separated by spaces; qstat ends the last token with `\n`.
 //! Response: `getserversResponse` / `getserversExtResponse`, then entries `\` + IPv4 + port or (Ext
-//! only) `/` + IPv6 + port, at most [`MAX_RESPONSE_LEN`] bytes a packet, and `\EOT\0\0\0` at the end of
-//! the last packet only (shared/docs/protocols.md §3).
+//! only) `/` + IPv6 + port, at most [`MAX_RESPONSE_LEN`] bytes a packet, `\EOT\0\0\0` at the end of
+//! the last packet and `\EOT` at the end of every other (shared/docs/protocols.md §3; see
+//! [`ResponseWriter`]).
 
 use super::cursor::{OOB, Reader, put_addr_v4, put_addr_v6};
 use super::error::{Error, ErrorKind, Result};

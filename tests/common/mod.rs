@@ -319,3 +319,33 @@ impl Served {
         err
     }
 }
+
+/// `count` sockets over `hosts` addresses 127.0.<hi>.x whose ports' low byte is not 8:
+/// xash3d-query 0.2.0 takes an unkeyed reply whose first entry is `7F x x x ?? 08` for a key
+/// header (its decoder checks `s[0] == 0x7f && s[5] == 8`), which a 127.x server on such a port is.
+pub fn xash_sockets(hi: u8, hosts: u8, count: usize) -> Vec<UdpSocket> {
+    (0..count)
+        .map(|i| {
+            let ip = Ipv4Addr::new(127, 0, hi, 1 + (i % hosts as usize) as u8);
+            loop {
+                let s = socket(ip);
+                if s.local_addr().unwrap().port() & 0xFF != 8 {
+                    break s;
+                }
+            }
+        })
+        .collect()
+}
+
+/// Registers every socket as a Xash3D FWGS server, as the engine does (xash3d-fwgs
+/// `masterlist.c` NET_AnnounceToMaster: `q\xFF<nonce u32 LE>`; `sv_main.c` SV_AddToMaster: the
+/// challenge reply must echo the nonce, then the info string below, protocol 49, no appid).
+pub fn xash_register(master: SocketAddr, servers: &[UdpSocket]) -> Handshakes {
+    handshake(master, servers, b"q\xFF\x2A\x00\x00\x00", |reply| {
+        // FF FF FF FF 73 0A <challenge u32 LE> <nonce u32 LE>.
+        assert_eq!(reply.len(), 14, "challenge with the nonce echoed");
+        assert_eq!(&reply[10..14], b"\x2A\x00\x00\x00");
+        let challenge = u32::from_le_bytes(reply[6..10].try_into().unwrap());
+        format!("0\n\\protocol\\49\\challenge\\{challenge}\\players\\1\\max\\16\\bots\\0\\gamedir\\valve\\map\\crossfire\\type\\d\\password\\1\\os\\w\\secure\\0\\lan\\0\\version\\0.21\\region\\255\\product\\valve\\nat\\0").into_bytes()
+    })
+}
