@@ -31,7 +31,10 @@ pub enum Protocol {
     Dp,
     /// Quake III: `heartbeat QuakeArena-1` → `getinfo` → `infoResponse`.
     Q3,
-    /// Round-robin over the three.
+    /// Xash3D FWGS: `q\xFF<nonce>` → challenge with the nonce echoed → the engine's info string
+    /// (protocol 49, `\version\0.21`); answers the client's `info 49` probe.
+    Xash,
+    /// Round-robin over GoldSrc, DarkPlaces and Quake III.
     Mixed,
 }
 
@@ -78,6 +81,8 @@ pub struct Report {
     pub a2s_requests: u64,
     pub a2s_challenges_sent: u64,
     pub a2s_answered: u64,
+    /// Xash3D `info 49` probes answered.
+    pub xash_info_answered: u64,
     pub getinfo_answered: u64,
     pub duration_secs: f64,
     /// With `--verify`: (server, master) pairs found on the master's list after the run. A DP
@@ -92,6 +97,7 @@ enum Kind {
     Valve,
     Dp,
     Q3,
+    Xash,
 }
 
 /// One (server, master) handshake's state: 16 bytes, in one flat array for the whole fleet.
@@ -141,6 +147,7 @@ fn kind_of(protocol: Protocol, i: usize) -> Kind {
         Protocol::Valve => Kind::Valve,
         Protocol::Dp => Kind::Dp,
         Protocol::Q3 => Kind::Q3,
+        Protocol::Xash => Kind::Xash,
         Protocol::Mixed => [Kind::Valve, Kind::Dp, Kind::Q3][i % 3],
     }
 }
@@ -399,6 +406,7 @@ fn verify(cfg: &Config, layout: &Layout, ports: Vec<u16>) -> Result<u64, String>
         Protocol::Valve => &[Kind::Valve],
         Protocol::Dp => &[Kind::Dp],
         Protocol::Q3 => &[Kind::Q3],
+        Protocol::Xash => &[Kind::Xash],
         Protocol::Mixed => &[Kind::Valve, Kind::Dp, Kind::Q3],
     };
     let mine = |a: &SocketAddr| -> bool {
@@ -444,6 +452,7 @@ fn count_listed(
         for &kind in kinds {
             let (mode, game, protocol) = match kind {
                 Kind::Valve => (crate::query::Mode::Valve, String::new(), 0),
+                Kind::Xash => (crate::query::Mode::Xash, String::new(), 0),
                 Kind::Dp => (crate::query::Mode::DpExt, "Nexuiz".to_owned(), 3),
                 Kind::Q3 => (crate::query::Mode::DpExt, "Quake3Arena".to_owned(), 68),
             };
@@ -476,6 +485,8 @@ fn count_listed(
 fn challenge_request(kind: Kind) -> &'static [u8] {
     match kind {
         Kind::Valve => b"q",
+        // xash3d-fwgs masterlist.c NET_AnnounceToMaster: `q\xFF` + a u32 nonce (LE).
+        Kind::Xash => b"q\xFF\x2A\x00\x00\x00",
         Kind::Dp => b"\xFF\xFF\xFF\xFFheartbeat DarkPlaces\n",
         Kind::Q3 => b"\xFF\xFF\xFF\xFFheartbeat QuakeArena-1\n",
     }
@@ -494,6 +505,15 @@ fn valve_info(i: Info) -> String {
     format!(
         "\\protocol\\48\\players\\{}\\max\\16\\bots\\0\\gamedir\\cstrike\\map\\de_dust2\\password\\0\\os\\l\\lan\\0\\region\\{}\\type\\d\\secure\\1\\version\\1.1.2.7\\product\\cstrike\\hostname\\muster-loadgen #{}",
         i.players, i.region, i.index
+    )
+}
+
+/// xash3d-fwgs `sv_main.c` SV_AddToMaster's info string (no trailing newline; `password` is
+/// inverted in the engine: 1 means none).
+fn xash_info(i: Info, challenge: u32) -> String {
+    format!(
+        "0\n\\protocol\\49\\challenge\\{challenge}\\players\\{}\\max\\16\\bots\\0\\gamedir\\valve\\map\\crossfire\\type\\d\\password\\1\\os\\w\\secure\\0\\lan\\0\\version\\0.21\\region\\{}\\product\\valve\\nat\\0",
+        i.players, i.region
     )
 }
 
@@ -524,6 +544,14 @@ fn registration(kind: Kind, i: Info, d: &[u8]) -> Option<Vec<u8>> {
             let c = ChallengeReply::decode(d).ok()?;
             let info = valve_info(i);
             Some(format!("0\n\\challenge\\{}{info}\n", c.challenge).into_bytes())
+        }
+        Kind::Xash => {
+            let c = ChallengeReply::decode(d).ok()?;
+            // The engine ignores a challenge that does not echo its nonce.
+            if c.nonce != Some(0x2A) {
+                return None;
+            }
+            Some(xash_info(i, c.challenge).into_bytes())
         }
         Kind::Dp | Kind::Q3 => {
             let g = GetInfo::decode(d).ok()?;
@@ -573,7 +601,18 @@ fn answer_probe(
         r.a2s_answered += 1;
         return Some(out.clone());
     }
-    if kind != Kind::Valve
+    // A Xash3D client's probe: `FF FF FF FF info 49` → `info\n\p\49\map\…` (sv_client.c SV_Info).
+    if kind == Kind::Xash && d.starts_with(b"\xFF\xFF\xFF\xFFinfo ") {
+        r.xash_info_answered += 1;
+        let reply = format!(
+            "\\p\\49\\map\\crossfire\\dm\\1\\team\\0\\coop\\0\\numcl\\{}\\maxcl\\16\\gamedir\\valve\\password\\0\\host\\muster-loadgen #{}",
+            info.players, info.index
+        );
+        let mut out = b"\xFF\xFF\xFF\xFFinfo\n".to_vec();
+        out.extend_from_slice(reply.as_bytes());
+        return Some(out);
+    }
+    if matches!(kind, Kind::Dp | Kind::Q3)
         && let Ok(g) = GetInfo::decode(d)
     {
         r.getinfo_answered += 1;
@@ -585,6 +624,47 @@ fn answer_probe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xash_servers_register_like_the_engine_and_answer_info_probes() {
+        let i = Info {
+            index: 9,
+            region: 255,
+            players: 2,
+        };
+        assert_eq!(challenge_request(Kind::Xash), b"q\xFF\x2A\x00\x00\x00");
+        // The master's reply must echo the nonce (sv_main.c SV_AddToMaster drops it otherwise).
+        assert!(
+            registration(
+                Kind::Xash,
+                i,
+                b"\xFF\xFF\xFF\xFFs\n\x2a\x00\x00\x00\x01\x00\x00\x00"
+            )
+            .is_none()
+        );
+        let hb = registration(
+            Kind::Xash,
+            i,
+            b"\xFF\xFF\xFF\xFFs\n\x2a\x00\x00\x00\x2A\x00\x00\x00",
+        )
+        .unwrap();
+        let hb = String::from_utf8(hb).unwrap();
+        assert!(hb.starts_with("0\n\\protocol\\49\\challenge\\42\\"), "{hb}");
+        assert!(hb.contains("\\version\\0.21\\") && !hb.ends_with('\n'));
+        let (mut r, mut out) = (Report::default(), Vec::new());
+        let reply = answer_probe(
+            Kind::Xash,
+            i,
+            1,
+            false,
+            b"\xFF\xFF\xFF\xFFinfo 49",
+            &mut r,
+            &mut out,
+        )
+        .unwrap();
+        assert!(reply.starts_with(b"\xFF\xFF\xFF\xFFinfo\n\\p\\49\\map\\crossfire"));
+        assert_eq!(r.xash_info_answered, 1);
+    }
 
     #[test]
     fn registrations_answer_real_challenges() {

@@ -9,6 +9,7 @@ use crate::sources;
 use mio::{Events, Poll};
 use muster::wire::dp_list::ListResponse;
 use muster::wire::valve_list::ListPage;
+use muster::wire::xash::BurstDatagram;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -24,6 +25,27 @@ pub enum Mode {
     Dp,
     /// `getserversExt <game> <protocol> empty full`.
     DpExt,
+    /// A Xash3D FWGS client: one `0x31` query whose filter is `--filter` (default
+    /// `\gamedir\valve\clver\0.21`) plus `\key\<hex>`, the whole list read as a burst of
+    /// keyed datagrams. Xash clients cannot tell the last datagram: a list ends when `--expect`
+    /// entries came, or at the timeout (then counted whole, not as a timeout).
+    Xash,
+}
+
+/// The key the `xash` mode sends (`\key\6d757374`) and expects echoed in every datagram.
+pub const XASH_KEY: u32 = 0x6d75_7374;
+
+fn xash_query(filter: &str) -> Vec<u8> {
+    let f = if filter.is_empty() {
+        "\\gamedir\\valve\\clver\\0.21"
+    } else {
+        filter
+    };
+    let mut q = b"1\xff0.0.0.0:0\0".to_vec();
+    q.extend_from_slice(f.as_bytes());
+    q.extend_from_slice(format!("\\key\\{XASH_KEY:x}").as_bytes());
+    q.push(0);
+    q
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +199,7 @@ fn run_inner(
     let mut batch = BatchRecv::default();
     let dp_query = match cfg.mode {
         Mode::Valve => Vec::new(),
+        Mode::Xash => xash_query(&cfg.filter),
         Mode::Dp | Mode::DpExt => {
             let word = if cfg.mode == Mode::Dp {
                 "getservers"
@@ -255,14 +278,18 @@ fn run_inner(
                     .send_to(&valve_query(cfg.region, f.seed, &cfg.filter), f.target);
                 continue;
             }
-            r.timeouts += 1;
+            // A Xash burst has no last datagram: silence after it is its end.
+            let xash_end = cfg.mode == Mode::Xash && f.first.is_some();
+            if !xash_end {
+                r.timeouts += 1;
+            }
             finish(
                 collect.as_deref_mut(),
                 &mut r,
                 &mut lat,
                 s.fetch.take(),
                 now,
-                false,
+                xash_end,
                 cfg.expect,
             );
             sched.finish();
@@ -314,6 +341,20 @@ fn run_inner(
                             f.seed = seed;
                             f.tries = 0;
                             next_query = Some(valve_query(cfg.region, seed, &cfg.filter));
+                        }
+                    }
+                    Mode::Xash => {
+                        let Ok(b) = BurstDatagram::decode(d, f.target.is_ipv6(), true) else {
+                            return;
+                        };
+                        if b.key != Some(XASH_KEY) {
+                            return;
+                        }
+                        for a in b.servers {
+                            add(a, f);
+                        }
+                        if cfg.expect.is_some_and(|n| f.entries.len() >= n) {
+                            ended = Some(true);
                         }
                     }
                     Mode::Dp | Mode::DpExt => {

@@ -258,6 +258,10 @@ impl BurstDatagram {
                 )
             };
             if port == 0 {
+                // The end is an all-zero entry (clients stop at port 0; muster reads strictly).
+                if !addr.ip().is_unspecified() {
+                    return Err(Error::new(ErrorKind::BadValue, "xash.end", r.offset()));
+                }
                 break;
             }
             servers.push(addr);
