@@ -15,8 +15,8 @@ use common::*;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 fn interop(rel: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel);
@@ -37,20 +37,7 @@ fn script(name: &str) -> PathBuf {
 /// Runs a client with a hard time limit; its stdout's `ip:port` lines, each once.
 fn run(mut cmd: Command) -> HashSet<SocketAddr> {
     let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = run_bounded(&mut cmd, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{what} failed: {stderr}");
     let lines: Vec<SocketAddr> = String::from_utf8_lossy(&out.stdout)
@@ -72,19 +59,9 @@ fn python(script_name: &str, args: &[&str]) -> HashSet<SocketAddr> {
     run(c)
 }
 
+/// Only the readiness clients (127.0.99.x) are trusted; the clients under test (127.0.0.1) are not.
 fn master() -> Served {
-    Served::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--cores",
-        "2",
-        "--allow-private",
-        "--max-servers-per-ip",
-        "1000",
-        // Only the readiness clients are trusted; the clients under test (127.0.0.1) are not.
-        "--trust",
-        "127.0.99.0/24",
-    ])
+    Served::for_clients(99)
 }
 
 #[test]

@@ -14,7 +14,7 @@ use common::*;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `quakestat`, which must be installed (Debian's package `qstat`; `.ci/test` installs it).
 fn quakestat() -> &'static str {
@@ -34,22 +34,8 @@ fn quakestat() -> &'static str {
 /// Runs `quakestat <args>` with a hard time limit; returns the `ip:port` of every line whose first
 /// word is `kind` (outfile mode prints `<kind> <ip:port>` per listed server).
 fn qstat_list(bin: &str, args: &[String], kind: &str) -> Vec<SocketAddr> {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // qstat ends a DP master query on its own 8 s timer (it never looks for EOT).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("quakestat {args:?} did not finish within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = run_bounded(Command::new(bin).args(args), Duration::from_secs(30));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.strip_prefix(kind)?.strip_prefix(' '))
@@ -68,18 +54,8 @@ fn exact(list: Vec<SocketAddr>) -> HashSet<SocketAddr> {
 #[ignore = "needs quakestat (Debian package qstat): `bash .ci/test` installs it and runs this"]
 fn stock_qstat_lists_the_registered_servers() {
     let bin = quakestat();
-    let m = Served::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--cores",
-        "2",
-        "--allow-private",
-        "--max-servers-per-ip",
-        "1000",
-        // The readiness clients below poll often; quakestat (127.0.0.1) is not trusted.
-        "--trust",
-        "127.0.73.0/24",
-    ]);
+    // The readiness clients (127.0.73.x) are trusted; quakestat (127.0.0.1) is not.
+    let m = Served::for_clients(73);
     // 400 Quake III servers: 3 packets; 300 Nexuiz: 2 packets; 500 Valve: 3 pages.
     let q3 = sockets(70, 8, 400);
     let nexuiz = sockets(71, 8, 300);
@@ -133,17 +109,7 @@ fn stock_qstat_lists_the_registered_servers() {
 #[ignore = "needs quakestat (Debian package qstat): `bash .ci/test` installs it and runs this"]
 fn stock_qstat_lists_rtcw_et_and_xonotic() {
     let bin = quakestat();
-    let m = Served::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--cores",
-        "2",
-        "--allow-private",
-        "--max-servers-per-ip",
-        "1000",
-        "--trust",
-        "127.0.77.0/24",
-    ]);
+    let m = Served::for_clients(77);
     const RTCW: &str =
         "\\sv_maxclients\\16\\clients\\0\\mapname\\mp_beach\\hostname\\rtcw\\protocol\\60";
     const ET: &str = "\\sv_maxclients\\16\\clients\\16\\mapname\\oasis\\hostname\\et\\protocol\\84";

@@ -349,3 +349,42 @@ pub fn xash_register(master: SocketAddr, servers: &[UdpSocket]) -> Handshakes {
         format!("0\n\\protocol\\49\\challenge\\{challenge}\\players\\1\\max\\16\\bots\\0\\gamedir\\valve\\map\\crossfire\\type\\d\\password\\1\\os\\w\\secure\\0\\lan\\0\\version\\0.21\\region\\255\\product\\valve\\nat\\0").into_bytes()
     })
 }
+
+impl Served {
+    /// The binary as the client tests run it: 127.0.0.1 port 0, two cores, private game servers
+    /// allowed, up to 1,000 per address, and the readiness clients on 127.0.<hi>.0/24 trusted (they
+    /// poll often; the clients under test are not trusted).
+    pub fn for_clients(trusted_hi: u8) -> Served {
+        let trust = format!("127.0.{trusted_hi}.0/24");
+        Served::start(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--cores",
+            "2",
+            "--allow-private",
+            "--max-servers-per-ip",
+            "1000",
+            "--trust",
+            &trust,
+        ])
+    }
+}
+
+/// Runs a client to its end, killing it (and failing) past `limit`.
+pub fn run_bounded(cmd: &mut std::process::Command, limit: Duration) -> std::process::Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
