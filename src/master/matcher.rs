@@ -104,7 +104,10 @@ pub fn dp_matches(
     if s.family != Family::DarkPlaces || s.protocol != protocol || strings.get(s.game) != game {
         return false;
     }
-    if (s.is_empty() && !f.empty) || (s.is_full() && !f.full) {
+    // dpmaster 2.2 (`HandleInfoResponse`): full is exactly `clients == sv_maxclients`; more
+    // clients than that is "occupied" (listed without `full`).
+    let full = s.max_players != 0 && s.players == s.max_players;
+    if (s.is_empty() && !f.empty) || (full && !f.full) {
         return false;
     }
     if let Some(g) = f.gametype {

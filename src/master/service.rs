@@ -1004,6 +1004,98 @@ mod tests {
         assert!(m.transmits(Time::ZERO).is_empty());
     }
 
+    /// dpmaster 2.2's documented behaviours (techinfo.txt §3–4, manual.txt §5–8), one case each.
+    #[test]
+    fn dpmaster_documented_behaviours() {
+        let a: SocketAddr = "1.2.3.4:27960".parse().unwrap();
+        let client: SocketAddr = "7.7.7.7:27005".parse().unwrap();
+        let t0 = Time::from_secs(10);
+        let getinfo = |m: &mut Master, now: Time| -> Vec<u8> {
+            m.handle(now, a, 0, b"\xff\xff\xff\xffheartbeat QuakeArena-1\n")
+                .unwrap();
+            let g = only(m.transmits(now));
+            GetInfo::decode(&g).unwrap().challenge.to_vec()
+        };
+        let info = |challenge: &[u8], pairs: &[(&[u8], &[u8])]| -> Vec<u8> {
+            let mut all: Vec<(&[u8], &[u8])> = pairs.to_vec();
+            all.push((b"challenge", challenge));
+            let mut ir = Vec::new();
+            InfoResponse::encode(&mut ir, all).unwrap();
+            ir
+        };
+        // T§3.3, changelog 1.5: "A valid infoResponse is now rejected if its challenge has timed
+        // out" (dpmaster: 2 s; muster's window is 2–4 s).
+        let mut m = master(GamePolicy::default());
+        let c = getinfo(&mut m, t0);
+        assert_eq!(
+            m.handle(t0.plus_millis(4_500), a, 0, &info(&c, &REQUIRED)),
+            Err(Drop::BadChallenge)
+        );
+        // T§3.3: `protocol` must be an integer over its whole value; `gamename` has no spaces.
+        let c = getinfo(&mut m, t0);
+        let bad_protocol = [
+            (&b"protocol"[..], &b"68x"[..]),
+            (b"sv_maxclients", b"8"),
+            (b"clients", b"1"),
+        ];
+        assert_eq!(
+            m.handle(t0, a, 0, &info(&c, &bad_protocol)),
+            Err(Drop::MissingKey)
+        );
+        let spaced = [
+            (&b"protocol"[..], &b"3"[..]),
+            (b"sv_maxclients", b"8"),
+            (b"clients", b"1"),
+            (b"gamename", b"Open Arena"),
+        ];
+        m.handle(t0, a, 0, b"\xff\xff\xff\xffheartbeat DarkPlaces\n")
+            .unwrap();
+        let c = GetInfo::decode(&only(m.transmits(t0)))
+            .unwrap()
+            .challenge
+            .to_vec();
+        assert_eq!(
+            m.handle(t0, a, 0, &info(&c, &spaced)),
+            Err(Drop::MissingKey)
+        );
+        assert!(m.table().is_empty());
+        // T§3.3 (code `HandleInfoResponse`): clients == sv_maxclients is full; more clients than
+        // that is "occupied", listed without the `full` keyword.
+        let c = getinfo(&mut m, t0);
+        let over = [
+            (&b"protocol"[..], &b"68"[..]),
+            (b"sv_maxclients", b"8"),
+            (b"clients", b"9"),
+        ];
+        m.handle(t0, a, 0, &info(&c, &over)).unwrap();
+        sync(&mut m);
+        m.handle(t0, client, 0, b"\xff\xff\xff\xffgetservers 68")
+            .unwrap();
+        let r = only(m.transmits(t0));
+        let listed: Vec<_> = crate::wire::dp_list::ListResponse::decode(&r)
+            .unwrap()
+            .servers()
+            .collect();
+        assert_eq!(listed, [a]);
+        // T§4: "only another valid infoResponse from this very server will be able to refresh
+        // this timeout" — heartbeats alone (answered with getinfo) let it expire at 15 min.
+        for minute in 1..=16u64 {
+            let now = t0.plus_millis(minute * 60_000);
+            getinfo(&mut m, now);
+            m.tick(now, usize::MAX);
+        }
+        assert!(m.table().is_empty(), "heartbeats never refresh the timeout");
+        // T§3.4/§3.6 (testsuite test-invalid_protocol_in_getservers,
+        // test-getserversext_without_gamename): no reply.
+        for q in [
+            &b"\xff\xff\xff\xffgetservers Xonotic abc"[..],
+            b"\xff\xff\xff\xffgetserversExt 68",
+        ] {
+            assert!(m.handle(t0, client, 0, q).is_err(), "{q:?}");
+        }
+        assert!(m.transmits(t0).is_empty());
+    }
+
     #[test]
     fn anonymous_tags_imply_their_game_and_policy_applies() {
         let a: SocketAddr = "1.2.3.4:27960".parse().unwrap();
