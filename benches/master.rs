@@ -304,14 +304,24 @@ fn lists(c: &mut Criterion) {
     let shared = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3 empty full").unwrap();
     let filtered = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3").unwrap();
     g.bench_function("dp_getservers_100k_shared", |b| {
-        b.iter(|| black_box(List::dp_reply(&dp_list, &shared, 1400)))
+        b.iter(|| {
+            black_box(List::dp_reply(
+                &dp_list,
+                &shared,
+                b"Xonotic",
+                (false, false),
+                1400,
+            ))
+        })
     });
     // A filtered answer is streamed: its first step (8 packets) is what the query costs at once;
     // the rest is encoded as the packets come due.
     g.bench_function("dp_getservers_100k_filtered_first_8_packets", |b| {
         let mut out = Packets::default();
         b.iter(|| {
-            let DpReply::Stream(mut s) = List::dp_reply(&dp_list, &filtered, 1400) else {
+            let DpReply::Stream(mut s) =
+                List::dp_reply(&dp_list, &filtered, b"Xonotic", (false, false), 1400)
+            else {
                 unreachable!()
             };
             black_box(s.next_packets(&mut out))
@@ -321,7 +331,9 @@ fn lists(c: &mut Criterion) {
     g.bench_function("dp_getservers_100k_filtered_whole_stream", |b| {
         let mut out = Packets::default();
         b.iter(|| {
-            let DpReply::Stream(mut s) = List::dp_reply(&dp_list, &filtered, 1400) else {
+            let DpReply::Stream(mut s) =
+                List::dp_reply(&dp_list, &filtered, b"Xonotic", (false, false), 1400)
+            else {
                 unreachable!()
             };
             while s.next_packets(&mut out) {}

@@ -6,6 +6,7 @@ use crate::engine::Settings;
 use crate::master::Config as MasterConfig;
 use crate::master::admission::{AdmissionConfig, ClassLimits, QUERY};
 use crate::master::bucket::{MAX_BURST, Rate};
+use crate::master::games::{GameProps, Games};
 use crate::master::policy::{GamePolicy, Limits};
 use crate::master::service::XashConfig;
 use crate::master::transmit::TxConfig;
@@ -46,6 +47,24 @@ pub struct File {
     pub admission: AdmissionFile,
     pub sockets: SocketsFile,
     pub xash: XashFile,
+    /// `[[game]]`: Quake III-family game properties laid over the built-in ones.
+    #[serde(default)]
+    pub game: Vec<GameFile>,
+}
+
+/// One `[[game]]` table (dpmaster's `-g <game> protocols=… heartbeat=… options=…`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GameFile {
+    pub name: String,
+    #[serde(default)]
+    pub protocols: Vec<u32>,
+    #[serde(default)]
+    pub heartbeat: Vec<String>,
+    #[serde(default)]
+    pub send_empty: bool,
+    #[serde(default)]
+    pub send_full: bool,
 }
 
 /// `[xash]`: Xash3D FWGS behaviours behind switches.
@@ -292,6 +311,22 @@ impl File {
         master.max_string_bytes = self.max_string_mib.saturating_mul(1024 * 1024);
         master.admission = admission;
         master.xash = self.xash_config()?;
+        let props = self
+            .game
+            .iter()
+            .map(|g| GameProps {
+                name: g.name.as_bytes().into(),
+                protocols: g.protocols.clone(),
+                heartbeats: g.heartbeat.iter().map(|t| t.as_bytes().into()).collect(),
+                send_empty: g.send_empty,
+                send_full: g.send_full,
+            })
+            .collect();
+        master.game_props =
+            std::sync::Arc::new(Games::with(props).map_err(|e| ConfigError::Invalid {
+                key: "game",
+                why: e.to_string(),
+            })?);
         master.tx = TxConfig {
             window: kib(self.pacing.window_kib) as usize,
             rate: kib(self.pacing.rate_kib),
@@ -456,6 +491,30 @@ mod tests {
         assert_eq!(s.master.tx, TxConfig::default());
         assert!(f.sockets.gso);
         assert_eq!(f.sockets.io_memory_kib, 64);
+    }
+
+    #[test]
+    fn game_tables_and_the_xash_switch() {
+        let f = File::parse_partial(
+            "[[game]]\nname = \"Warsow\"\nheartbeat = [\"Warsow\"]\nprotocols = [22]\nsend_empty = true\n\n[xash]\nmin_clver = \"0.21\"\nupdate_addr = \"192.0.2.1:27015\"\n",
+            "t",
+        )
+        .unwrap();
+        let s = f.settings(2, [0; 16]).unwrap();
+        let g = &s.master.game_props;
+        assert!(g.tag_index(b"Warsow").is_some() && g.tag_index(b"QuakeArena-1").is_some());
+        assert_eq!(g.query_game(None, 22), b"Warsow");
+        assert_eq!(g.sends(b"Warsow"), (true, false));
+        assert_eq!(s.master.xash.min_clver, Some((0, 21)));
+        // A tag claimed twice, a game field muster does not know, a min_clver without its address.
+        for bad in [
+            "[[game]]\nname = \"X\"\nheartbeat = [\"QuakeArena-1\"]\n",
+            "[xash]\nmin_clver = \"0.21\"\n",
+        ] {
+            let f = File::parse_partial(bad, "t").unwrap();
+            assert!(f.settings(2, [0; 16]).is_err(), "{bad}");
+        }
+        assert!(File::parse_partial("[[game]]\nname = \"X\"\noptions = 1\n", "t").is_err());
     }
 
     #[test]

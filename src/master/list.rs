@@ -669,13 +669,19 @@ impl List {
 
     /// Answers a `getservers` / `getserversExt`: the game's shared encoding when the query asks for
     /// every server of its families (`empty full`, no gametype), else a stream of the matches.
-    pub fn dp_reply(list: &Arc<List>, q: &DpQuery<'_>, max_packet: usize) -> DpReply {
+    ///
+    /// `game` is the game the query means (`Games::query_game`) and `sends` its per-game options
+    /// (empty, full servers always listed: `Games::sends`).
+    pub fn dp_reply(
+        list: &Arc<List>,
+        q: &DpQuery<'_>,
+        game: &[u8],
+        sends: (bool, bool),
+        max_packet: usize,
+    ) -> DpReply {
         let mut f = q.filter();
-        let game = matcher::dp_game(q.gamename, q.protocol);
-        if matcher::dp_sends_all(game) {
-            f.empty = true;
-            f.full = true;
-        }
+        f.empty |= sends.0;
+        f.full |= sends.1;
         let group = list
             .dp
             .groups
@@ -1000,8 +1006,20 @@ mod tests {
         let list = build(&mut [&mut t]);
         let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3 empty full\n").unwrap();
         let (DpReply::Shared(a), DpReply::Shared(b)) = (
-            List::dp_reply(&list, &q, 1400),
-            List::dp_reply(&list, &q, 1400),
+            List::dp_reply(
+                &list,
+                &q,
+                q.gamename.unwrap_or(b"Quake3Arena"),
+                (false, false),
+                1400,
+            ),
+            List::dp_reply(
+                &list,
+                &q,
+                q.gamename.unwrap_or(b"Quake3Arena"),
+                (false, false),
+                1400,
+            ),
         ) else {
             panic!("shared")
         };
@@ -1011,7 +1029,13 @@ mod tests {
         // Without `empty full`: empty (players 0) and full (2 of 2) left out — streamed, in full
         // packets of 196 but the last, EOT on the last only.
         let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3").unwrap();
-        let reply = List::dp_reply(&list, &q, 1400);
+        let reply = List::dp_reply(
+            &list,
+            &q,
+            q.gamename.unwrap_or(b"Quake3Arena"),
+            (false, false),
+            1400,
+        );
         assert!(matches!(reply, DpReply::Stream(_)));
         let packets = dp_packets(reply);
         assert_eq!(count(&packets), 1000);
@@ -1025,10 +1049,25 @@ mod tests {
         // A gametype.
         let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3 empty full gametype=ctf")
             .unwrap();
-        assert_eq!(count(&dp_packets(List::dp_reply(&list, &q, 1400))), 600);
+        assert_eq!(
+            count(&dp_packets(List::dp_reply(
+                &list,
+                &q,
+                q.gamename.unwrap_or(b"Quake3Arena"),
+                (false, false),
+                1400
+            ))),
+            600
+        );
         // Another game: one EOT packet.
         let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Nexuiz 3 empty full").unwrap();
-        let none = dp_packets(List::dp_reply(&list, &q, 1400));
+        let none = dp_packets(List::dp_reply(
+            &list,
+            &q,
+            q.gamename.unwrap_or(b"Quake3Arena"),
+            (false, false),
+            1400,
+        ));
         assert_eq!((count(&none), none.len()), (0, 1));
     }
 

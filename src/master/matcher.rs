@@ -71,27 +71,6 @@ pub fn valve_matches(region: Region, filter: &Filter<'_>, s: &Server, strings: &
     s.family == Family::Valve && region_ok && filter.eval(|c| test(c, s, strings))
 }
 
-/// The game a DP query asks for: its gamename, or, when `getservers` names none, the game its
-/// protocol belongs to — dpmaster 2.2 `games.c`, `Game_InitProperties`: Quake3Arena 66–68,
-/// wolfmp (Return to Castle Wolfenstein) 50, 59, 60, et (Enemy Territory) 72, 80, 83, 84. Any
-/// other protocol means Quake3Arena (dpmaster 2.2 instead borrows the game of the first listed
-/// server with that protocol, which depends on registration order).
-pub fn dp_game(gamename: Option<&[u8]>, protocol: u32) -> &[u8] {
-    match (gamename, protocol) {
-        (Some(g), _) => g,
-        (None, 50 | 59 | 60) => b"wolfmp",
-        (None, 72 | 80 | 83 | 84) => b"et",
-        (None, _) => b"Quake3Arena",
-    }
-}
-
-/// Whether a game's lists always carry empty and full servers, asked or not — dpmaster 2.2's
-/// `send-empty-servers` and `send-full-servers` options, set for `et` (`games.c`: Enemy
-/// Territory clients never ask for them).
-pub fn dp_sends_all(game: &[u8]) -> bool {
-    game == b"et"
-}
-
 /// Whether a `getservers` / `getserversExt` lists `s` (dpmaster 2.2 rules: empty and full servers
 /// only when asked for, gametype compared exactly, default gametype "0").
 pub fn dp_matches(
@@ -463,16 +442,5 @@ mod tests {
             &s,
             &t
         ));
-        assert_eq!(dp_game(None, 68), b"Quake3Arena");
-        // dpmaster 2.2 games.c: wolfmp protocols 50,59,60; et 72,80,83,84 (qstat -rwm asks
-        // `getservers 60 empty full`, -woetm `getservers 84 empty full`).
-        for p in [50, 59, 60] {
-            assert_eq!(dp_game(None, p), b"wolfmp");
-        }
-        for p in [72, 80, 83, 84] {
-            assert_eq!(dp_game(None, p), b"et");
-        }
-        assert_eq!(dp_game(Some(b"Xonotic"), 84), b"Xonotic");
-        assert!(dp_sends_all(b"et") && !dp_sends_all(b"wolfmp"));
     }
 }

@@ -29,7 +29,8 @@
 //! | [`intern`] | reference-counted strings shared by records |
 //! | [`record`] | the compact server record and its wire-ordered address key |
 //! | [`expiry`] | the timing wheel |
-//! | [`policy`] | caps, address policy, DP tags and game policy |
+//! | [`policy`] | caps, address policy, game policy, GoldSrc appids |
+//! | [`games`] | Quake III-family game properties: heartbeat tags, anonymous protocols, send-empty/full (dpmaster `-g`) |
 //! | [`table`] | one shard's table and its snapshots |
 //! | [`matcher`] | Valve filters and DP options evaluated on records |
 //! | [`builder`] | the list builder: shard snapshots and their membership changes in, one shared [`list::List`] out |
@@ -52,6 +53,7 @@ pub mod counters;
 #[cfg(any(test, feature = "exercise"))]
 pub mod exercise;
 pub mod expiry;
+pub mod games;
 pub mod intern;
 pub mod list;
 pub mod matcher;

@@ -127,35 +127,6 @@ impl IpKey {
     }
 }
 
-/// A Quake III / DarkPlaces heartbeat tag muster knows (dpmaster 2.2's built-in list).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tag {
-    pub tag: &'static [u8],
-    /// The game an anonymous tag stands for; `None` for `DarkPlaces` (the server names its game).
-    pub game: Option<&'static [u8]>,
-}
-
-/// Known tags; a tag's index is what the DP challenge encodes. `WolfFlatline-1` and `ETFlatline-1`
-/// (a server going down) and unknown tags are ignored, as dpmaster does.
-pub const TAGS: [Tag; 4] = [
-    Tag {
-        tag: b"DarkPlaces",
-        game: None,
-    },
-    Tag {
-        tag: b"QuakeArena-1",
-        game: Some(b"Quake3Arena"),
-    },
-    Tag {
-        tag: b"Wolfenstein-1",
-        game: Some(b"wolfmp"),
-    },
-    Tag {
-        tag: b"EnemyTerritory-1",
-        game: Some(b"et"),
-    },
-];
-
 /// The Steam appid of a GoldSrc game directory, for heartbeats that carry none (GoldSrc and
 /// Xash3D send `gamedir` only, yet `\appid\10` is the most common scripted filter). The table is
 /// ReHLDS's (`rehlds/engine/sv_main.cpp`, the gamedir → appid map it reports to Steam);
@@ -178,11 +149,6 @@ pub fn goldsrc_appid(gamedir: &[u8]) -> u32 {
         .iter()
         .find(|(dir, _)| dir.eq_ignore_ascii_case(gamedir))
         .map_or(0, |&(_, id)| id)
-}
-
-/// The index of a known heartbeat tag.
-pub fn tag_index(tag: &[u8]) -> Option<u8> {
-    TAGS.iter().position(|t| t.tag == tag).map(|i| i as u8)
 }
 
 /// Which Quake III / DarkPlaces games may register. Empty `accept` means every game not rejected.
@@ -267,9 +233,14 @@ mod tests {
 
     #[test]
     fn tags_and_games() {
-        assert_eq!(tag_index(b"QuakeArena-1"), Some(1));
-        assert_eq!(tag_index(b"ETFlatline-1"), None);
-        assert_eq!(tag_index(b"quakearena-1"), None);
+        let g = crate::master::games::Games::default();
+        assert_eq!(g.tag_index(b"QuakeArena-1"), Some(1));
+        assert_eq!(g.tag_index(b"ETFlatline-1"), None);
+        assert_eq!(
+            g.tag_index(b"quakearena-1"),
+            None,
+            "tags are case-sensitive"
+        );
         let p = GamePolicy {
             accept: vec![],
             reject: vec![b"spam".to_vec().into()],

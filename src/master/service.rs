@@ -21,8 +21,9 @@ use super::admission::{Admission, AdmissionConfig, Class, Grant};
 use super::budget::Budget;
 use super::challenge::Challenges;
 use super::counters::{Counters, Drop, add, inc};
+use super::games::Games;
 use super::list::{DpReply, List, Packets, ValvePage};
-use super::policy::{self, AddressVerdict, GamePolicy, IpKey, Limits, TAGS};
+use super::policy::{self, AddressVerdict, GamePolicy, IpKey, Limits};
 use super::record::{Family, flags, number, small_number};
 use super::table::{Fields, Rejected, ShardSnapshot, Table, Upserted};
 use super::time::Time;
@@ -60,6 +61,8 @@ pub struct Config {
     /// Bytes of interned strings all shards may hold together (split evenly).
     pub max_string_bytes: usize,
     pub xash: XashConfig,
+    /// Heartbeat tags, anonymous protocols and per-game list options (`[[game]]`).
+    pub game_props: Arc<Games>,
 }
 
 /// Xash3D behaviours behind switches.
@@ -88,6 +91,7 @@ impl Config {
             budget: None,
             max_string_bytes: DEFAULT_MAX_STRING_BYTES,
             xash: XashConfig::default(),
+            game_props: Arc::new(Games::default()),
         }
     }
 }
@@ -490,7 +494,11 @@ impl Master {
         datagram: &[u8],
     ) -> Result<(), Drop> {
         let hb = DpHeartbeat::decode(datagram).map_err(|_| Drop::Malformed)?;
-        let tag = policy::tag_index(hb.tag).ok_or(Drop::UnknownTag)?;
+        let tag = self
+            .config
+            .game_props
+            .tag_index(hb.tag)
+            .ok_or(Drop::UnknownTag)?;
         self.address_ok(from)?;
         self.could_list(from)?;
         self.admission.admit_challenge(now, from)?;
@@ -513,9 +521,10 @@ impl Master {
         let challenge = ir.challenge().ok_or(Drop::BadChallenge)?;
         let tag = self
             .challenges
-            .verify_dp(now, from, challenge, TAGS.len() as u8)
+            .verify_dp(now, from, challenge, self.config.game_props.tags())
             .ok_or(Drop::BadChallenge)?;
-        let implied = TAGS.get(usize::from(tag)).and_then(|t| t.game);
+        let games = self.config.game_props.clone();
+        let implied = games.tag_game(tag);
         let fields = dp_fields(&ir, implied).ok_or(Drop::MissingKey)?;
         if !self.config.games.allows(fields.game) {
             return Err(Drop::GameRejected);
@@ -533,17 +542,15 @@ impl Master {
         let q = DpQuery::decode(datagram).map_err(|_| Drop::Malformed)?;
         // dpmaster 2.2 answers nothing for a game its policy rejects (manual.txt, `-g`/
         // `--game-policy`): the query is dropped, counted, and costs no reply.
-        if !self
-            .config
-            .games
-            .allows(super::matcher::dp_game(q.gamename, q.protocol))
-        {
+        let game = self.config.game_props.query_game(q.gamename, q.protocol);
+        if !self.config.games.allows(game) {
             return Err(Drop::GameRejected);
         }
         let holds = self.table.holds(IpKey::new(from.ip()));
         let grant = self.admission.admit_query(now, from, None, holds)?;
         inc(&mut self.counters.dp_queries);
-        let reply = List::dp_reply(&self.list, &q, self.config.max_dp_packet);
+        let sends = self.config.game_props.sends(game);
+        let reply = List::dp_reply(&self.list, &q, game, sends, self.config.max_dp_packet);
         let bound = reply.bound();
         if !self.tx.has_room(bound) {
             return Err(Drop::TxFull);
@@ -704,7 +711,7 @@ fn valve_fields<'a>(info: &InfoString<'a>) -> Option<Fields<'a>> {
 /// The fields of an `infoResponse` as dpmaster 2.2 requires them: `protocol` numeric,
 /// `sv_maxclients` non-zero, `clients` numeric, `gamename` unless the tag implies it (and equal to
 /// it if both), no spaces in `gamename` and `gametype`.
-fn dp_fields<'a>(ir: &InfoResponse<'a>, implied: Option<&'static [u8]>) -> Option<Fields<'a>> {
+fn dp_fields<'a>(ir: &InfoResponse<'a>, implied: Option<&'a [u8]>) -> Option<Fields<'a>> {
     // One pass over the infostring for every key used.
     let [
         protocol,
@@ -1125,6 +1132,50 @@ mod tests {
             Some(Drop::GameRejected)
         );
         assert!(m.table().is_empty());
+    }
+
+    #[test]
+    fn configured_game_properties_add_a_heartbeat_tag_and_an_anonymous_protocol() {
+        // dpmaster manual.txt §5: `-g Warsow heartbeat=Warsow` (muster: `[[game]]`).
+        let mut c = Config::with_secret([7; 16]);
+        c.limits.allow_private = true;
+        c.game_props = Arc::new(
+            Games::with(vec![crate::master::games::GameProps {
+                name: b"Warsow"[..].into(),
+                protocols: vec![22],
+                heartbeats: vec![b"Warsow"[..].into()],
+                send_empty: true,
+                send_full: true,
+            }])
+            .unwrap(),
+        );
+        let mut m = Master::new(Time::ZERO, c, 0, 1);
+        let a: SocketAddr = "1.2.3.4:44400".parse().unwrap();
+        let pairs = [
+            (&b"protocol"[..], &b"22"[..]),
+            (b"sv_maxclients", b"8"),
+            (b"clients", b"0"),
+        ];
+        assert_eq!(dp_register(&mut m, a, b"Warsow", &pairs), None);
+        let s = *m.table().get(a).unwrap();
+        assert_eq!(m.table().strings().get(s.game), b"Warsow");
+        sync(&mut m);
+        // `getservers 22` means Warsow, and its (empty) server is listed unasked.
+        let client: SocketAddr = "7.7.7.7:27005".parse().unwrap();
+        m.handle(Time::ZERO, client, 0, b"\xff\xff\xff\xffgetservers 22")
+            .unwrap();
+        let r = only(m.transmits(Time::ZERO));
+        let listed: Vec<_> = crate::wire::dp_list::ListResponse::decode(&r)
+            .unwrap()
+            .servers()
+            .collect();
+        assert_eq!(listed, [a]);
+        // Without the table, `Warsow` is an unknown tag.
+        let mut plain = master(GamePolicy::default());
+        assert_eq!(
+            dp_register(&mut plain, a, b"Warsow", &pairs),
+            Some(Drop::UnknownTag)
+        );
     }
 
     #[test]
