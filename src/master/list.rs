@@ -733,6 +733,13 @@ fn region_byte(region: Region) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A DP answer as the service asks for it, with the built-in game properties.
+    fn dp_reply(list: &Arc<List>, q: &DpQuery<'_>) -> DpReply {
+        let games = crate::master::games::Games::default();
+        let game = games.query_game(q.gamename, q.protocol);
+        List::dp_reply(list, q, game, games.sends(game), 1400)
+    }
     use crate::master::builder::ListBuilder;
     use crate::master::policy::Limits;
     use crate::master::record::Family;
@@ -1005,22 +1012,8 @@ mod tests {
         }
         let list = build(&mut [&mut t]);
         let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3 empty full\n").unwrap();
-        let (DpReply::Shared(a), DpReply::Shared(b)) = (
-            List::dp_reply(
-                &list,
-                &q,
-                q.gamename.unwrap_or(b"Quake3Arena"),
-                (false, false),
-                1400,
-            ),
-            List::dp_reply(
-                &list,
-                &q,
-                q.gamename.unwrap_or(b"Quake3Arena"),
-                (false, false),
-                1400,
-            ),
-        ) else {
+        let (DpReply::Shared(a), DpReply::Shared(b)) = (dp_reply(&list, &q), dp_reply(&list, &q))
+        else {
             panic!("shared")
         };
         assert!(Arc::ptr_eq(&a, &b), "encoded once, by the builder");
@@ -1029,13 +1022,7 @@ mod tests {
         // Without `empty full`: empty (players 0) and full (2 of 2) left out — streamed, in full
         // packets of 196 but the last, EOT on the last only.
         let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3").unwrap();
-        let reply = List::dp_reply(
-            &list,
-            &q,
-            q.gamename.unwrap_or(b"Quake3Arena"),
-            (false, false),
-            1400,
-        );
+        let reply = dp_reply(&list, &q);
         assert!(matches!(reply, DpReply::Stream(_)));
         let packets = dp_packets(reply);
         assert_eq!(count(&packets), 1000);
@@ -1049,25 +1036,10 @@ mod tests {
         // A gametype.
         let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Xonotic 3 empty full gametype=ctf")
             .unwrap();
-        assert_eq!(
-            count(&dp_packets(List::dp_reply(
-                &list,
-                &q,
-                q.gamename.unwrap_or(b"Quake3Arena"),
-                (false, false),
-                1400
-            ))),
-            600
-        );
+        assert_eq!(count(&dp_packets(dp_reply(&list, &q))), 600);
         // Another game: one EOT packet.
         let q = DpQuery::decode(b"\xff\xff\xff\xffgetservers Nexuiz 3 empty full").unwrap();
-        let none = dp_packets(List::dp_reply(
-            &list,
-            &q,
-            q.gamename.unwrap_or(b"Quake3Arena"),
-            (false, false),
-            1400,
-        ));
+        let none = dp_packets(dp_reply(&list, &q));
         assert_eq!((count(&none), none.len()), (0, 1));
     }
 
