@@ -4,6 +4,8 @@
 //! sees one callback per datagram, as the master sent them — so a benchmark measures the master,
 //! not the load generator's receive loop.
 
+use muster::engine::sys::take_source;
+use socket2::SockAddrStorage;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -29,39 +31,107 @@ pub fn enable_gro(fd: RawFd) -> bool {
     r == 0
 }
 
+/// Receive slots for `recvmmsg`, reused call after call: a buffer, a source address and control
+/// data per message. [`BatchRecv`] (GRO runs) and `pktinfo::RecvBatch` (destination addresses)
+/// read the control data each their own way.
+pub struct Slots {
+    slot: usize,
+    bufs: Vec<u8>,
+    addrs: Vec<SockAddrStorage>,
+    ctrls: Vec<[u64; 8]>,
+}
+
+impl Slots {
+    /// `n` messages of up to `slot` bytes each.
+    pub fn new(n: usize, slot: usize) -> Self {
+        Self {
+            slot,
+            bufs: vec![0; n * slot],
+            addrs: (0..n).map(|_| SockAddrStorage::zeroed()).collect(),
+            ctrls: vec![[0; 8]; n],
+        }
+    }
+
+    /// One `recvmmsg` of at most `want` messages, without waiting: `f(bytes, from, header)` for
+    /// each. Returns how many came (0: nothing waits). Interrupted calls and ICMP errors (which
+    /// surface here on some kernels; they are not datagrams) are retried.
+    pub fn recv(
+        &mut self,
+        fd: RawFd,
+        want: usize,
+        mut f: impl FnMut(&[u8], SocketAddr, &libc::msghdr),
+    ) -> io::Result<usize> {
+        let want = want.min(self.addrs.len());
+        let mut iov: Vec<libc::iovec> = self
+            .bufs
+            .chunks_mut(self.slot)
+            .take(want)
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: mmsghdr is plain data; zeroed is valid.
+        let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; want];
+        for (((h, v), a), c) in hdrs
+            .iter_mut()
+            .zip(iov.iter_mut())
+            .zip(self.addrs.iter_mut())
+            .zip(self.ctrls.iter_mut())
+        {
+            h.msg_hdr.msg_name = (a as *mut SockAddrStorage).cast();
+            h.msg_hdr.msg_namelen = a.size_of();
+            h.msg_hdr.msg_iov = v;
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = c.as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = std::mem::size_of_val(c);
+        }
+        let n = loop {
+            // SAFETY: every header points at buffers owned by `self`/`iov`, alive for the call.
+            let n = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    hdrs.as_mut_ptr(),
+                    want as u32,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n >= 0 {
+                break n as usize;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(0),
+                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused => continue,
+                _ => return Err(e),
+            }
+        };
+        for (i, h) in hdrs.iter().take(n).enumerate() {
+            let Some(from) = take_source(&mut self.addrs[i], h.msg_hdr.msg_namelen) else {
+                continue;
+            };
+            let len = (h.msg_len as usize).min(self.slot);
+            f(
+                &self.bufs[i * self.slot..i * self.slot + len],
+                from,
+                &h.msg_hdr,
+            );
+        }
+        Ok(n)
+    }
+}
+
 /// Receive buffers for one `recvmmsg` at a time (reused across sockets).
 pub struct BatchRecv {
-    bufs: Vec<u8>,
-    addrs: Vec<libc::sockaddr_storage>,
-    cmsgs: Vec<[u64; 8]>,
+    slots: Slots,
 }
 
 impl Default for BatchRecv {
     fn default() -> Self {
         Self {
-            bufs: vec![0; BATCH * SLOT],
-            // SAFETY: sockaddr_storage is plain data; zeroed is valid.
-            addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
-            cmsgs: vec![[0; 8]; BATCH],
+            slots: Slots::new(BATCH, SLOT),
         }
-    }
-}
-
-fn std_addr(st: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(st.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says this is a sockaddr_in.
-            let sin: libc::sockaddr_in = unsafe { std::ptr::read((&raw const *st).cast()) };
-            let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::from((ip, u16::from_be(sin.sin_port))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this is a sockaddr_in6.
-            let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read((&raw const *st).cast()) };
-            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::from((ip, u16::from_be(sin6.sin6_port))))
-        }
-        _ => None,
     }
 }
 
@@ -93,68 +163,18 @@ impl BatchRecv {
         let mut seen = 0;
         let mut messages = 0;
         while messages < max {
-            let mut iov: Vec<libc::iovec> = self
-                .bufs
-                .chunks_mut(SLOT)
-                .map(|b| libc::iovec {
-                    iov_base: b.as_mut_ptr().cast(),
-                    iov_len: b.len(),
-                })
-                .collect();
-            // SAFETY: mmsghdr is plain data; zeroed is valid.
-            let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-            for (((h, v), a), c) in hdrs
-                .iter_mut()
-                .zip(iov.iter_mut())
-                .zip(self.addrs.iter_mut())
-                .zip(self.cmsgs.iter_mut())
-            {
-                h.msg_hdr.msg_name = (a as *mut libc::sockaddr_storage).cast();
-                h.msg_hdr.msg_namelen =
-                    std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                h.msg_hdr.msg_iov = v;
-                h.msg_hdr.msg_iovlen = 1;
-                h.msg_hdr.msg_control = c.as_mut_ptr().cast();
-                h.msg_hdr.msg_controllen = std::mem::size_of_val(c);
-            }
-            let want = BATCH.min(max - messages) as u32;
-            // SAFETY: every header points at buffers owned by `self`/`iov`, alive for the call.
-            let n = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    hdrs.as_mut_ptr(),
-                    want,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::WouldBlock => break,
-                    io::ErrorKind::Interrupted => continue,
-                    // ICMP errors surface here on some kernels; they are not datagrams.
-                    io::ErrorKind::ConnectionRefused => continue,
-                    _ => return Err(e),
-                }
-            }
-            let n = n as usize;
-            for (i, h) in hdrs.iter().take(n).enumerate() {
-                let len = (h.msg_len as usize).min(SLOT);
-                let Some(from) = std_addr(&self.addrs[i]) else {
-                    continue;
-                };
-                let buf = &self.bufs[i * SLOT..i * SLOT + len];
-                let seg = gro_segment(&h.msg_hdr)
+            let want = BATCH.min(max - messages);
+            let n = self.slots.recv(fd, want, |buf, from, h| {
+                let seg = gro_segment(h)
                     .filter(|&s| s > 0)
-                    .unwrap_or(len.max(1));
+                    .unwrap_or(buf.len().max(1));
                 for d in buf.chunks(seg) {
                     seen += 1;
                     f(d, from);
                 }
-            }
+            })?;
             messages += n;
-            if n < want as usize {
+            if n < want {
                 break;
             }
         }

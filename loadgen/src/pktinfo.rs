@@ -6,6 +6,8 @@
 //!
 //! Both directions move [`BATCH`] datagrams per system call (`sendmmsg`, `recvmmsg`).
 
+use crate::batch::Slots;
+use socket2::SockAddr;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
@@ -37,63 +39,6 @@ pub fn enable(fd: RawFd, v6: bool) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
-    }
-}
-
-fn raw_addr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data; zeroed is valid.
-    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match a {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: a sockaddr_in fits in, and is aligned for, sockaddr_storage.
-            unsafe { std::ptr::write((&raw mut st).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: 0,
-            };
-            // SAFETY: as above.
-            unsafe { std::ptr::write((&raw mut st).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (st, len as libc::socklen_t)
-}
-
-fn std_addr(st: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(st.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says this is a sockaddr_in.
-            let sin: libc::sockaddr_in = unsafe { std::ptr::read((&raw const *st).cast()) };
-            Some(SocketAddr::from((
-                Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this is a sockaddr_in6.
-            let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read((&raw const *st).cast()) };
-            Some(SocketAddr::from((
-                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
-                u16::from_be(sin6.sin6_port),
-            )))
-        }
-        _ => None,
     }
 }
 
@@ -198,7 +143,7 @@ impl SendQueue {
         let mut stalls = 0;
         while at < self.items.len() {
             let chunk = &self.items[at..self.items.len().min(at + BATCH)];
-            let addrs: Vec<_> = chunk.iter().map(|(_, to, _)| raw_addr(*to)).collect();
+            let addrs: Vec<SockAddr> = chunk.iter().map(|(_, to, _)| SockAddr::from(*to)).collect();
             let mut iovs: Vec<libc::iovec> = chunk
                 .iter()
                 .map(|(_, _, r)| libc::iovec {
@@ -215,8 +160,8 @@ impl SendQueue {
             // SAFETY: mmsghdr is plain data; zeroed is valid.
             let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; chunk.len()];
             for (i, h) in hdrs.iter_mut().enumerate() {
-                h.msg_hdr.msg_name = (&raw const addrs[i].0).cast_mut().cast();
-                h.msg_hdr.msg_namelen = addrs[i].1;
+                h.msg_hdr.msg_name = addrs[i].as_ptr().cast_mut().cast();
+                h.msg_hdr.msg_namelen = addrs[i].len();
                 h.msg_hdr.msg_iov = &raw mut iovs[i];
                 h.msg_hdr.msg_iovlen = 1;
                 h.msg_hdr.msg_control = ctrls[i].as_mut_ptr().cast();
@@ -253,18 +198,13 @@ impl SendQueue {
 
 /// Receive buffers for [`BATCH`] datagrams with their destination addresses.
 pub struct RecvBatch {
-    bufs: Vec<u8>,
-    addrs: Vec<libc::sockaddr_storage>,
-    ctrls: Vec<Ctrl>,
+    slots: Slots,
 }
 
 impl Default for RecvBatch {
     fn default() -> Self {
         Self {
-            bufs: vec![0; BATCH * SLOT],
-            // SAFETY: sockaddr_storage is plain data; zeroed is valid.
-            addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
-            ctrls: vec![[0; 8]; BATCH],
+            slots: Slots::new(BATCH, SLOT),
         }
     }
 }
@@ -279,60 +219,14 @@ impl RecvBatch {
     ) -> io::Result<usize> {
         let mut seen = 0;
         while seen < max {
-            let mut iov: Vec<libc::iovec> = self
-                .bufs
-                .chunks_mut(SLOT)
-                .map(|b| libc::iovec {
-                    iov_base: b.as_mut_ptr().cast(),
-                    iov_len: b.len(),
-                })
-                .collect();
-            // SAFETY: mmsghdr is plain data; zeroed is valid.
-            let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-            for (((h, v), a), c) in hdrs
-                .iter_mut()
-                .zip(iov.iter_mut())
-                .zip(self.addrs.iter_mut())
-                .zip(self.ctrls.iter_mut())
-            {
-                h.msg_hdr.msg_name = (a as *mut libc::sockaddr_storage).cast();
-                h.msg_hdr.msg_namelen =
-                    std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                h.msg_hdr.msg_iov = v;
-                h.msg_hdr.msg_iovlen = 1;
-                h.msg_hdr.msg_control = c.as_mut_ptr().cast();
-                h.msg_hdr.msg_controllen = std::mem::size_of::<Ctrl>();
-            }
-            let want = BATCH.min(max - seen) as u32;
-            // SAFETY: every header points at buffers owned here, alive for the call.
-            let n = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    hdrs.as_mut_ptr(),
-                    want,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::WouldBlock => break,
-                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused => continue,
-                    _ => return Err(e),
+            let want = BATCH.min(max - seen);
+            let n = self.slots.recv(fd, want, |buf, from, h| {
+                if let Some(to) = get_pktinfo(h) {
+                    f(buf, from, to);
                 }
-            }
-            let n = n as usize;
-            for (i, h) in hdrs.iter().take(n).enumerate() {
-                let (Some(from), Some(to)) = (std_addr(&self.addrs[i]), get_pktinfo(&h.msg_hdr))
-                else {
-                    continue;
-                };
-                let len = (h.msg_len as usize).min(SLOT);
-                f(&self.bufs[i * SLOT..i * SLOT + len], from, to);
-            }
+            })?;
             seen += n;
-            if n < want as usize {
+            if n < want {
                 break;
             }
         }

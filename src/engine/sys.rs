@@ -7,7 +7,7 @@
 //! the core.
 
 use crate::master::transmit::Transmit;
-use socket2::{MsgHdr, SockAddr, SockRef};
+use socket2::{MsgHdr, SockAddr, SockAddrStorage, SockRef};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, RawFd};
@@ -77,73 +77,20 @@ pub fn send_segments(
 /// Datagrams one `recvmmsg` / `sendmmsg` call moves at most.
 pub const BATCH: usize = 64;
 
-/// A socket address as the kernel wants it.
-fn raw_addr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data; all-zero is a valid (unspecified) value.
-    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match a {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_in fits in sockaddr_storage, which is aligned for it.
-            unsafe { std::ptr::write((&raw mut st).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: v6.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: v6.scope_id(),
-            };
-            // SAFETY: as above, for sockaddr_in6.
-            unsafe { std::ptr::write((&raw mut st).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (st, len as libc::socklen_t)
-}
-
-/// The address the kernel wrote into `st` (`None` for a family muster does not listen on).
-fn std_addr(st: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(st.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin: libc::sockaddr_in =
-                unsafe { std::ptr::read((st as *const libc::sockaddr_storage).cast()) };
-            let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::from((ip, u16::from_be(sin.sin_port))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6: libc::sockaddr_in6 =
-                unsafe { std::ptr::read((st as *const libc::sockaddr_storage).cast()) };
-            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
-                ip,
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
+/// The source address `recvmmsg` wrote into a slot, as a `SocketAddr` (`None`: a family other
+/// than IPv4 / IPv6); the slot is left zeroed for the next call.
+pub fn take_source(slot: &mut SockAddrStorage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let st = std::mem::replace(slot, SockAddrStorage::zeroed());
+    // SAFETY: the kernel wrote an address of `len` bytes, its family included, into the slot.
+    unsafe { SockAddr::new(st, len) }.as_socket()
 }
 
 /// Buffers for receiving up to [`BATCH`] datagrams in one `recvmmsg`.
 pub struct RecvBatch {
     slot: usize,
     bufs: Vec<u8>,
-    addrs: Vec<libc::sockaddr_storage>,
+    addrs: Vec<SockAddrStorage>,
+    froms: [Option<SocketAddr>; BATCH],
     lens: [usize; BATCH],
     flags: [i32; BATCH],
     count: usize,
@@ -155,8 +102,8 @@ impl RecvBatch {
         Self {
             slot,
             bufs: vec![0; slot.saturating_mul(BATCH)],
-            // SAFETY: sockaddr_storage is plain data; zeroed is valid.
-            addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            addrs: (0..BATCH).map(|_| SockAddrStorage::zeroed()).collect(),
+            froms: [None; BATCH],
             lens: [0; BATCH],
             flags: [0; BATCH],
             count: 0,
@@ -181,9 +128,8 @@ impl RecvBatch {
             .zip(iov.iter_mut())
             .zip(self.addrs.iter_mut())
         {
-            h.msg_hdr.msg_name = (a as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen =
-                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_name = (a as *mut SockAddrStorage).cast();
+            h.msg_hdr.msg_namelen = a.size_of();
             h.msg_hdr.msg_iov = v;
             h.msg_hdr.msg_iovlen = 1;
         }
@@ -207,9 +153,16 @@ impl RecvBatch {
                 return Err(e);
             }
         };
-        for (i, h) in hdrs.iter().take(n).enumerate() {
-            self.lens[i] = h.msg_len as usize;
-            self.flags[i] = h.msg_hdr.msg_flags;
+        for (((h, len), flags), (from, slot)) in hdrs
+            .iter()
+            .take(n)
+            .zip(self.lens.iter_mut())
+            .zip(self.flags.iter_mut())
+            .zip(self.froms.iter_mut().zip(self.addrs.iter_mut()))
+        {
+            *len = h.msg_len as usize;
+            *flags = h.msg_hdr.msg_flags;
+            *from = take_source(slot, h.msg_hdr.msg_namelen);
         }
         self.count = n;
         Ok(n)
@@ -221,7 +174,7 @@ impl RecvBatch {
         if i >= self.count {
             return None;
         }
-        let from = std_addr(self.addrs.get(i)?)?;
+        let from = (*self.froms.get(i)?)?;
         let start = i.checked_mul(self.slot)?;
         let len = (*self.lens.get(i)?).min(self.slot);
         let truncated = self.flags.get(i).is_some_and(|f| f & libc::MSG_TRUNC != 0);
@@ -261,8 +214,7 @@ pub fn send_batch(fd: RawFd, txs: &[Transmit]) -> SendResult {
         let chunk = txs
             .get(at..txs.len().min(at.saturating_add(BATCH)))
             .unwrap_or_default();
-        let addrs: Vec<(libc::sockaddr_storage, libc::socklen_t)> =
-            chunk.iter().map(|t| raw_addr(t.to)).collect();
+        let addrs: Vec<SockAddr> = chunk.iter().map(|t| SockAddr::from(t.to)).collect();
         let parts: Vec<[&[u8]; 3]> = chunk.iter().map(|t| t.payload.parts()).collect();
         let iovs: Vec<[libc::iovec; 3]> = parts
             .iter()
@@ -285,8 +237,9 @@ pub fn send_batch(fd: RawFd, txs: &[Transmit]) -> SendResult {
             else {
                 continue;
             };
-            h.msg_hdr.msg_name = (&raw const a.0).cast_mut().cast();
-            h.msg_hdr.msg_namelen = a.1;
+            // The kernel only reads the destination.
+            h.msg_hdr.msg_name = a.as_ptr().cast_mut().cast();
+            h.msg_hdr.msg_namelen = a.len();
             h.msg_hdr.msg_iov = v.as_ptr().cast_mut();
             h.msg_hdr.msg_iovlen = 3;
             if t.count() > 1 {
