@@ -6,7 +6,8 @@
 //! - [`wire`]: sans-IO, byte-exact codecs for every protocol muster speaks — the Valve master query
 //!   and pages ([`wire::valve_list`]), GoldSrc/Source/Xash3D registration
 //!   ([`wire::valve_heartbeat`]), Quake III / DarkPlaces as dpmaster 2.2 speaks it
-//!   ([`wire::dp_server`], [`wire::dp_list`]), the A2S_INFO probe ([`wire::a2s`]), infostrings
+//!   ([`wire::dp_server`], [`wire::dp_list`]), Xash3D FWGS queries and their bursts
+//!   ([`wire::xash`]), the A2S_INFO probe ([`wire::a2s`]), infostrings
 //!   ([`wire::infostring`]), the Valve filter language ([`wire::filter`]) and the datagram classifier
 //!   ([`wire::classify`]). No sockets, clocks, executors or allocation on the decode path.
 //! - [`master`]: the sans-IO master core, one instance per shard (core): stateless challenges
@@ -14,7 +15,8 @@
 //!   [`master::bucket`], [`master::bounded`]), the transmit queue of paced flows
 //!   ([`master::transmit`]), the compact record ([`master::record`]) with interned strings under a
 //!   bounded total ([`master::intern`]) and its table with caps and a timing wheel for expiry
-//!   ([`master::table`], [`master::expiry`], [`master::policy`]), the global `max_servers` shared by
+//!   ([`master::table`], [`master::expiry`], [`master::policy`]), Quake III-family game properties
+//!   (heartbeat tags, anonymous protocols: [`master::games`]), the global `max_servers` shared by
 //!   every shard through one atomic count ([`master::budget`]), filter evaluation
 //!   ([`master::matcher`]), the list builder that turns every shard's snapshots into one list
 //!   ([`master::builder`]), that list with its shared pre-encoded pages ([`master::list`]), and the

@@ -10,7 +10,7 @@ use muster::master::policy::Limits;
 use muster::wire::dp_list::{ListQuery as DpQuery, ListResponse};
 use muster::wire::dp_server::InfoResponse;
 use muster::wire::valve_heartbeat::{Heartbeat, HeartbeatEnd, ServerMessage};
-use muster::wire::valve_list::{ListPage, ListQuery, NULL_ADDR, Region};
+use muster::wire::valve_list::{ListPage, NULL_ADDR};
 use simnet::*;
 use std::collections::{BTreeSet, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -109,15 +109,7 @@ fn paging_10k_while_servers_join_and_expire_sees_each_stayer_once() {
             None => listed,
             Some(s) => s.intersection(&listed).copied().collect(),
         });
-        let mut q = Vec::new();
-        ListQuery {
-            region: Region::All,
-            seed,
-            filter: b"",
-            well_formed: true,
-        }
-        .encode(&mut q)
-        .unwrap();
+        let q = valve_query(seed, b"");
         sim.client_inbox.clear();
         sim.send(client, To::Master, q);
         let t = sim.now.plus_millis(2000);
@@ -335,15 +327,7 @@ fn filters_and_dp_queries_end_to_end() {
     sim.run_until(Time::from_secs(10));
     let m = &mut sim.masters[1];
     let client: SocketAddr = "30.0.0.2:6000".parse().unwrap();
-    let mut q = Vec::new();
-    ListQuery {
-        region: Region::All,
-        seed: NULL_ADDR,
-        filter: b"\\map\\de_dust\\empty\\1",
-        well_formed: true,
-    }
-    .encode(&mut q)
-    .unwrap();
+    let q = valve_query(NULL_ADDR, b"\\map\\de_dust\\empty\\1");
     m.handle(sim.now, client, 0, &q).unwrap();
     let page = m.transmits(sim.now)[0].datagrams().remove(0);
     let page = ListPage::decode(&page).unwrap();

@@ -10,24 +10,11 @@ mod simnet;
 use muster::master::counters::Drop;
 use muster::master::{Config, Time};
 use muster::wire::dp_list::ListResponse;
-use muster::wire::valve_list::{ListPage, ListQuery, NULL_ADDR, Region};
+use muster::wire::valve_list::{ListPage, NULL_ADDR};
 use simnet::*;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 const DP_QUERY: &[u8] = b"\xFF\xFF\xFF\xFFgetservers Xonotic 3 empty full";
-
-fn valve_query(seed: SocketAddrV4) -> Vec<u8> {
-    let mut q = Vec::new();
-    ListQuery {
-        region: Region::All,
-        seed,
-        filter: b"",
-        well_formed: true,
-    }
-    .encode(&mut q)
-    .unwrap();
-    q
-}
 
 fn config(tweak: impl FnOnce(&mut Config)) -> Config {
     let mut c = Config {
@@ -70,7 +57,7 @@ fn valve_walk(sim: &mut Sim, client: SocketAddr) -> Option<usize> {
     for _ in 0..1000 {
         sim.inbox_by_client.remove(&client);
         let at = sim.now.plus_millis(1);
-        sim.inject(at, client, valve_query(seed));
+        sim.inject(at, client, valve_query(seed, b""));
         sim.run_until(at.plus_millis(200));
         let page = sim.inbox_by_client.remove(&client)?.pop()?;
         let page = ListPage::decode(&page).unwrap();
@@ -93,7 +80,7 @@ fn a_spoofed_query_flood_earns_nothing_once_its_bursts_are_spent() {
     let victims: Vec<SocketAddr> = (0..256u32)
         .map(|i| SocketAddr::from(([9, 9, (i / 254) as u8, (i % 254 + 1) as u8], 27005)))
         .collect();
-    let valve_q = valve_query(NULL_ADDR);
+    let valve_q = valve_query(NULL_ADDR, b"");
     let mut sent = [0u64; 2]; // before and from second 5
     for k in 0..75_000u64 {
         let at = start.plus_millis(k / 5);
@@ -204,7 +191,11 @@ fn proofs_validate_a_valve_pager_and_a_registered_address_but_not_a_guess() {
             SocketAddr::V4(a) => a,
             SocketAddr::V6(_) => unreachable!(),
         };
-        sim.inject(at.plus_millis(u64::from(i)), spoofed, valve_query(guess));
+        sim.inject(
+            at.plus_millis(u64::from(i)),
+            spoofed,
+            valve_query(guess, b""),
+        );
     }
     sim.run_until(at.plus_secs(1));
     assert_eq!(

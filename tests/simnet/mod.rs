@@ -344,6 +344,20 @@ impl Sim {
     }
 }
 
+/// A Valve list query from `seed` with `filter`, every region.
+pub fn valve_query(seed: SocketAddrV4, filter: &[u8]) -> Vec<u8> {
+    let mut q = Vec::new();
+    muster::wire::valve_list::ListQuery {
+        region: muster::wire::valve_list::Region::All,
+        seed,
+        filter,
+        well_formed: true,
+    }
+    .encode(&mut q)
+    .unwrap();
+    q
+}
+
 pub fn v4(i: u32) -> SocketAddr {
     // Many hosts: 20.x.y.z, two ports per host.
     SocketAddr::V4(SocketAddrV4::new(
