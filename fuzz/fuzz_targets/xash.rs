@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use muster::wire::xash::{BurstDatagram, BurstWriter, XashQuery};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = XashQuery::from_filter(data).map(|q| q.map(|q| q.older_than((0, 21))));
+    if let Ok(f) = muster::wire::filter::Filter::parse(data) {
+        let _ = XashQuery::from_filter(&f).map(|q| q.map(|q| q.older_than((0, 21))));
+    }
     let (v6, keyed, body) = match data.split_first() {
         Some((&b, rest)) => (b & 1 == 1, b & 2 == 2, rest),
         None => return,

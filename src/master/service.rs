@@ -317,10 +317,10 @@ impl Master {
         datagram: &[u8],
     ) -> Result<(), Drop> {
         let q = ListQuery::decode(datagram).map_err(|_| Drop::Malformed)?;
-        let parsed = match (Filter::parse(q.filter), XashQuery::from_filter(q.filter)) {
-            (Ok(f), Ok(x)) => Some((f, x)),
-            _ => None,
-        };
+        // One parse: the filter's neutral keys say whether a Xash3D client asks.
+        let parsed = Filter::parse(q.filter)
+            .ok()
+            .and_then(|f| XashQuery::from_filter(&f).ok().map(|x| (f, x)));
         let seed = super::record::AddrKey::new(q.seed.into()).v4_entry();
         let xash = matches!(parsed, Some((_, Some(_))));
         let continues = (q.seed != NULL_ADDR && !xash).then_some(seed);

@@ -272,6 +272,21 @@ impl<'a> Filter<'a> {
         })
     }
 
+    /// Every top-level condition (outside any `nor` / `nand` group), neutral ones included: the
+    /// keys that say what kind of client asks (Xash3D's `\\key\\`, `\\clver\\`).
+    pub fn top_level(&self) -> impl Iterator<Item = &Condition<'a>> {
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            while let Some(node) = self.nodes.get(i) {
+                i = self.after(i);
+                if let Node::Cond(c) = node {
+                    return Some(c);
+                }
+            }
+            None
+        })
+    }
+
     /// The index after the subtree at `i`.
     fn after(&self, i: usize) -> usize {
         match self.nodes.get(i) {

@@ -19,7 +19,7 @@
 
 use super::cursor::Reader;
 use super::error::{Error, ErrorKind, Result};
-use super::infostring::InfoString;
+use super::filter::{Condition, Filter};
 use super::valve_list::PAGE_HEADER;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
@@ -50,23 +50,25 @@ pub struct XashQuery<'a> {
 }
 
 impl<'a> XashQuery<'a> {
-    /// `Some` when the filter carries a Xash key (`key` or `clver`); a `\key\` that is not 1–8
-    /// hex digits is an error (xash3d-master rejects it too).
-    pub fn from_filter(filter: &'a [u8]) -> Result<Option<Self>> {
-        let info = InfoString::parse(filter)?;
+    /// `Some` when the (already parsed) filter carries a Xash key (`key` or `clver`); a `\key\`
+    /// that is not 1–8 hex digits is an error (xash3d-master rejects it too).
+    pub fn from_filter(filter: &Filter<'a>) -> Result<Option<Self>> {
         let mut q = XashQuery::default();
         let mut xash = false;
-        for (k, v) in info.iter() {
-            match k {
-                b"key" => {
-                    q.key = Some(parse_key(v)?);
+        for c in filter.top_level() {
+            match *c {
+                Condition::Unknown { key: b"key", value } => {
+                    q.key = Some(parse_key(value)?);
                     xash = true;
                 }
-                b"clver" => {
-                    q.clver = Some(v);
+                Condition::Unknown {
+                    key: b"clver",
+                    value,
+                } => {
+                    q.clver = Some(value);
                     xash = true;
                 }
-                b"nat" => q.nat = Some(!(v.is_empty() || v == b"0")),
+                Condition::Nat(n) => q.nat = Some(n),
                 _ => {}
             }
         }
@@ -279,29 +281,30 @@ mod tests {
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0x0A00_0000 + i), 27015))
     }
 
+    fn xash(filter: &[u8]) -> Result<Option<XashQuery<'_>>> {
+        XashQuery::from_filter(&Filter::parse(filter)?)
+    }
+
     #[test]
     fn engine_and_xash3d_query_filters() {
         // xash3d-fwgs `masterlist.c` NET_BuildMasterServerScanRequest: gamedir, clver, nat, commit,
         // branch, os, arch, buildnum, then the key in `%x` (no padding).
         let engine = b"\\gamedir\\valve\\clver\\0.21\\nat\\0\\commit\\633203e1\\branch\\master\\os\\linux\\arch\\amd64\\buildnum\\4000\\key\\1";
-        let q = XashQuery::from_filter(engine).unwrap().unwrap();
+        let q = xash(engine).unwrap().unwrap();
         assert_eq!(q.key, Some(1));
         assert_eq!(q.clver, Some(&b"0.21"[..]));
         assert_eq!(q.nat, Some(false));
         // xash3d-query 0.2.0 `-k`: `\gamedir\valve\clver\0.20\key\9be5942b`.
-        let q = XashQuery::from_filter(b"\\gamedir\\valve\\clver\\0.20\\key\\9be5942b")
+        let q = xash(b"\\gamedir\\valve\\clver\\0.20\\key\\9be5942b")
             .unwrap()
             .unwrap();
         assert_eq!(q.key, Some(0x9be5_942b));
         assert!(q.older_than((0, 21)) && !q.older_than((0, 20)));
         // A Valve client's filter is not a Xash query.
-        assert_eq!(
-            XashQuery::from_filter(b"\\gamedir\\cstrike\\nat\\1").unwrap(),
-            None
-        );
-        assert_eq!(XashQuery::from_filter(b"").unwrap(), None);
+        assert_eq!(xash(b"\\gamedir\\cstrike\\nat\\1").unwrap(), None);
+        assert_eq!(xash(b"").unwrap(), None);
         for bad in [&b"\\key\\"[..], b"\\key\\123456789", b"\\key\\xyz"] {
-            assert!(XashQuery::from_filter(bad).is_err(), "{bad:?}");
+            assert!(xash(bad).is_err(), "{bad:?}");
         }
     }
 
