@@ -5,6 +5,7 @@
 use crate::engine::Settings;
 use crate::master::Config as MasterConfig;
 use crate::master::admission::{AdmissionConfig, ClassLimits, QUERY};
+use crate::master::bans::{MAX_BANS, NetSet};
 use crate::master::bucket::{MAX_BURST, Rate};
 use crate::master::games::{GameProps, Games};
 use crate::master::policy::{GamePolicy, Limits};
@@ -12,7 +13,7 @@ use crate::master::service::XashConfig;
 use crate::master::transmit::TxConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The commented default configuration, embedded in the binary.
@@ -26,6 +27,8 @@ pub const MIN_DP_PACKET: usize = 64;
 pub const MAX_LIST_REFRESH_MS: u64 = 60_000;
 /// Upper bound on `max_servers` (a list addresses 2²⁶ slots a shard; this leaves room).
 pub const MAX_SERVERS: usize = 16_000_000;
+/// Upper bound on `state_interval_secs` (a day: a state file older than that is barely a state).
+pub const MAX_STATE_INTERVAL_SECS: u64 = 86_400;
 /// Upper bound on `pacing.max_queued_mib`.
 pub const MAX_QUEUED_MIB: usize = 4096;
 
@@ -50,6 +53,13 @@ pub struct File {
     /// `[[game]]`: Quake III-family game properties laid over the built-in ones.
     #[serde(default)]
     pub game: Vec<GameFile>,
+    /// Networks (CIDR or address) whose servers are delisted and whose datagrams are dropped.
+    pub ban: Vec<String>,
+    /// The operator's HTTP listener (status page, metrics, JSON API); "off" disables it.
+    pub http_listen: String,
+    /// Where listed servers are kept across restarts ("" = nowhere).
+    pub state_file: String,
+    pub state_interval_secs: u64,
 }
 
 /// One `[[game]]` table (dpmaster's `-g <game> protocols=… heartbeat=… options=…`).
@@ -172,6 +182,9 @@ pub struct Overrides {
     pub pace_rate_kib: Option<u32>,
     pub trusted: Vec<String>,
     pub no_gso: bool,
+    pub ban: Vec<String>,
+    pub http_listen: Option<String>,
+    pub state_file: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -248,6 +261,51 @@ impl File {
         if o.no_gso {
             self.sockets.gso = false;
         }
+        self.ban.extend(o.ban.iter().cloned());
+        if let Some(v) = &o.http_listen {
+            self.http_listen.clone_from(v);
+        }
+        if let Some(v) = &o.state_file {
+            self.state_file.clone_from(v);
+        }
+    }
+
+    /// The operator's side: HTTP listener and state file, checked.
+    pub fn operations(&self) -> Result<Operations, ConfigError> {
+        let http = match self.http_listen.trim() {
+            "" | "off" => None,
+            a => Some(a.parse::<SocketAddr>().map_err(|_| ConfigError::Invalid {
+                key: "http_listen",
+                why: format!("{a:?} is not an address:port (or \"off\")"),
+            })?),
+        };
+        if !(1..=MAX_STATE_INTERVAL_SECS).contains(&self.state_interval_secs) {
+            return Err(ConfigError::Invalid {
+                key: "state_interval_secs",
+                why: format!("must be 1..={MAX_STATE_INTERVAL_SECS}"),
+            });
+        }
+        Ok(Operations {
+            http,
+            state_file: (!self.state_file.is_empty()).then(|| PathBuf::from(&self.state_file)),
+            state_interval: Duration::from_secs(self.state_interval_secs),
+        })
+    }
+
+    /// The `ban` list, checked (a bare address is a network of one).
+    fn bans(&self) -> Result<NetSet, ConfigError> {
+        if self.ban.len() > MAX_BANS {
+            return Err(ConfigError::Invalid {
+                key: "ban",
+                why: format!("{} entries, at most {MAX_BANS}", self.ban.len()),
+            });
+        }
+        let nets = self
+            .ban
+            .iter()
+            .map(|b| parse_net(b, "ban"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NetSet::new(&nets))
     }
 
     /// Checks every value and builds the engine settings. `online_cpus` resolves `cores = 0`.
@@ -311,6 +369,7 @@ impl File {
         master.max_string_bytes = self.max_string_mib.saturating_mul(1024 * 1024);
         master.admission = admission;
         master.xash = self.xash_config()?;
+        master.bans = std::sync::Arc::new(self.bans()?);
         let props = self
             .game
             .iter()
@@ -342,6 +401,8 @@ impl File {
             recv_buffer: self.sockets.recv_buffer_kib.saturating_mul(1024),
             io_memory: self.sockets.io_memory_kib.saturating_mul(1024),
             housekeeping: None,
+            dump_every: None,
+            restore: None,
         })
     }
 }
@@ -379,15 +440,7 @@ impl File {
         let a = &self.admission;
         let mut trusted = Vec::with_capacity(a.trusted.len());
         for t in &a.trusted {
-            // A bare address is a network of one.
-            let net = t
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| ConfigError::Invalid {
-                    key: "admission.trusted",
-                    why: format!("{t:?} is not a CIDR (like 192.0.2.0/24) or an address"),
-                })?;
-            trusted.push(net.trunc());
+            trusted.push(parse_net(t, "admission.trusted")?);
         }
         if a.max_sources == 0 || a.max_networks == 0 {
             return Err(ConfigError::Invalid {
@@ -435,6 +488,27 @@ impl File {
             trusted,
         })
     }
+}
+
+/// A CIDR, or a bare address as a network of one.
+fn parse_net(t: &str, key: &'static str) -> Result<ipnet::IpNet, ConfigError> {
+    let net = t
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| ConfigError::Invalid {
+            key,
+            why: format!("{t:?} is not a CIDR (like 192.0.2.0/24) or an address"),
+        })?;
+    Ok(net.trunc())
+}
+
+/// The operator's side of the configuration (not the engine's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operations {
+    /// Where the status page, metrics and JSON API are served (`None`: nowhere).
+    pub http: Option<SocketAddr>,
+    pub state_file: Option<PathBuf>,
+    pub state_interval: Duration,
 }
 
 /// toml's messages quote the offending line over several lines; errors here are one line:

@@ -38,6 +38,8 @@
 //! engine. The load generator (`loadgen/`, its own crate) reuses [`wire`].
 
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod master;
+pub mod state;
 pub mod wire;

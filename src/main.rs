@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use muster::config::{self, Overrides};
+use muster::control::{ControlSettings, Reloaded};
 use muster::engine::{self, Report};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +27,12 @@ enum Command {
     Serve(Serve),
     /// Print the commented default configuration (a starting point for --config).
     DefaultConfig,
+    /// Check a config file (as `serve --config FILE` would read it) and exit: 0 if it is valid,
+    /// 1 with the reason if not. Run it before `systemctl reload muster`.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
 }
 
 /// Flags override the config file; the file overrides the embedded defaults
@@ -71,6 +78,18 @@ struct Serve {
     /// Send one datagram per system call instead of UDP GSO.
     #[arg(long)]
     no_gso: bool,
+    /// The operator's HTTP listener (status page, /metrics, JSON API), or `off`.
+    /// [default: 127.0.0.1:27080]
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    http: Option<String>,
+    /// Keep the list across restarts in this file (written every `state_interval_secs` and at
+    /// shutdown, read at start).
+    #[arg(long, value_name = "FILE")]
+    state_file: Option<PathBuf>,
+    /// A network (CIDR, or one address) to ban: its servers are delisted, its datagrams dropped.
+    /// Repeatable; adds to the config's `ban`.
+    #[arg(long, value_name = "CIDR")]
+    ban: Vec<String>,
 }
 
 /// Hands what mimalloc freed back to the OS: on this thread, the pages whose purge delay has
@@ -95,6 +114,21 @@ fn main() -> ExitCode {
             print!("{}", config::DEFAULT_TOML);
             ExitCode::SUCCESS
         }
+        Some(Command::CheckConfig { file }) => {
+            match config::File::load(&file).and_then(|f| {
+                f.operations()?;
+                f.settings(engine::sys::allowed_cpus().len(), [0; 16])
+            }) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("muster: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Serve(s)) => match serve(s) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -105,20 +139,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let mut file = match &s.config {
-        Some(path) => config::File::load(path)?,
-        None => config::File::defaults(),
-    };
-    file.apply(&Overrides {
-        listen: s.listen,
+fn overrides(s: &Serve) -> Overrides {
+    Overrides {
+        listen: s.listen.clone(),
         cores: s.cores,
         allow_private: s.allow_private,
         server_timeout: s.server_timeout,
@@ -127,11 +150,89 @@ fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
         list_refresh_ms: s.list_refresh_ms,
         pace_window_kib: s.pace_window_kib,
         pace_rate_kib: s.pace_rate_kib,
-        trusted: s.trust,
+        trusted: s.trust.clone(),
         no_gso: s.no_gso,
-    });
-    let mut settings = file.settings(engine::sys::allowed_cpus().len(), secret()?)?;
+        ban: s.ban.clone(),
+        http_listen: s.http.clone(),
+        state_file: s.state_file.as_ref().map(|p| p.display().to_string()),
+    }
+}
+
+/// Reads the state file for the engine to restore; a file that cannot be used is reported in
+/// one line and ignored (the master starts with an empty list).
+fn read_state(path: &std::path::Path) -> (Option<std::sync::Arc<muster::state::Body>>, String) {
+    use muster::state::{StateError, read};
+    match read(path) {
+        Ok(body) => {
+            let age = engine::unix_now_ms().saturating_sub(body.written_unix_ms) / 1000;
+            let msg = format!(
+                "{} servers read from the state file, written {age} s ago",
+                body.records.len()
+            );
+            tracing::info!(file = %path.display(), servers = body.records.len(), age_secs = age, "state file read");
+            (Some(std::sync::Arc::new(body)), msg)
+        }
+        Err(StateError::Missing) => {
+            tracing::info!(file = %path.display(), "no state file yet; starting with an empty list");
+            (None, "no state file yet".to_owned())
+        }
+        Err(e) => {
+            tracing::warn!("state file {} ignored: {e}; starting with an empty list", path.display());
+            (None, format!("ignored: {e}"))
+        }
+    }
+}
+
+/// Settings a reload cannot change (they shape sockets, threads and memory fixed at start).
+fn needs_restart(old: &config::File, new: &config::File) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    let mut check = |changed: bool, name| {
+        if changed {
+            v.push(name);
+        }
+    };
+    check(old.listen != new.listen, "listen");
+    check(old.cores != new.cores, "cores");
+    check(old.max_servers != new.max_servers, "max_servers");
+    check(old.max_string_mib != new.max_string_mib, "max_string_mib");
+    check(old.list_refresh_ms != new.list_refresh_ms, "list_refresh_ms");
+    check(old.max_dp_packet != new.max_dp_packet, "max_dp_packet");
+    check(old.pacing != new.pacing, "pacing");
+    check(old.sockets != new.sockets, "sockets");
+    check(old.http_listen != new.http_listen, "http_listen");
+    check(old.state_file != new.state_file, "state_file");
+    check(old.state_interval_secs != new.state_interval_secs, "state_interval_secs");
+    v
+}
+
+fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let over = overrides(&s);
+    let mut file = match &s.config {
+        Some(path) => config::File::load(path)?,
+        None => config::File::defaults(),
+    };
+    file.apply(&over);
+    let ops = file.operations()?;
+    let cpus = engine::sys::allowed_cpus().len();
+    let secret = secret()?;
+    let mut settings = file.settings(cpus, secret)?;
     settings.housekeeping = Some(release_freed_memory);
+    let mut control = ControlSettings::new(env!("CARGO_PKG_VERSION"));
+    if ops.http.is_some() || ops.state_file.is_some() {
+        settings.dump_every = Some(muster::control::DUMP_EVERY);
+    }
+    if let Some(path) = &ops.state_file {
+        let (body, msg) = read_state(path);
+        settings.restore = body;
+        control.state_at_start = Some(msg);
+    }
     let cores = settings.cores;
     let engine = engine::start(settings)?;
     let stop = engine.stop_flag();
@@ -140,14 +241,51 @@ fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
         signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())?;
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, control.hup.clone())?;
+    control.http = ops.http;
+    control.state_file = ops.state_file.clone();
+    control.state_interval = ops.state_interval;
+    control.config_file = s.config.clone();
+    if let Some(path) = s.config.clone() {
+        let mut running = file.clone();
+        control.reload = Some(Box::new(move || {
+            let mut new = config::File::load(&path).map_err(|e| e.to_string())?;
+            new.apply(&over);
+            // Validated as a whole, on the running core count (not a restart's).
+            new.cores = running.cores;
+            new.operations().map_err(|e| e.to_string())?;
+            let settings = new.settings(cpus, secret).map_err(|e| e.to_string())?;
+            let needs_restart = needs_restart(&running, &new);
+            running = new;
+            Ok(Reloaded {
+                master: settings.master,
+                needs_restart,
+            })
+        }));
+    }
+    let control = match muster::control::start(engine.handle(), control) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = engine.stop();
+            return Err(e.into());
+        }
+    };
     let addrs: Vec<String> = engine.local_addrs().iter().map(|a| a.to_string()).collect();
     let plural = if cores == 1 { "" } else { "s" };
     println!(
         "muster: serving on {} ({cores} core{plural})",
         addrs.join(", ")
     );
-    let report = engine.join()?;
+    if let Some(http) = control.http_addr() {
+        println!("muster: status page on http://{http}/ (metrics: /metrics)");
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let report = engine.join();
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let finished = control.finish();
+    let report = report?;
     log_report(&report);
+    finished?;
     Ok(())
 }
 

@@ -16,9 +16,11 @@
 //! gathered datagrams and GSO runs, never waiting: what a full socket buffer refuses goes back to
 //! the master ([`Master::unsent`]) and the pacer retries it a millisecond later.
 
-use super::Settings;
 use super::stats::EngineCounters;
-use super::status::{CoreStatus, StatusSender};
+use super::status::{CoreDump, CoreStatus, StatusSender};
+use super::{CLOCK_START, LAST_DUMP_WAIT, Restoring, Settings};
+use crate::master::Config as MasterConfig;
+use crate::master::steer::shard_for;
 use super::sys::{self, BATCH, RecvBatch, SendStop};
 use crate::master::counters::Counters;
 use crate::master::list::List;
@@ -61,7 +63,10 @@ pub struct CoreArgs {
     pub stop: Arc<AtomicBool>,
     pub ready: Sender<Result<usize, (usize, String)>>,
     pub status: StatusSender,
+    pub dumps: crossbeam_channel::Sender<CoreDump>,
+    pub reconfig: crossbeam_channel::Receiver<Arc<MasterConfig>>,
     pub epoch: Instant,
+    pub restoring: Restoring,
 }
 
 #[derive(Debug)]
@@ -110,7 +115,10 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         stop,
         ready,
         status,
+        dumps,
+        reconfig,
         epoch,
+        restoring,
         ..
     } = args;
     let (shard, shards) = (index, cores);
@@ -120,10 +128,13 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         .map(|s| unsafe { UdpSocket::from_raw_fd(s.into_raw_fd()) })
         .collect();
     let (wake, wake_rx) = local_channel::new_bounded(1);
-    let now = millis_since(epoch);
+    let now = clock(epoch);
     let mut master = Master::new(now, settings.master.clone(), shard, shards);
     if !settings.gso {
         master.disable_gso();
+    }
+    if let Some(body) = &settings.restore {
+        restore(&mut master, body, restoring, now, index, cores);
     }
     let core = Rc::new(Core {
         master: RefCell::new(master),
@@ -145,8 +156,13 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         .clamp(Duration::from_millis(1), Duration::from_millis(100));
     let mut last_publish: Option<Instant> = None;
     let mut kept = Instant::now();
+    let mut dumped = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(tick).await;
+        while let Ok(cfg) = reconfig.try_recv() {
+            let gone = core.master.borrow_mut().reconfigure(core.now(), &cfg);
+            tracing::info!(core = index, delisted = gone, "configuration reloaded");
+        }
         // Expiry in budgeted chunks, letting the receive loops run between them.
         loop {
             let done = core.master.borrow_mut().tick(core.now(), EXPIRY_BUDGET);
@@ -178,6 +194,14 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         if !status.push(core.status(index)) {
             core.stats.borrow_mut().status_dropped += 1;
         }
+        if let Some(every) = settings.dump_every
+            && dumped.elapsed() >= every
+        {
+            dumped = Instant::now();
+            if dumps.try_send(core.dump(index, false)).is_err() {
+                core.stats.borrow_mut().status_dropped += 1;
+            }
+        }
         if let Some(f) = settings.housekeeping
             && kept.elapsed() >= super::HOUSEKEEPING_EVERY
         {
@@ -185,16 +209,62 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
             kept = Instant::now();
         }
     }
+    if settings.dump_every.is_some() {
+        // The state file written at shutdown holds what the cores held as they stopped.
+        let _ = dumps.send_timeout(core.dump(index, true), LAST_DUMP_WAIT);
+    }
     let shard = *core.master.borrow().counters();
     let engine = *core.stats.borrow();
     Ok(CoreReport { shard, engine })
 }
 
-/// Milliseconds since `epoch` (in 64-bit arithmetic: `as_millis` is a u128 division per call,
-/// and this runs twice per receive batch).
-fn millis_since(epoch: Instant) -> Time {
+/// Lists this core's share of a state file (the servers steered to it), as they were.
+fn restore(
+    master: &mut Master,
+    body: &crate::state::Body,
+    restoring: Restoring,
+    now: Time,
+    index: usize,
+    cores: usize,
+) {
+    let (mut listed, mut gone, mut refused) = (0usize, 0usize, 0usize);
+    for r in &body.records {
+        if shard_for(r.addr.ip(), cores) != index {
+            continue;
+        }
+        let Some((family, fields)) = body.fields(r) else {
+            refused += 1;
+            continue;
+        };
+        let expires = restoring.time(r.expires_unix_ms);
+        let first_seen = restoring
+            .time(r.first_seen_unix.saturating_mul(1000))
+            .millis()
+            / 1000;
+        let first_seen = u32::try_from(first_seen).unwrap_or(u32::MAX);
+        match master.restore(now, r.addr, family, &fields, expires, first_seen) {
+            Ok(true) => listed += 1,
+            Ok(false) => gone += 1,
+            Err(why) => {
+                refused += 1;
+                tracing::debug!(core = index, addr = %r.addr, reason = why.name(), "not restored");
+            }
+        }
+    }
+    tracing::info!(
+        core = index,
+        restored = listed,
+        expired = gone,
+        refused,
+        "listed from the state file"
+    );
+}
+
+/// The engine's clock: [`CLOCK_START`] plus the milliseconds since `epoch` (in 64-bit
+/// arithmetic: `as_millis` is a u128 division per call, and this runs twice per receive batch).
+pub fn clock(epoch: Instant) -> Time {
     let d = epoch.elapsed();
-    Time::from_millis(
+    CLOCK_START.plus_millis(
         d.as_secs()
             .saturating_mul(1000)
             .saturating_add(u64::from(d.subsec_millis())),
@@ -203,7 +273,7 @@ fn millis_since(epoch: Instant) -> Time {
 
 impl Core {
     fn now(&self) -> Time {
-        millis_since(self.epoch)
+        clock(self.epoch)
     }
 
     fn status(&self, index: usize) -> CoreStatus {
@@ -217,6 +287,19 @@ impl Core {
             merged_epochs: m.list_epochs(),
             counters: *m.counters(),
             engine: *self.stats.borrow(),
+        }
+    }
+
+    fn dump(&self, index: usize, last: bool) -> CoreDump {
+        let now = self.now();
+        let mut m = self.master.borrow_mut();
+        CoreDump {
+            core: index,
+            at: now,
+            shard: m.dump(),
+            top_refused: m.top_refused(now),
+            tracked: m.admission().tracked(),
+            last,
         }
     }
 

@@ -19,16 +19,24 @@ pub mod status;
 pub mod sys;
 
 use crate::master::Config as MasterConfig;
+use crate::master::Time;
 pub use stats::{EngineCounters, Report};
-pub use status::CoreStatus;
+pub use status::{CoreDump, CoreStatus};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// How long `start` waits for every core to come up (executor, sockets).
-pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `start` waits for every core to come up (executor, sockets, restoring its share of
+/// the state file).
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The engine's clock reads this at start, not zero: a server restored from a state file was last
+/// heard, and first seen, before this process began, and the master's clock keeps such times as
+/// unsigned seconds. A year back is far enough for "first seen" and costs nothing.
+pub const CLOCK_START: Time = Time::from_secs(366 * 24 * 3600);
+/// How long a stopping core waits for the control thread to take its last dump.
+pub const LAST_DUMP_WAIT: Duration = Duration::from_secs(2);
 /// glommio refuses to start below this locked-memory limit (its `MIN_MEMLOCK_LIMIT`).
 pub const MIN_MEMLOCK: u64 = 512 * 1024;
 
@@ -48,6 +56,23 @@ pub struct Settings {
     /// hands its allocator's freed memory back to the OS with it (`true`: now, not after the
     /// allocator's usual delay). The library leaves the allocator to the binary, so it is a hook.
     pub housekeeping: Option<fn(bool)>,
+    /// Each core pushes a [`CoreDump`] of its shard this often (and once as it stops) for the
+    /// control thread ([`EngineHandle::dumps`]); `None`: never (no HTTP, no state file).
+    pub dump_every: Option<Duration>,
+    /// Servers to list at start (a state file), each core taking those steered to it.
+    pub restore: Option<Arc<crate::state::Body>>,
+}
+
+/// How often [`Engine::join`] looks for an engine thread that ended on its own.
+pub const WATCH_EVERY: Duration = Duration::from_millis(50);
+
+/// A panic's message, if it has one.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 /// How often [`Settings::housekeeping`] runs on each engine thread.
@@ -78,9 +103,93 @@ pub enum StartError {
 pub struct Engine {
     local: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
-    status: status::StatusBoard,
+    status: Arc<status::StatusBoard>,
+    handle: EngineHandle,
     threads: Vec<std::thread::JoinHandle<Result<core::CoreReport, String>>>,
     builder: Option<std::thread::JoinHandle<crate::master::builder::BuildStats>>,
+}
+
+/// What the operator's control thread needs of a running engine: each core's reports and dumps,
+/// a way to hand every core a reloaded configuration, and the clock. Cloneable; nothing in it
+/// is shared with the packet path but bounded channels.
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    pub cores: usize,
+    pub local: Vec<SocketAddr>,
+    pub status: Arc<status::StatusBoard>,
+    pub dumps: crossbeam_channel::Receiver<CoreDump>,
+    reconfig: Vec<crossbeam_channel::Sender<Arc<MasterConfig>>>,
+    epoch: Instant,
+    started_unix_ms: u64,
+    stop: Arc<AtomicBool>,
+}
+
+/// Milliseconds since the Unix epoch now.
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl EngineHandle {
+    /// The engine's clock now (what the cores pass the master).
+    pub fn now(&self) -> Time {
+        core::clock(self.epoch)
+    }
+
+    /// Unix milliseconds of a time on the engine's clock.
+    pub fn unix_ms(&self, t: Time) -> u64 {
+        match t.millis().checked_sub(CLOCK_START.millis()) {
+            Some(after) => self.started_unix_ms.saturating_add(after),
+            None => self
+                .started_unix_ms
+                .saturating_sub(CLOCK_START.millis() - t.millis()),
+        }
+    }
+
+    /// When the engine started, Unix milliseconds.
+    pub fn started_unix_ms(&self) -> u64 {
+        self.started_unix_ms
+    }
+
+    /// Hands every core a reloaded configuration (each applies it at its next tick). Waits at
+    /// most a second per core; `false` if a core did not take it (it is stopping or stuck).
+    pub fn reconfigure(&self, cfg: MasterConfig) -> bool {
+        let cfg = Arc::new(cfg);
+        self.reconfig
+            .iter()
+            .all(|tx| tx.send_timeout(cfg.clone(), Duration::from_secs(1)).is_ok())
+    }
+
+    /// Stops every core (as a signal would).
+    pub fn stop_all(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the engine is stopping (or stopped).
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Converts a state file's wall-clock times into the engine's clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Restoring {
+    pub started_unix_ms: u64,
+}
+
+impl Restoring {
+    /// The engine time of Unix milliseconds `unix_ms` (before the clock's start: its start).
+    pub fn time(&self, unix_ms: u64) -> Time {
+        match unix_ms.checked_sub(self.started_unix_ms) {
+            Some(after) => CLOCK_START.plus_millis(after),
+            None => Time::from_millis(
+                CLOCK_START
+                    .millis()
+                    .saturating_sub(self.started_unix_ms - unix_ms),
+            ),
+        }
+    }
 }
 
 /// Checks that the kernel and limits allow glommio, before any executor tries (glommio panics or
@@ -155,7 +264,12 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
     ));
     let (ready_tx, ready_rx) = mpsc::channel();
     let (status_tx, status) = status::channel(cores);
+    let status = Arc::new(status);
+    let (dump_tx, dump_rx) = crossbeam_channel::bounded(cores * status::DUMPS_PER_CORE);
+    let (reconfig_tx, reconfig_rx): (Vec<_>, Vec<_>) =
+        (0..cores).map(|_| crossbeam_channel::bounded(1)).unzip();
     let epoch = Instant::now();
+    let started_unix_ms = unix_now_ms();
     let settings = Arc::new(settings);
     let mut threads = Vec::with_capacity(cores);
     let tick =
@@ -178,10 +292,11 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
                 why: format!("the list builder's thread: {e}"),
             })?
     };
-    for ((index, sockets), (snapshots, lists)) in per_core
+    for (((index, sockets), (snapshots, lists)), reconfig) in per_core
         .into_iter()
         .enumerate()
         .zip(snap_tx.into_iter().zip(list_rx))
+        .zip(reconfig_rx)
     {
         let args = core::CoreArgs {
             index,
@@ -194,7 +309,10 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
             stop: stop.clone(),
             ready: ready_tx.clone(),
             status: status_tx.clone(),
+            dumps: dump_tx.clone(),
+            reconfig,
             epoch,
+            restoring: Restoring { started_unix_ms },
         };
         let t = std::thread::Builder::new()
             .name(format!("muster-core{index}"))
@@ -206,10 +324,21 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
         threads.push(t);
     }
     drop(ready_tx);
+    let handle = EngineHandle {
+        cores,
+        local: local.clone(),
+        status: status.clone(),
+        dumps: dump_rx,
+        reconfig: reconfig_tx,
+        epoch,
+        started_unix_ms,
+        stop: stop.clone(),
+    };
     let engine = Engine {
         local,
         stop,
         status,
+        handle,
         threads,
         builder: Some(builder),
     };
@@ -249,6 +378,11 @@ impl Engine {
         })
     }
 
+    /// What the control thread watches and drives.
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
     /// Setting this flag stops every core within one tick (signal handlers set it).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
@@ -260,8 +394,22 @@ impl Engine {
         self.join()
     }
 
-    /// Waits until the cores stop (after the stop flag is set) and sums their counters.
+    /// Waits until the cores stop and sums their counters. They stop when the stop flag is set —
+    /// or when any of them (or the list builder) ends on its own, by a panic or an error: then
+    /// every other core is stopped too and the first failure is the error. A master never runs
+    /// on with a dead shard (its servers would silently vanish from the list); the supervisor
+    /// restarts it and the state file lists them again.
     pub fn join(mut self) -> Result<Report, StartError> {
+        while !self.stop.load(Ordering::Relaxed) {
+            let ended = self.threads.iter().any(|t| t.is_finished())
+                || self.builder.as_ref().is_some_and(|b| b.is_finished());
+            if ended {
+                tracing::error!("an engine thread ended on its own; stopping every core");
+                break;
+            }
+            std::thread::sleep(WATCH_EVERY);
+        }
+        self.stop.store(true, Ordering::Relaxed);
         let mut report = Report::default();
         let mut first_err = None;
         let threads = std::mem::take(&mut self.threads);
@@ -271,10 +419,10 @@ impl Engine {
                 Ok(Err(why)) => {
                     first_err.get_or_insert(StartError::Core { core, why });
                 }
-                Err(_) => {
+                Err(panic) => {
                     first_err.get_or_insert(StartError::Core {
                         core,
-                        why: "the core's thread panicked".to_owned(),
+                        why: format!("its thread panicked: {}", panic_message(&*panic)),
                     });
                 }
             }

@@ -34,7 +34,7 @@ pub struct EngineCounters {
     pub snapshots_deferred: u64,
     /// Lists installed from the builder.
     pub lists_installed: u64,
-    /// Status reports dropped because the watcher's channel was full.
+    /// Status reports and dumps dropped because the watcher's channel was full.
     pub status_dropped: u64,
 }
 

@@ -5,7 +5,10 @@
 //! every figure in it is cumulative, so nothing is lost but freshness).
 
 use super::stats::EngineCounters;
+use crate::master::Time;
 use crate::master::counters::Counters;
+use crate::master::refused::Source;
+use crate::master::table::ShardDump;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::Mutex;
 
@@ -29,6 +32,26 @@ pub struct CoreStatus {
     pub engine: EngineCounters,
 }
 
+/// Dumps queued per core for the control thread before a core's pushes are dropped.
+pub const DUMPS_PER_CORE: usize = 2;
+
+/// One core's whole shard, pushed every [`Settings::dump_every`](super::Settings::dump_every) and
+/// once more as the core stops: the control thread lists servers from it (JSON API) and writes
+/// the state file. Sharing, not copying: see [`ShardDump`].
+#[derive(Debug)]
+pub struct CoreDump {
+    pub core: usize,
+    /// When it was taken, on the engine's clock.
+    pub at: Time,
+    pub shard: ShardDump,
+    /// The sources this core refused most lately.
+    pub top_refused: Vec<(Source, u64)>,
+    /// Sources and networks admission control tracks on this core.
+    pub tracked: (usize, usize),
+    /// The core is stopping: this is its last dump.
+    pub last: bool,
+}
+
 /// The cores' sending end.
 #[derive(Clone, Debug)]
 pub struct StatusSender(Sender<CoreStatus>);
@@ -43,7 +66,8 @@ impl StatusSender {
     }
 }
 
-/// The watcher's end: drains the channel and keeps each core's latest report.
+/// The watcher's end: drains the channel and keeps each core's latest report. Shared by whoever
+/// watches (the control thread, tests); never touched by a packet core.
 #[derive(Debug)]
 pub struct StatusBoard {
     rx: Receiver<CoreStatus>,

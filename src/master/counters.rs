@@ -51,10 +51,12 @@ pub enum Drop {
     TxFull,
     /// A list query shed while the core was saturated (registrations kept priority).
     Shed,
+    /// From a banned network (`ban` in the config).
+    Banned,
 }
 
 impl Drop {
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 23;
     pub const ALL: [Drop; Self::COUNT] = [
         Drop::Unknown,
         Drop::Malformed,
@@ -78,6 +80,7 @@ impl Drop {
         Drop::CoreChallenges,
         Drop::TxFull,
         Drop::Shed,
+        Drop::Banned,
     ];
 
     /// The label used in logs and metrics.
@@ -105,7 +108,24 @@ impl Drop {
             Drop::CoreChallenges => "core_challenges",
             Drop::TxFull => "tx_full",
             Drop::Shed => "shed",
+            Drop::Banned => "banned",
         }
+    }
+
+    /// Whether this is admission control (or a ban) refusing a source: what the operator's "top
+    /// refused sources" counts.
+    pub const fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Drop::SourceQueries
+                | Drop::SourceBytes
+                | Drop::NetworkQueries
+                | Drop::NetworkBytes
+                | Drop::CoreBytes
+                | Drop::SourceChallenges
+                | Drop::CoreChallenges
+                | Drop::Banned
+        )
     }
 }
 
@@ -139,6 +159,10 @@ pub struct Counters {
     pub xash_queries: u64,
     /// Of those, old clients answered with the update entry (`xash.min_clver`).
     pub xash_updates: u64,
+    /// Servers listed from the state file at start.
+    pub restored: u64,
+    /// Servers delisted by a config reload (a ban, a game no longer accepted).
+    pub delisted: u64,
     pub dropped: [u64; Drop::COUNT],
 }
 
@@ -187,6 +211,8 @@ impl AddAssign<&Counters> for Counters {
         add(&mut self.bad_filters, o.bad_filters);
         add(&mut self.xash_queries, o.xash_queries);
         add(&mut self.xash_updates, o.xash_updates);
+        add(&mut self.restored, o.restored);
+        add(&mut self.delisted, o.delisted);
         for (a, b) in self.dropped.iter_mut().zip(o.dropped) {
             add(a, b);
         }

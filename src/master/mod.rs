@@ -44,6 +44,7 @@ pub use service::{Config, Datagram, Master};
 pub use time::Time;
 
 pub mod admission;
+pub mod bans;
 pub mod bounded;
 pub mod bucket;
 pub mod budget;
@@ -59,6 +60,7 @@ pub mod list;
 pub mod matcher;
 pub mod policy;
 pub mod record;
+pub mod refused;
 pub mod service;
 pub mod steer;
 pub mod table;

@@ -18,6 +18,8 @@
 //!   leaves the list at the timeout.
 
 use super::admission::{Admission, AdmissionConfig, Class, Grant};
+use super::bans::NetSet;
+use super::refused::{Source, TopRefused};
 use super::budget::Budget;
 use super::challenge::Challenges;
 use super::counters::{Counters, Drop, add, inc};
@@ -25,7 +27,7 @@ use super::games::Games;
 use super::list::{DpReply, List, Packets, ValvePage};
 use super::policy::{self, AddressVerdict, GamePolicy, IpKey, Limits};
 use super::record::{Family, flags, number, small_number};
-use super::table::{Fields, Rejected, ShardSnapshot, Table, Upserted};
+use super::table::{Fields, Rejected, ShardDump, ShardSnapshot, Table, Upserted};
 use super::time::Time;
 use super::transmit::{Payload, Transmit, TxConfig, TxQueue};
 use crate::wire::dp_list::{ListQuery as DpQuery, MAX_RESPONSE_LEN};
@@ -63,6 +65,8 @@ pub struct Config {
     pub xash: XashConfig,
     /// Heartbeat tags, anonymous protocols and per-game list options (`[[game]]`).
     pub game_props: Arc<Games>,
+    /// Networks whose datagrams are dropped and whose servers are not listed (`ban`).
+    pub bans: Arc<NetSet>,
 }
 
 /// Xash3D behaviours behind switches.
@@ -92,6 +96,7 @@ impl Config {
             max_string_bytes: DEFAULT_MAX_STRING_BYTES,
             xash: XashConfig::default(),
             game_props: Arc::new(Games::default()),
+            bans: Arc::new(NetSet::default()),
         }
     }
 }
@@ -133,6 +138,7 @@ pub struct Master {
     /// Where filtered Valve pages are encoded (reused).
     scratch: Vec<u8>,
     counters: Counters,
+    refused: TopRefused,
 }
 
 fn is_one(v: Option<&[u8]>) -> bool {
@@ -164,6 +170,7 @@ impl Master {
             tx: TxQueue::new(config.tx),
             scratch: Vec::new(),
             counters: Counters::default(),
+            refused: TopRefused::new(now),
             config,
         }
     }
@@ -215,7 +222,28 @@ impl Master {
     ) -> Result<(), Drop> {
         inc(&mut self.counters.received);
         let from = policy::canonical(from);
-        let done = match classify(datagram) {
+        let done = if self.config.bans.contains(from.ip()) {
+            Err(Drop::Banned)
+        } else {
+            self.dispatch(now, from, local, datagram)
+        };
+        if let Err(why) = done {
+            self.counters.drop(why);
+            if why.is_refusal() {
+                self.refused.record(now, from.ip());
+            }
+        }
+        done
+    }
+
+    fn dispatch(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        local: u8,
+        datagram: &[u8],
+    ) -> Result<(), Drop> {
+        match classify(datagram) {
             Kind::ValveListQuery => self.valve_query(now, from, local, datagram),
             Kind::ValveChallengeRequest | Kind::ValveHeartbeat | Kind::ValveShutdown => {
                 self.valve_server(now, from, local, datagram)
@@ -225,11 +253,7 @@ impl Master {
             Kind::DpGetServers | Kind::DpGetServersExt => self.dp_query(now, from, local, datagram),
             Kind::Unknown => Err(Drop::Unknown),
             _ => Err(Drop::Unexpected),
-        };
-        if let Err(why) = done {
-            self.counters.drop(why);
         }
-        done
     }
 
     /// Handles a batch of datagrams: registrations first, then list queries — at most
@@ -611,6 +635,90 @@ impl Master {
     /// hands it to the list builder.
     pub fn publish(&mut self) -> Option<Arc<ShardSnapshot>> {
         self.table.changed().then(|| self.table.snapshot())
+    }
+
+    /// Every listed server of this shard with when it was last heard (the operator's view).
+    pub fn dump(&self) -> ShardDump {
+        self.table.dump()
+    }
+
+    /// The sources refused most over the last minute or two, most first.
+    pub fn top_refused(&mut self, now: Time) -> Vec<(Source, u64)> {
+        self.refused.report(now)
+    }
+
+    /// Lists a server from a state file, as it was: `expires` is when it would have expired had
+    /// the master not stopped, `first_seen` in seconds on this clock. Today's rules apply (bans,
+    /// address policy, game policy, caps); `Ok(false)`: already listed, or expired meanwhile.
+    pub fn restore(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        family: Family,
+        fields: &Fields<'_>,
+        expires: Time,
+        first_seen: u32,
+    ) -> Result<bool, Drop> {
+        let from = policy::canonical(from);
+        if self.config.bans.contains(from.ip()) {
+            return Err(Drop::Banned);
+        }
+        self.address_ok(from)?;
+        if family == Family::DarkPlaces && !self.config.games.allows(fields.game) {
+            return Err(Drop::GameRejected);
+        }
+        if expires <= now {
+            return Ok(false);
+        }
+        // Heard `timeout` before it expires (now, if the timeout was lowered since).
+        let timeout = self.config.limits.server_timeout_ms;
+        let heard = Time::from_millis(expires.millis().saturating_sub(timeout)).min(now);
+        let listed = self
+            .table
+            .restore(heard, first_seen, from, family, fields)
+            .map_err(|r| match r {
+                Rejected::PerIpCap => Drop::PerIpCap,
+                Rejected::TableFull => Drop::TableFull,
+            })?;
+        if listed {
+            inc(&mut self.counters.restored);
+            self.admission.validate(now, from.ip());
+        }
+        Ok(listed)
+    }
+
+    /// Takes a reloaded configuration: bans, address and game policy, limits, admission, Xash
+    /// switches and game properties. What the engine fixed at start stays (the challenge secret,
+    /// the shared server budget, string budget, packet size, pacing). Servers the new rules refuse
+    /// are delisted at once; returns how many.
+    pub fn reconfigure(&mut self, now: Time, new: &Config) -> usize {
+        let c = &mut self.config;
+        c.limits = Limits {
+            // The global cap is a shared count sized at start.
+            max_servers: c.limits.max_servers,
+            ..new.limits.clone()
+        };
+        c.games = new.games.clone();
+        c.valve_challenge_window_ms = new.valve_challenge_window_ms;
+        c.dp_challenge_window_ms = new.dp_challenge_window_ms;
+        c.xash = new.xash;
+        c.game_props = new.game_props.clone();
+        c.bans = new.bans.clone();
+        if c.admission != new.admission {
+            c.admission = new.admission.clone();
+            // Fresh buckets under the new limits (validations are earned again at the next proof).
+            self.admission = Admission::new(now, c.admission.clone());
+        }
+        self.table.set_limits(c.limits.clone());
+        let (bans, games, allow_private) = (c.bans.clone(), c.games.clone(), c.limits.allow_private);
+        let gone = self.table.remove_where(|s, strings| {
+            let addr = s.addr.addr();
+            bans.contains(addr.ip())
+                || policy::check_address(addr, allow_private) != AddressVerdict::Ok
+                || (s.family == Family::DarkPlaces && !games.allows(strings.get(s.game)))
+        });
+        add(&mut self.counters.delisted, gone as u64);
+        gone
     }
 
     /// Serves `list` from now on (ignored if older than the one held).

@@ -134,6 +134,40 @@ impl ShardSnapshot {
     }
 }
 
+/// Every listed server of one shard with when it was last heard ([`Table::dump`]).
+#[derive(Debug, Default)]
+pub struct ShardDump {
+    records: Vec<Arc<Chunk>>,
+    pub strings: Strings,
+    seen: Vec<u32>,
+    pub timeout_ms: u64,
+}
+
+impl ShardDump {
+    /// Every listed record with when it was last heard (seconds on the table's clock).
+    pub fn iter(&self) -> impl Iterator<Item = (&Server, u32)> {
+        self.records.iter().enumerate().flat_map(move |(c, chunk)| {
+            chunk.iter().enumerate().filter_map(move |(i, s)| {
+                let slot = c.saturating_mul(CHUNK).saturating_add(i);
+                Some((s.as_ref()?, self.seen.get(slot).copied().unwrap_or(0)))
+            })
+        })
+    }
+
+    /// When a server last heard at `seen` expires.
+    pub fn expires_at(&self, seen: u32) -> Time {
+        Time::from_secs(u64::from(seen)).plus_millis(self.timeout_ms)
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
 #[derive(Debug)]
 pub struct Table {
     /// Address → slot. Holds only slot numbers and hashes each slot's own address, so the 19-byte
@@ -461,6 +495,68 @@ impl Table {
             removed: std::mem::take(&mut self.removed),
             added: std::mem::take(&mut self.added),
         })
+    }
+
+    /// A consistent view of every listed server with when it was last heard, for the operator
+    /// (the JSON API, the state file). Shares the record and string chunks (`Arc` clones) and
+    /// copies the last-heard times (4 bytes a server): cheap enough to take every second.
+    pub fn dump(&self) -> ShardDump {
+        ShardDump {
+            records: self.chunks.clone(),
+            strings: self.interner.snapshot(),
+            seen: self.seen.clone(),
+            timeout_ms: self.limits.server_timeout_ms,
+        }
+    }
+
+    /// Lists a server restored from a state file: heard at `heard` (so it expires when it would
+    /// have), first seen at `first_seen` (seconds on the table's clock). Caps apply as to any
+    /// registration; an address already listed is left as it is.
+    pub fn restore(
+        &mut self,
+        heard: Time,
+        first_seen: u32,
+        addr: SocketAddr,
+        family: Family,
+        f: &Fields<'_>,
+    ) -> Result<bool, Rejected> {
+        if self.find(AddrKey::new(addr)).is_some() {
+            return Ok(false);
+        }
+        self.upsert(heard, addr, family, f)?;
+        if let Some(slot) = self.find(AddrKey::new(addr))
+            && let Some(Some(r)) = self.slot_mut(slot)
+        {
+            r.first_seen = first_seen.min(r.first_seen);
+        }
+        Ok(true)
+    }
+
+    /// Replaces the limits (a config reload). A lower `server_timeout` applies from each server's
+    /// next expiry check; caps apply to new registrations (servers already listed stay).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Delists every server `drop` says must go (a ban or a game policy changed); how many left.
+    pub fn remove_where(&mut self, mut drop: impl FnMut(&Server, &Interner) -> bool) -> usize {
+        let doomed: Vec<u32> = self
+            .chunks
+            .iter()
+            .enumerate()
+            .flat_map(|(c, chunk)| {
+                chunk.iter().enumerate().filter_map(move |(i, s)| {
+                    let slot = u32::try_from(c.saturating_mul(CHUNK).saturating_add(i)).ok()?;
+                    Some((slot, s.as_ref()?))
+                })
+            })
+            .filter(|(_, s)| drop(s, &self.interner))
+            .map(|(slot, _)| slot)
+            .collect();
+        for &slot in &doomed {
+            self.remove_slot(slot);
+        }
+        doomed.len()
     }
 
     /// Heap bytes held by the table (records, index, caps, wheel, strings): memory per server is

@@ -1,0 +1,412 @@
+//! The operator's side, on a thread of its own off the packet cores: it takes each core's reports
+//! ([`CoreStatus`](crate::engine::CoreStatus), every tick) and dumps ([`CoreDump`], every
+//! [`DUMP_EVERY`]) from bounded channels the cores never wait on, and from them
+//!
+//! - serves HTTP ([`http`]): the status page, Prometheus metrics ([`metrics`]), the JSON API;
+//! - keeps the last hour of rates ([`history`]) and logs a summary line every minute;
+//! - writes the state file every `state_interval` and once more at shutdown ([`crate::state`]);
+//! - reloads the config on SIGHUP and hands it to every core;
+//! - tells systemd it is alive (`WATCHDOG=1`) only while every core reports.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`view`] | what the thread knows, and the JSON answers built from it |
+//! | [`history`] | the ring of rate points behind the charts |
+//! | [`metrics`] | the Prometheus exposition |
+//! | [`http`] | routing, the embedded page, `/healthz` |
+
+pub mod history;
+pub mod http;
+pub mod metrics;
+pub mod view;
+
+use crate::engine::{EngineHandle, unix_now_ms};
+use crate::master::Config as MasterConfig;
+use crate::state::{self, BodyBuilder};
+use history::Cumulative;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use view::View;
+
+/// How often each core dumps its shard for the control thread when HTTP or a state file is on
+/// (the API's freshness; the state file is written from the latest dumps).
+pub const DUMP_EVERY: Duration = Duration::from_secs(1);
+/// The control loop's longest wait (for an HTTP request) before it sees to its other duties.
+pub const TICK: Duration = Duration::from_millis(100);
+/// The log's summary line, this often.
+pub const DEFAULT_SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// A reloaded configuration, and the changed settings it cannot apply without a restart.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub master: MasterConfig,
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// Re-reads the config file (the binary's: it knows the path and the command-line overrides).
+pub type Reload = Box<dyn FnMut() -> Result<Reloaded, String> + Send>;
+
+pub struct ControlSettings {
+    pub http: Option<SocketAddr>,
+    pub state_file: Option<PathBuf>,
+    pub state_interval: Duration,
+    /// Between points of the charts' history.
+    pub sample_every: Duration,
+    pub summary_every: Duration,
+    pub config_file: Option<PathBuf>,
+    pub version: &'static str,
+    /// What reading the state file at start did, for the status page.
+    pub state_at_start: Option<String>,
+    pub reload: Option<Reload>,
+    /// Set by the SIGHUP handler; the thread takes it.
+    pub hup: Arc<AtomicBool>,
+}
+
+impl ControlSettings {
+    pub fn new(version: &'static str) -> Self {
+        Self {
+            http: None,
+            state_file: None,
+            state_interval: Duration::from_secs(10),
+            sample_every: Duration::from_secs(history::DEFAULT_SAMPLE_EVERY_SECS),
+            summary_every: DEFAULT_SUMMARY_EVERY,
+            config_file: None,
+            version,
+            state_at_start: None,
+            reload: None,
+            hup: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// The running control thread.
+pub struct Control {
+    thread: Option<JoinHandle<()>>,
+    finish: Arc<AtomicBool>,
+    http: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot serve HTTP on {addr}: {why}")]
+    Http { addr: SocketAddr, why: String },
+    #[error("the control thread: {0}")]
+    Thread(String),
+}
+
+/// Sets the engine's stop flag if the control thread dies by a panic: a master whose operator
+/// side is gone (no watchdog, no state file) must not run on unseen.
+struct StopOnPanic(EngineHandle);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop_all();
+        }
+    }
+}
+
+/// Binds the HTTP listener (if any) and starts the thread.
+pub fn start(engine: EngineHandle, mut s: ControlSettings) -> Result<Control, ControlError> {
+    let server = match s.http {
+        Some(addr) => Some(
+            tiny_http::Server::http(addr).map_err(|e| ControlError::Http {
+                addr,
+                why: e.to_string(),
+            })?,
+        ),
+        None => None,
+    };
+    let http = server.as_ref().and_then(|srv| srv.server_addr().to_ip());
+    let finish = Arc::new(AtomicBool::new(false));
+    let done = finish.clone();
+    let reload = s.reload.take();
+    let thread = std::thread::Builder::new()
+        .name("muster-control".to_owned())
+        .spawn(move || {
+            let _guard = StopOnPanic(engine.clone());
+            Thread::new(engine, s, reload, server).run(&done);
+        })
+        .map_err(|e| ControlError::Thread(e.to_string()))?;
+    Ok(Control {
+        thread: Some(thread),
+        finish,
+        http,
+    })
+}
+
+impl Control {
+    /// Where HTTP is served (the port resolved).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// Takes the cores' last dumps, writes the state file, and stops. Call after the engine
+    /// stopped. `Err` if the thread had died (a panic).
+    pub fn finish(mut self) -> Result<(), ControlError> {
+        self.finish.store(true, Ordering::Relaxed);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Err(p)) => Err(ControlError::Thread(format!(
+                "panicked: {}",
+                crate::engine::panic_message(&*p)
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+struct Thread {
+    engine: EngineHandle,
+    s: ControlSettings,
+    reload: Option<Reload>,
+    server: Option<tiny_http::Server>,
+    view: View,
+    /// Each core's last report time (`at_ms`), to see it advance.
+    last_at: Vec<u64>,
+    sampled: (Instant, Cumulative),
+    summarised: (Instant, Cumulative),
+    state_written: Instant,
+    /// A foreign file sits at the state path: never overwritten.
+    state_blocked: bool,
+    watchdog: Option<(Duration, Instant)>,
+}
+
+impl Thread {
+    fn new(
+        engine: EngineHandle,
+        s: ControlSettings,
+        reload: Option<Reload>,
+        server: Option<tiny_http::Server>,
+    ) -> Self {
+        let cores = engine.cores;
+        let now_ms = unix_now_ms();
+        let view = View {
+            version: s.version,
+            started_unix_ms: engine.started_unix_ms(),
+            now_unix_ms: now_ms,
+            status: vec![None; cores],
+            report_seen_unix_ms: vec![0; cores],
+            dumps: (0..cores).map(|_| None).collect(),
+            history: Default::default(),
+            state: view::StateInfo {
+                file: s.state_file.as_ref().map(|p| p.display().to_string()),
+                at_start: s.state_at_start.clone(),
+                ..Default::default()
+            },
+            config: view::ConfigInfo {
+                file: s.config_file.as_ref().map(|p| p.display().to_string()),
+                loaded_unix: now_ms / 1000,
+                ..Default::default()
+            },
+            clock: Some(engine.clone()),
+        };
+        let state_blocked = s
+            .state_file
+            .as_deref()
+            .is_some_and(|p| matches!(state::read(p), Err(state::StateError::Foreign)));
+        if state_blocked {
+            tracing::error!(
+                file = %s.state_file.as_deref().unwrap_or_else(|| std::path::Path::new("")).display(),
+                "the state file path holds a file that is not muster's; it will not be overwritten (persistence is off until it is moved away)"
+            );
+        }
+        let start = Instant::now();
+        Self {
+            watchdog: sd_notify::watchdog_enabled().map(|d| (d, start)),
+            engine,
+            s,
+            reload,
+            server,
+            view,
+            last_at: vec![0; cores],
+            sampled: (start, Cumulative::default()),
+            summarised: (start, Cumulative::default()),
+            state_written: start,
+            state_blocked,
+        }
+    }
+
+    fn run(mut self, finish: &AtomicBool) {
+        loop {
+            let req = match &self.server {
+                Some(srv) => srv.recv_timeout(TICK).ok().flatten(),
+                None => {
+                    std::thread::sleep(TICK);
+                    None
+                }
+            };
+            self.refresh();
+            if let Some(req) = req {
+                http::respond(&self.view, req, self.s.sample_every.as_secs().max(1));
+            }
+            if finish.load(Ordering::Relaxed) {
+                // The engine has stopped: its cores' last dumps are in (or never will be).
+                self.refresh();
+                self.write_state("shutdown");
+                return;
+            }
+            self.duties();
+        }
+    }
+
+    /// Takes in every core's newest report and dump.
+    fn refresh(&mut self) {
+        let now_ms = unix_now_ms();
+        self.view.now_unix_ms = now_ms;
+        self.view.status = self.engine.status.latest();
+        for (core, s) in self.view.status.iter().enumerate() {
+            if let (Some(s), Some(last), Some(seen)) = (
+                s,
+                self.last_at.get_mut(core),
+                self.view.report_seen_unix_ms.get_mut(core),
+            ) && s.at_ms != *last
+            {
+                *last = s.at_ms;
+                *seen = now_ms;
+            }
+        }
+        while let Ok(d) = self.engine.dumps.try_recv() {
+            let core = d.core;
+            if let Some(slot) = self.view.dumps.get_mut(core) {
+                *slot = Some(d);
+            }
+        }
+    }
+
+    fn duties(&mut self) {
+        let now = Instant::now();
+        let since = now.duration_since(self.sampled.0);
+        if since >= self.s.sample_every {
+            let cum = self.view.cumulative();
+            let (valve, dp) = self.view.servers();
+            let p = history::rates(
+                &self.sampled.1,
+                &cum,
+                since.as_secs_f64(),
+                self.view.now_unix_ms / 1000,
+                valve + dp,
+            );
+            self.view.history.push(p);
+            self.sampled = (now, cum);
+        }
+        let since = now.duration_since(self.summarised.0);
+        if since >= self.s.summary_every {
+            let cum = self.view.cumulative();
+            let (valve, dp) = self.view.servers();
+            let p = history::rates(&self.summarised.1, &cum, since.as_secs_f64(), 0, 0);
+            tracing::info!(
+                servers = valve + dp,
+                valve,
+                dp,
+                registrations_per_sec = %format!("{:.1}", p.registrations),
+                queries_per_sec = %format!("{:.1}", p.queries),
+                bytes_out_per_sec = %format!("{:.0}", p.bytes_out),
+                drops_per_sec = %format!("{:.1}", p.drops),
+                refused_per_sec = %format!("{:.1}", p.refused),
+                "summary"
+            );
+            self.summarised = (now, cum);
+        }
+        if self.s.hup.swap(false, Ordering::Relaxed) {
+            self.reload();
+        }
+        if now.duration_since(self.state_written) >= self.s.state_interval {
+            self.write_state("interval");
+        }
+        if let Some((every, last)) = self.watchdog
+            && now.duration_since(last) >= every / 2
+        {
+            self.watchdog = Some((every, now));
+            match http::unhealthy(&self.view) {
+                None => {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+                Some(why) => tracing::warn!(%why, "not telling systemd we are alive"),
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        let Some(reload) = self.reload.as_mut() else {
+            tracing::warn!("SIGHUP: no config file to reload (started without --config)");
+            return;
+        };
+        match reload() {
+            Ok(r) => {
+                if !r.needs_restart.is_empty() {
+                    tracing::warn!(
+                        settings = %r.needs_restart.join(", "),
+                        "changed in the config file, but these take a restart; the running values stay"
+                    );
+                }
+                let bans = r.master.bans.len();
+                if self.engine.reconfigure(r.master) {
+                    self.view.config.reloads += 1;
+                    self.view.config.loaded_unix = self.view.now_unix_ms / 1000;
+                    self.view.config.last_error = None;
+                    tracing::info!(ban_ranges = bans, "config reloaded");
+                } else {
+                    self.view.config.reload_errors += 1;
+                    self.view.config.last_error = Some("a core did not take the new config".into());
+                    tracing::error!("config reload: a core did not take the new config");
+                }
+            }
+            Err(why) => {
+                self.view.config.reload_errors += 1;
+                self.view.config.last_error = Some(why.clone());
+                tracing::error!(%why, "config reload refused; the running config stays");
+            }
+        }
+    }
+
+    /// Writes every core's latest dump to the state file — only when every core has dumped (a
+    /// partial list is never saved as the whole).
+    fn write_state(&mut self, why: &'static str) {
+        self.state_written = Instant::now();
+        let Some(path) = self.s.state_file.clone() else {
+            return;
+        };
+        if self.state_blocked {
+            return;
+        }
+        if self.view.dumps.iter().any(Option::is_none) {
+            tracing::debug!(why, "state file not written: not every core has dumped yet");
+            return;
+        }
+        let mut b = BodyBuilder::new(unix_now_ms());
+        let mut n = 0usize;
+        for d in self.view.dumps.iter().flatten() {
+            for (s, seen) in d.shard.iter() {
+                let first = self.engine.unix_ms(crate::master::Time::from_secs(u64::from(s.first_seen)));
+                let expires = self.engine.unix_ms(d.shard.expires_at(seen));
+                b.push(s, &d.shard.strings, first / 1000, expires);
+                n += 1;
+            }
+        }
+        let bytes = state::encode(&b.finish());
+        match state::write_atomic(&path, &bytes) {
+            Ok(()) => {
+                let st = &mut self.view.state;
+                st.writes += 1;
+                st.last_write_unix = Some(unix_now_ms() / 1000);
+                st.last_write_servers = Some(n);
+                st.last_write_bytes = Some(bytes.len());
+                st.last_error = None;
+                tracing::debug!(why, servers = n, bytes = bytes.len(), "state file written");
+                if why == "shutdown" {
+                    tracing::info!(servers = n, file = %path.display(), "state file written");
+                }
+            }
+            Err(e) => {
+                let st = &mut self.view.state;
+                st.write_errors += 1;
+                st.last_error = Some(e.to_string());
+                tracing::error!(file = %path.display(), error = %e, "cannot write the state file");
+            }
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! What the control thread knows: each core's latest report and dump, the history, what the state
+//! file and config reloads last did — and the answers built from it (`/api/stats`,
+//! `/api/servers`). Pure: the thread feeds it, the HTTP handlers read it.
+
+use super::history::{Cumulative, History, Point};
+use crate::engine::{CoreDump, CoreStatus, EngineCounters};
+use crate::master::counters::{Counters, Drop};
+use crate::master::record::{Family, Server};
+use crate::master::refused::{self, Source};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Servers per page of `/api/servers`.
+pub const PAGE_SIZE: usize = 500;
+/// Sources shown as "top refused".
+pub const TOP_SHOWN: usize = 10;
+/// Refusals per second (admission control and bans, all cores) above which the master reports a
+/// flood: a person's browser is refused a few times a minute at most.
+pub const FLOOD_REFUSED_PER_SEC: f64 = 100.0;
+
+pub fn family_name(f: Family) -> &'static str {
+    match f {
+        Family::Valve => "valve",
+        Family::DarkPlaces => "dp",
+    }
+}
+
+/// Everything the control thread holds.
+#[derive(Debug, Default)]
+pub struct View {
+    pub version: &'static str,
+    pub started_unix_ms: u64,
+    pub now_unix_ms: u64,
+    pub status: Vec<Option<CoreStatus>>,
+    /// Unix ms at which each core's report last advanced.
+    pub report_seen_unix_ms: Vec<u64>,
+    pub dumps: Vec<Option<CoreDump>>,
+    pub history: History,
+    pub state: StateInfo,
+    pub config: ConfigInfo,
+    /// Unix ms of the engine's clock origin (converts dump times).
+    pub clock: Option<crate::engine::EngineHandle>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StateInfo {
+    pub file: Option<String>,
+    pub last_write_unix: Option<u64>,
+    pub last_write_servers: Option<usize>,
+    pub last_write_bytes: Option<usize>,
+    pub writes: u64,
+    pub write_errors: u64,
+    pub last_error: Option<String>,
+    /// What reading it at start did ("restored N servers", or why it was ignored).
+    pub at_start: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ConfigInfo {
+    pub file: Option<String>,
+    pub loaded_unix: u64,
+    pub reloads: u64,
+    pub reload_errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// Sums of every core's latest report.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Totals {
+    pub c: Counters,
+    pub e: EngineCounters,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GameCount {
+    pub family: &'static str,
+    pub game: String,
+    pub servers: u64,
+}
+
+impl View {
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for s in self.status.iter().flatten() {
+            t.c += &s.counters;
+            t.e.add(&s.engine);
+        }
+        t
+    }
+
+    pub fn cumulative(&self) -> Cumulative {
+        let t = self.totals();
+        Cumulative::of(&t.c, &t.e)
+    }
+
+    /// Servers listed now: every core's own shard (each server is in exactly one).
+    pub fn servers(&self) -> (u64, u64) {
+        let (mut valve, mut dp) = (0u64, 0u64);
+        for d in self.dumps.iter().flatten() {
+            for (s, _) in d.shard.iter() {
+                match s.family {
+                    Family::Valve => valve += 1,
+                    Family::DarkPlaces => dp += 1,
+                }
+            }
+        }
+        (valve, dp)
+    }
+
+    /// Servers per (family, game), most first.
+    pub fn games(&self) -> Vec<GameCount> {
+        let mut counts: HashMap<(Family, &[u8]), u64> = HashMap::new();
+        for d in self.dumps.iter().flatten() {
+            for (s, _) in d.shard.iter() {
+                *counts
+                    .entry((s.family, d.shard.strings.get(s.game)))
+                    .or_default() += 1;
+            }
+        }
+        let mut v: Vec<GameCount> = counts
+            .into_iter()
+            .map(|((f, g), n)| GameCount {
+                family: family_name(f),
+                game: String::from_utf8_lossy(g).into_owned(),
+                servers: n,
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            b.servers
+                .cmp(&a.servers)
+                .then_with(|| a.family.cmp(b.family))
+                .then_with(|| a.game.cmp(&b.game))
+        });
+        v
+    }
+
+    pub fn top_refused(&self) -> Vec<(Source, u64)> {
+        refused::merge(
+            self.dumps.iter().flatten().map(|d| d.top_refused.as_slice()),
+            TOP_SHOWN,
+        )
+    }
+
+    pub fn tracked(&self) -> (usize, usize) {
+        self.dumps
+            .iter()
+            .flatten()
+            .fold((0, 0), |a, d| (a.0 + d.tracked.0, a.1 + d.tracked.1))
+    }
+
+    /// The latest rates (the last history point, or zeros before the first).
+    pub fn rates(&self) -> Point {
+        self.history.last().copied().unwrap_or_default()
+    }
+
+    pub fn flood(&self) -> bool {
+        self.rates().refused > FLOOD_REFUSED_PER_SEC
+    }
+
+    fn unix_secs_of(&self, secs_on_clock: u32) -> u64 {
+        match &self.clock {
+            Some(h) => h.unix_ms(crate::master::Time::from_secs(u64::from(secs_on_clock))) / 1000,
+            None => u64::from(secs_on_clock),
+        }
+    }
+
+    /// `/api/stats`.
+    pub fn stats(&self) -> Stats {
+        let t = self.totals();
+        let (valve, dp) = self.servers();
+        let r = self.rates();
+        let tracked = self.tracked();
+        let xash = t.c.xash_queries;
+        Stats {
+            version: self.version,
+            started_unix: self.started_unix_ms / 1000,
+            uptime_secs: self.now_unix_ms.saturating_sub(self.started_unix_ms) / 1000,
+            cores: self.status.len(),
+            servers: ServerCounts {
+                total: valve + dp,
+                valve,
+                dp,
+            },
+            games: self.games(),
+            totals: TotalsJson {
+                received: t.c.received,
+                registrations: t.c.registered,
+                refreshed: t.c.refreshed,
+                expired: t.c.expired,
+                restored: t.c.restored,
+                delisted: t.c.delisted,
+                challenges_sent: t.c.challenges_sent,
+                queries: Queries {
+                    valve: t.c.valve_queries.saturating_sub(xash),
+                    dp: t.c.dp_queries,
+                    xash,
+                },
+                bytes_sent: t.e.bytes_sent,
+                datagrams_sent: t.e.datagrams_sent,
+                dropped: t.c.dropped_total(),
+            },
+            dropped: Drop::ALL
+                .iter()
+                .filter(|d| t.c.dropped(**d) > 0)
+                .map(|d| (d.name(), t.c.dropped(*d)))
+                .collect(),
+            rates: Rates {
+                registrations_per_sec: r.registrations,
+                queries_per_sec: r.queries,
+                bytes_out_per_sec: r.bytes_out,
+                drops_per_sec: r.drops,
+            },
+            admission: AdmissionJson {
+                tracked_sources: tracked.0,
+                tracked_networks: tracked.1,
+                refused_per_sec: r.refused,
+                flood: self.flood(),
+            },
+            top_refused: self
+                .top_refused()
+                .into_iter()
+                .map(|(s, n)| Refused {
+                    source: s.to_string(),
+                    refused: n,
+                })
+                .collect(),
+            per_core: self
+                .status
+                .iter()
+                .enumerate()
+                .map(|(core, s)| PerCore {
+                    core,
+                    shard_servers: s.as_ref().map_or(0, |s| s.shard_servers),
+                    valve_listed: s.as_ref().map_or(0, |s| s.valve_listed),
+                    dp_listed: s.as_ref().map_or(0, |s| s.dp_listed),
+                    received: s.as_ref().map_or(0, |s| s.counters.received),
+                    report_age_ms: self
+                        .report_seen_unix_ms
+                        .get(core)
+                        .map(|&at| self.now_unix_ms.saturating_sub(at)),
+                })
+                .collect(),
+            state: self.state.clone(),
+            config: self.config.clone(),
+        }
+    }
+
+    /// `/api/servers`: page `page` of the servers of `game` (any game when `None`; the name is
+    /// matched without regard to ASCII case), in address order.
+    pub fn servers_page(&self, game: Option<&str>, page: usize) -> ServersPage {
+        let mut hits: Vec<(&Server, u32, &CoreDump)> = Vec::new();
+        for d in self.dumps.iter().flatten() {
+            for (s, seen) in d.shard.iter() {
+                if game.is_none_or(|g| d.shard.strings.get(s.game).eq_ignore_ascii_case(g.as_bytes())) {
+                    hits.push((s, seen, d));
+                }
+            }
+        }
+        hits.sort_unstable_by_key(|h| h.0.addr);
+        let total = hits.len();
+        let servers = hits
+            .iter()
+            .skip(page.saturating_mul(PAGE_SIZE))
+            .take(PAGE_SIZE)
+            .map(|&(s, seen, d)| {
+                let text = |sym| String::from_utf8_lossy(d.shard.strings.get(sym)).into_owned();
+                ServerJson {
+                    address: s.addr.addr().to_string(),
+                    family: family_name(s.family),
+                    game: text(s.game),
+                    name: text(s.hostname),
+                    map: text(s.map),
+                    players: s.players,
+                    max_players: s.max_players,
+                    bots: s.bots,
+                    first_heartbeat_unix: self.unix_secs_of(s.first_seen),
+                    last_heartbeat_unix: self.unix_secs_of(seen),
+                    expires_unix: self.unix_secs_of(d.shard.expires_at(seen).secs_u32()),
+                }
+            })
+            .collect();
+        ServersPage {
+            game: game.map(str::to_owned),
+            page,
+            page_size: PAGE_SIZE,
+            total,
+            pages: total.div_ceil(PAGE_SIZE),
+            servers,
+        }
+    }
+
+    /// `/api/history`.
+    pub fn history_json(&self, interval_secs: u64) -> HistoryJson<'_> {
+        HistoryJson {
+            interval_secs,
+            points: self.history.points().collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryJson<'a> {
+    pub interval_secs: u64,
+    pub points: Vec<&'a Point>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub version: &'static str,
+    pub started_unix: u64,
+    pub uptime_secs: u64,
+    pub cores: usize,
+    pub servers: ServerCounts,
+    pub games: Vec<GameCount>,
+    pub totals: TotalsJson,
+    pub dropped: BTreeMap<&'static str, u64>,
+    pub rates: Rates,
+    pub admission: AdmissionJson,
+    pub top_refused: Vec<Refused>,
+    pub per_core: Vec<PerCore>,
+    pub state: StateInfo,
+    pub config: ConfigInfo,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerCounts {
+    pub total: u64,
+    pub valve: u64,
+    pub dp: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TotalsJson {
+    pub received: u64,
+    pub registrations: u64,
+    pub refreshed: u64,
+    pub expired: u64,
+    pub restored: u64,
+    pub delisted: u64,
+    pub challenges_sent: u64,
+    pub queries: Queries,
+    pub bytes_sent: u64,
+    pub datagrams_sent: u64,
+    pub dropped: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Queries {
+    pub valve: u64,
+    pub dp: u64,
+    pub xash: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rates {
+    pub registrations_per_sec: f64,
+    pub queries_per_sec: f64,
+    pub bytes_out_per_sec: f64,
+    pub drops_per_sec: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AdmissionJson {
+    pub tracked_sources: usize,
+    pub tracked_networks: usize,
+    pub refused_per_sec: f64,
+    pub flood: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Refused {
+    pub source: String,
+    pub refused: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PerCore {
+    pub core: usize,
+    pub shard_servers: usize,
+    pub valve_listed: usize,
+    pub dp_listed: usize,
+    pub received: u64,
+    pub report_age_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServersPage {
+    pub game: Option<String>,
+    pub page: usize,
+    pub page_size: usize,
+    pub total: usize,
+    pub pages: usize,
+    pub servers: Vec<ServerJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerJson {
+    pub address: String,
+    pub family: &'static str,
+    pub game: String,
+    pub name: String,
+    pub map: String,
+    pub players: u8,
+    pub max_players: u8,
+    pub bots: u8,
+    pub first_heartbeat_unix: u64,
+    pub last_heartbeat_unix: u64,
+    pub expires_unix: u64,
+}
