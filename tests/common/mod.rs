@@ -262,11 +262,13 @@ pub fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
 }
 
-/// A running `muster serve` and the address it reports. Killed if dropped without
+/// A running `muster serve` and the addresses it reports (the game listener, and HTTP: every
+/// test master serves HTTP on a port of its own, 127.0.0.1:0). Killed if dropped without
 /// [`Served::terminate`] (a failing test must not leave a master running).
 pub struct Served {
     child: Option<Child>,
     pub addr: SocketAddr,
+    pub http: SocketAddr,
 }
 
 impl Drop for Served {
@@ -280,28 +282,83 @@ impl Drop for Served {
 
 impl Served {
     pub fn start(args: &[&str]) -> Served {
-        let mut child = Command::new(BIN)
-            .arg("serve")
+        Self::start_env(args, &[])
+    }
+
+    /// With extra environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Served {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve");
+        if !args.contains(&"--http") {
+            cmd.args(["--http", "127.0.0.1:0"]);
+        }
+        let mut child = cmd
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        out.read_line(&mut line).unwrap();
         // "muster: serving on 127.0.0.1:PORT (N cores)"
-        let addr = line
+        let Some(addr) = line
             .strip_prefix("muster: serving on ")
             .and_then(|r| r.split([',', ' ']).next())
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        else {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "unexpected first line: {line:?}; stderr: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        let addr = addr.parse().unwrap();
+        // "muster: status page on http://127.0.0.1:PORT/ (metrics: /metrics)"
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let http = line
+            .strip_prefix("muster: status page on http://")
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_else(|| panic!("unexpected second line: {line:?}"))
             .parse()
             .unwrap();
         Served {
             child: Some(child),
             addr,
+            http,
         }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// Sends `sig` to the master.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// `GET path` on the master's HTTP listener: status and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.http, path)
+    }
+
+    /// `GET path` as JSON (status 200 asserted).
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// Kills the master with SIGKILL (no shutdown work at all) and returns its stderr.
+    pub fn kill9(mut self) -> String {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        let o = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
     /// Sends SIGTERM and returns what the process wrote to stderr; asserts a clean exit.
@@ -318,6 +375,21 @@ impl Served {
         );
         err
     }
+}
+
+/// `GET path` on `addr`: status and body (any status; transport errors panic).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(PATIENCE))
+        .build()
+        .into();
+    let mut r = agent
+        .get(&format!("http://{addr}{path}"))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap_or_default())
 }
 
 /// `count` sockets over `hosts` addresses 127.0.<hi>.x whose ports' low byte is not 8:
