@@ -21,6 +21,8 @@ struct Cli {
     command: Option<Command>,
 }
 
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the master server (on the embedded defaults unless --config or flags say otherwise).
@@ -177,7 +179,10 @@ fn read_state(path: &std::path::Path) -> (Option<std::sync::Arc<muster::state::B
             (None, "no state file yet".to_owned())
         }
         Err(e) => {
-            tracing::warn!("state file {} ignored: {e}; starting with an empty list", path.display());
+            tracing::warn!(
+                "state file {} ignored: {e}; starting with an empty list",
+                path.display()
+            );
             (None, format!("ignored: {e}"))
         }
     }
@@ -195,13 +200,19 @@ fn needs_restart(old: &config::File, new: &config::File) -> Vec<&'static str> {
     check(old.cores != new.cores, "cores");
     check(old.max_servers != new.max_servers, "max_servers");
     check(old.max_string_mib != new.max_string_mib, "max_string_mib");
-    check(old.list_refresh_ms != new.list_refresh_ms, "list_refresh_ms");
+    check(
+        old.list_refresh_ms != new.list_refresh_ms,
+        "list_refresh_ms",
+    );
     check(old.max_dp_packet != new.max_dp_packet, "max_dp_packet");
     check(old.pacing != new.pacing, "pacing");
     check(old.sockets != new.sockets, "sockets");
     check(old.http_listen != new.http_listen, "http_listen");
     check(old.state_file != new.state_file, "state_file");
-    check(old.state_interval_secs != new.state_interval_secs, "state_interval_secs");
+    check(
+        old.state_interval_secs != new.state_interval_secs,
+        "state_interval_secs",
+    );
     v
 }
 
@@ -233,6 +244,7 @@ fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
         settings.restore = body;
         control.state_at_start = Some(msg);
     }
+    control.bind_http(ops.http)?;
     let cores = settings.cores;
     let engine = engine::start(settings)?;
     let stop = engine.stop_flag();
@@ -242,7 +254,6 @@ fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, control.hup.clone())?;
-    control.http = ops.http;
     control.state_file = ops.state_file.clone();
     control.state_interval = ops.state_interval;
     control.config_file = s.config.clone();

@@ -209,7 +209,11 @@ pub fn decode(bytes: &[u8]) -> Result<Body, StateError> {
         have,
         want: HEADER as u64,
     };
-    let u32_at = |at| field(at, 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+    let u32_at = |at| {
+        field(at, 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
     let version = u32_at(8).ok_or(truncated)?;
     if version != VERSION {
         return Err(StateError::Version(version));
@@ -236,9 +240,12 @@ pub fn decode(bytes: &[u8]) -> Result<Body, StateError> {
     if crc32fast::hash(payload) != crc {
         return Err(StateError::Checksum);
     }
-    let body: Body = postcard::from_bytes(payload).map_err(|e| StateError::Decode(e.to_string()))?;
+    let body: Body =
+        postcard::from_bytes(payload).map_err(|e| StateError::Decode(e.to_string()))?;
     if body.records.len() > MAX_RECORDS || body.strings.len() > MAX_RECORDS.saturating_mul(7) {
-        return Err(StateError::Decode("more records than any master holds".into()));
+        return Err(StateError::Decode(
+            "more records than any master holds".into(),
+        ));
     }
     for r in &body.records {
         if r.strings.iter().any(|&i| i as usize >= body.strings.len()) {
@@ -338,15 +345,25 @@ mod tests {
         let b = body();
         let (family, f) = b.fields(&b.records[0]).unwrap();
         assert_eq!(family, Family::Valve);
-        assert_eq!((f.game, f.map, f.hostname), (&b"cstrike"[..], &b"de_dust2"[..], &b""[..]));
+        assert_eq!(
+            (f.game, f.map, f.hostname),
+            (&b"cstrike"[..], &b"de_dust2"[..], &b""[..])
+        );
     }
 
     #[test]
     fn refuses_every_kind_of_bad_file_whole() {
         let good = encode(&body());
         let cut = &good[..good.len() - 3];
-        assert!(matches!(decode(cut), Err(StateError::Truncated { .. })), "{:?}", decode(cut));
-        assert!(matches!(decode(&good[..10]), Err(StateError::Truncated { .. })));
+        assert!(
+            matches!(decode(cut), Err(StateError::Truncated { .. })),
+            "{:?}",
+            decode(cut)
+        );
+        assert!(matches!(
+            decode(&good[..10]),
+            Err(StateError::Truncated { .. })
+        ));
         let mut flipped = good.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 0x40;
@@ -354,7 +371,10 @@ mod tests {
         let mut longer = good.clone();
         longer.push(0);
         assert!(matches!(decode(&longer), Err(StateError::Trailing { .. })));
-        assert!(matches!(decode(b"{\"servers\": []}"), Err(StateError::Foreign)));
+        assert!(matches!(
+            decode(b"{\"servers\": []}"),
+            Err(StateError::Foreign)
+        ));
         assert!(matches!(decode(b""), Err(StateError::Foreign)));
         let mut newer = good.clone();
         newer[8] = 2;

@@ -27,7 +27,7 @@ fn help_explains_every_option() {
     assert!(top.status.success());
     let top = String::from_utf8(top.stdout).unwrap();
     assert!(
-        top.contains("serve") && top.contains("default-config"),
+        top.contains("serve") && top.contains("default-config") && top.contains("check-config"),
         "{top}"
     );
     let serve = String::from_utf8(run(&["serve", "--help"]).stdout).unwrap();
@@ -44,6 +44,9 @@ fn help_explains_every_option() {
         "--pace-rate-kib",
         "--trust",
         "--no-gso",
+        "--http",
+        "--state-file",
+        "--ban",
     ] {
         assert!(serve.contains(flag), "{flag} missing from:\n{serve}");
     }
@@ -110,6 +113,58 @@ fn config_errors_name_the_key() {
     let o = run(&["serve", "--listen", "127.0.0.1:0", "--cores", "999"]);
     assert!(one_line_error(&o).contains("cores"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn check_config_says_ok_or_names_the_key() {
+    let dir = std::env::temp_dir().join(format!("muster-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, muster::config::DEFAULT_TOML).unwrap();
+    let o = run(&["check-config", good.to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{}: ok\n", good.display())
+    );
+    for (text, key) in [
+        ("ban = [\"300.0.0.1/8\"]\n", "ban"),
+        ("http_listen = \"localhost\"\n", "http_listen"),
+        ("state_interval_secs = 0\n", "state_interval_secs"),
+        ("max_servers_per_ip = 0\n", "max_servers_per_ip"),
+        ("no_such_key = 1\n", "no_such_key"),
+    ] {
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let o = run(&["check-config", bad.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{text}: {o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.lines().count() == 1 && err.contains(key),
+            "{text}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_http_port_in_use_is_one_clear_line_and_a_failure() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let o = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "1",
+        "--http",
+        &addr,
+    ]);
+    let line = one_line_error(&o);
+    assert!(
+        line.contains("cannot serve HTTP") && line.contains(&addr),
+        "{line}"
+    );
 }
 
 #[test]

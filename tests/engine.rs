@@ -332,3 +332,42 @@ fn registrations_go_through_a_query_flood() {
         assert!(r.shard.dropped(Drop::Shed) > 0);
     }
 }
+
+/// Set by the test below; the housekeeping hook panics on core 1 while it is.
+static PANIC_CORE1: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn panics_on_core1(_: bool) {
+    if PANIC_CORE1.load(std::sync::atomic::Ordering::Relaxed)
+        && std::thread::current().name() == Some("muster-core1")
+    {
+        panic!("injected fault on core 1");
+    }
+}
+
+#[test]
+fn a_core_that_panics_stops_the_engine_with_an_error() {
+    let mut s = muster::config::File::defaults();
+    s.apply(&muster::config::Overrides {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        cores: Some(2),
+        ..Default::default()
+    });
+    let mut settings = s
+        .settings(muster::engine::sys::allowed_cpus().len(), [1; 16])
+        .unwrap();
+    settings.housekeeping = Some(panics_on_core1);
+    let e = muster::engine::start(settings).unwrap();
+    PANIC_CORE1.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The engine is never told to stop: the dead core must end it. Bounded by a watcher thread.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(e.join().map(|_| ()).map_err(|e| e.to_string())));
+    let r = rx
+        .recv_timeout(PATIENCE)
+        .expect("the engine ended on its own");
+    PANIC_CORE1.store(false, std::sync::atomic::Ordering::Relaxed);
+    let why = r.expect_err("a panicked core is an error");
+    assert!(
+        why.contains("core 1") && why.contains("injected fault on core 1"),
+        "{why}"
+    );
+}

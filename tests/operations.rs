@@ -42,11 +42,19 @@ fn start(args: &[String]) -> Served {
 }
 
 fn stat(m: &Served, pointer: &str) -> serde_json::Value {
-    m.json("/api/stats").pointer(pointer).cloned().unwrap_or_default()
+    m.json("/api/stats")
+        .pointer(pointer)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Every core lists exactly `valve` (Valve query) and `dp` (`getservers Nexuiz`).
-fn every_core_serves(m: &Served, hi: u8, valve: &HashSet<SocketAddr>, dp: &HashSet<SocketAddr>) -> bool {
+fn every_core_serves(
+    m: &Served,
+    hi: u8,
+    valve: &HashSet<SocketAddr>,
+    dp: &HashSet<SocketAddr>,
+) -> bool {
     let clients = clients_on_every_core(2, hi);
     on_every_core(&clients, |c| {
         let v: HashSet<SocketAddr> = valve_list(m.addr, c, 0xFF, "").0.into_iter().collect();
@@ -61,7 +69,8 @@ fn every_core_serves(m: &Served, hi: u8, valve: &HashSet<SocketAddr>, dp: &HashS
 fn metrics(m: &Served) -> prometheus_parse::Scrape {
     let (status, body) = m.get("/metrics");
     assert_eq!(status, 200);
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text")
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text")
 }
 
 fn sample(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -82,7 +91,10 @@ fn http_endpoints_count_what_was_registered_and_parse_as_prometheus_text() {
     let valve = sockets(71, 4, 12);
     assert_eq!(valve_register(m.addr, &valve, "cstrike").answered, 12);
     let dp = sockets(72, 3, 7);
-    assert_eq!(dp_register(m.addr, &dp, "DarkPlaces", NEXUIZ_INFO).answered, 7);
+    assert_eq!(
+        dp_register(m.addr, &dp, "DarkPlaces", NEXUIZ_INFO).answered,
+        7
+    );
 
     // Cores dump their shards every second: ask until the API has them.
     assert!(
@@ -99,7 +111,10 @@ fn http_endpoints_count_what_was_registered_and_parse_as_prometheus_text() {
         .iter()
         .map(|g| {
             (
-                (g["family"].as_str().unwrap().to_owned(), g["game"].as_str().unwrap().to_owned()),
+                (
+                    g["family"].as_str().unwrap().to_owned(),
+                    g["game"].as_str().unwrap().to_owned(),
+                ),
                 g["servers"].as_u64().unwrap(),
             )
         })
@@ -128,8 +143,22 @@ fn http_endpoints_count_what_was_registered_and_parse_as_prometheus_text() {
     let x = &page["servers"][0];
     // common::valve_info: players 3, max 16, bots 0, map de_dust2.
     assert_eq!(
-        (&x["family"], &x["game"], &x["map"], &x["players"], &x["max_players"], &x["bots"]),
-        (&"valve".into(), &"cstrike".into(), &"de_dust2".into(), &3.into(), &16.into(), &0.into())
+        (
+            &x["family"],
+            &x["game"],
+            &x["map"],
+            &x["players"],
+            &x["max_players"],
+            &x["bots"]
+        ),
+        (
+            &"valve".into(),
+            &"cstrike".into(),
+            &"de_dust2".into(),
+            &3.into(),
+            &16.into(),
+            &0.into()
+        )
     );
     let started = s["started_unix"].as_u64().unwrap();
     let (first, last, expires) = (
@@ -137,18 +166,36 @@ fn http_endpoints_count_what_was_registered_and_parse_as_prometheus_text() {
         x["last_heartbeat_unix"].as_u64().unwrap(),
         x["expires_unix"].as_u64().unwrap(),
     );
-    assert!(started <= first + 1 && first <= last && last <= started + 60, "{x}");
+    assert!(
+        started <= first + 1 && first <= last && last <= started + 60,
+        "{x}"
+    );
     assert_eq!(expires, last + 900, "the default 15-minute timeout");
     let page = m.json("/api/servers?game=NEXUIZ");
     assert_eq!(page["total"], 7);
     // common::NEXUIZ_INFO: hostname "a Nexuiz server", map dm1, 2 of 16 players.
     let x = &page["servers"][0];
     assert_eq!(
-        (&x["family"], &x["name"], &x["map"], &x["players"], &x["max_players"]),
-        (&"dp".into(), &"a Nexuiz server".into(), &"dm1".into(), &2.into(), &16.into())
+        (
+            &x["family"],
+            &x["name"],
+            &x["map"],
+            &x["players"],
+            &x["max_players"]
+        ),
+        (
+            &"dp".into(),
+            &"a Nexuiz server".into(),
+            &"dm1".into(),
+            &2.into(),
+            &16.into()
+        )
     );
     assert_eq!(m.json("/api/servers")["total"], 19, "no game: every server");
-    assert_eq!(m.json("/api/servers?page=1")["servers"], serde_json::json!([]));
+    assert_eq!(
+        m.json("/api/servers?page=1")["servers"],
+        serde_json::json!([])
+    );
     assert_eq!(m.get("/api/servers?page=x").0, 400);
     assert_eq!(m.get("/healthz"), (200, "ok\n".to_owned()));
     assert_eq!(m.get("/nowhere").0, 404);
@@ -157,7 +204,13 @@ fn http_endpoints_count_what_was_registered_and_parse_as_prometheus_text() {
     let client = clients_on_every_core(2, 70).remove(0);
     assert_eq!(valve_list(m.addr, &client, 0xFF, "").0.len(), 12);
     assert!(eventually(|| {
-        sample(&metrics(&m), "muster_queries_total", &[("protocol", "valve")]).unwrap_or(0.0) >= 1.0
+        sample(
+            &metrics(&m),
+            "muster_queries_total",
+            &[("protocol", "valve")],
+        )
+        .unwrap_or(0.0)
+            >= 1.0
     }));
     let p = metrics(&m);
     assert!(!p.samples.is_empty());
@@ -173,11 +226,28 @@ fn http_endpoints_count_what_was_registered_and_parse_as_prometheus_text() {
             _ => panic!("{} is neither counter nor gauge", x.metric),
         }
     }
-    assert_eq!(sample(&p, "muster_servers", &[("family", "valve"), ("game", "cstrike")]), Some(12.0));
-    assert_eq!(sample(&p, "muster_servers", &[("family", "dp"), ("game", "Nexuiz")]), Some(7.0));
+    assert_eq!(
+        sample(
+            &p,
+            "muster_servers",
+            &[("family", "valve"), ("game", "cstrike")]
+        ),
+        Some(12.0)
+    );
+    assert_eq!(
+        sample(
+            &p,
+            "muster_servers",
+            &[("family", "dp"), ("game", "Nexuiz")]
+        ),
+        Some(7.0)
+    );
     assert_eq!(sample(&p, "muster_registrations_total", &[]), Some(19.0));
     assert!(sample(&p, "muster_bytes_sent_total", &[]).unwrap() > 0.0);
-    assert_eq!(sample(&p, "muster_dropped_total", &[("reason", "banned")]), Some(0.0));
+    assert_eq!(
+        sample(&p, "muster_dropped_total", &[("reason", "banned")]),
+        Some(0.0)
+    );
     assert_eq!(sample(&p, "muster_flood", &[]), Some(0.0));
     for core in ["0", "1"] {
         assert!(sample(&p, "muster_core_shard_servers", &[("core", core)]).is_some());
@@ -204,7 +274,10 @@ fn the_list_survives_kill_9_and_restarts_whole_without_a_heartbeat() {
     let valve = sockets(74, 2, 10);
     assert_eq!(valve_register(m.addr, &valve, "cstrike").answered, 10);
     let dp = sockets(75, 2, 5);
-    assert_eq!(dp_register(m.addr, &dp, "DarkPlaces", NEXUIZ_INFO).answered, 5);
+    assert_eq!(
+        dp_register(m.addr, &dp, "DarkPlaces", NEXUIZ_INFO).answered,
+        5
+    );
     assert!(every_core_serves(&m, 73, &addrs(&valve), &addrs(&dp)));
     // The master says when its state file holds every server.
     assert!(
@@ -221,7 +294,13 @@ fn the_list_survives_kill_9_and_restarts_whole_without_a_heartbeat() {
     assert!(eventually(|| stat(&m, "/totals/restored") == 15));
     let s = m.json("/api/stats");
     assert_eq!(s["totals"]["registrations"], 0, "no new heartbeat: {s}");
-    assert!(s["state"]["at_start"].as_str().unwrap().starts_with("15 servers read"), "{s}");
+    assert!(
+        s["state"]["at_start"]
+            .as_str()
+            .unwrap()
+            .starts_with("15 servers read"),
+        "{s}"
+    );
     // Each as it was: first seen and when it expires kept (seconds: the clock is re-read).
     assert!(eventually(|| stat(&m, "/servers/total") == 15));
     let after = m.json("/api/servers");
@@ -244,7 +323,10 @@ fn the_list_survives_kill_9_and_restarts_whole_without_a_heartbeat() {
     assert_eq!(b.len(), a.len());
     for (b, a) in b.iter().zip(&a) {
         assert_eq!((&b.0, &b.3), (&a.0, &a.3));
-        assert!(b.1.abs_diff(a.1) <= 1 && b.2.abs_diff(a.2) <= 1, "{b:?} then {a:?}");
+        assert!(
+            b.1.abs_diff(a.1) <= 1 && b.2.abs_diff(a.2) <= 1,
+            "{b:?} then {a:?}"
+        );
     }
     m.terminate();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -271,14 +353,26 @@ fn sighup_applies_a_ban_and_a_broken_file_keeps_the_running_config() {
 
     std::fs::write(&cfg, "allow_private = true\nban = [\"127.0.77.2/32\"]\n").unwrap();
     m.signal(libc::SIGHUP);
-    assert!(every_core_serves(&m, 76, &kept, &HashSet::new()), "the banned host's servers delisted");
+    assert!(
+        every_core_serves(&m, 76, &kept, &HashSet::new()),
+        "the banned host's servers delisted"
+    );
     assert!(eventually(|| stat(&m, "/totals/delisted") == 4));
     assert_eq!(stat(&m, "/config/reloads"), 1);
     // Its datagrams are dropped and counted (a challenge request gets nothing).
-    let banned = servers.iter().find(|s| s.local_addr().unwrap().ip() == ip(127, 0, 77, 2)).unwrap();
+    let banned = servers
+        .iter()
+        .find(|s| s.local_addr().unwrap().ip() == ip(127, 0, 77, 2))
+        .unwrap();
     banned.send_to(b"q", m.addr).unwrap();
     assert!(eventually(|| {
-        sample(&metrics(&m), "muster_dropped_total", &[("reason", "banned")]).unwrap_or(0.0) >= 1.0
+        sample(
+            &metrics(&m),
+            "muster_dropped_total",
+            &[("reason", "banned")],
+        )
+        .unwrap_or(0.0)
+            >= 1.0
     }));
 
     // A file that does not parse: refused whole, the ban and the list stay.
@@ -307,7 +401,11 @@ fn a_corrupt_truncated_or_foreign_state_file_is_refused_in_one_line() {
     let cases: [(&str, Vec<u8>, &str); 3] = [
         ("corrupt", flipped, "corrupt: checksum mismatch"),
         ("truncated", good[..good.len() - 2].to_vec(), "truncated"),
-        ("foreign", b"{\"servers\": [\"1.2.3.4:27015\"]}\n".to_vec(), "not a muster state file"),
+        (
+            "foreign",
+            b"{\"servers\": [\"1.2.3.4:27015\"]}\n".to_vec(),
+            "not a muster state file",
+        ),
     ];
     for (name, bytes, why) in cases {
         let state = dir.join(name);
@@ -317,10 +415,16 @@ fn a_corrupt_truncated_or_foreign_state_file_is_refused_in_one_line() {
         let m = start(&args);
         let s = m.json("/api/stats");
         let at_start = s["state"]["at_start"].as_str().unwrap();
-        assert!(at_start.starts_with("ignored: ") && at_start.contains(why), "{name}: {at_start}");
+        assert!(
+            at_start.starts_with("ignored: ") && at_start.contains(why),
+            "{name}: {at_start}"
+        );
         assert_eq!(s["servers"]["total"], 0);
         let err = m.terminate();
-        let lines: Vec<&str> = err.lines().filter(|l| l.contains("state file") && l.contains("ignored")).collect();
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("state file") && l.contains("ignored"))
+            .collect();
         assert_eq!(lines.len(), 1, "{name}: one line says why: {err}");
         assert!(lines[0].contains(why), "{name}: {}", lines[0]);
         if name == "foreign" {
@@ -346,14 +450,19 @@ fn systemd_is_told_ready_and_the_watchdog_is_fed() {
     let args: Vec<&str> = a.iter().map(String::as_str).collect();
     let m = Served::start_env(
         &args,
-        &[("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")],
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
     );
     let mut seen = Vec::new();
     let mut buf = [0u8; 256];
     while !(seen.iter().any(|m: &String| m.contains("READY=1"))
         && seen.iter().any(|m| m.contains("WATCHDOG=1")))
     {
-        let n = sock.recv(&mut buf).unwrap_or_else(|e| panic!("{e}; got {seen:?}"));
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{e}; got {seen:?}"));
         seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
     m.terminate();

@@ -99,7 +99,11 @@ pub fn route(view: &View, url: &str, history_interval_secs: u64) -> Reply {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     match path {
         "/" | "/index.html" => reply(200, "text/html; charset=utf-8", PAGE),
-        "/metrics" => reply(200, super::metrics::CONTENT_TYPE, super::metrics::render(view)),
+        "/metrics" => reply(
+            200,
+            super::metrics::CONTENT_TYPE,
+            super::metrics::render(view),
+        ),
         "/api/stats" => json(&view.stats()),
         "/api/history" => json(&view.history_json(history_interval_secs)),
         "/api/servers" => {
@@ -107,7 +111,9 @@ pub fn route(view: &View, url: &str, history_interval_secs: u64) -> Reply {
             let page = match param(query, "page").map(|p| p.parse::<usize>()) {
                 None => 0,
                 Some(Ok(p)) => p,
-                Some(Err(_)) => return reply(400, "text/plain; charset=utf-8", "page must be a number\n"),
+                Some(Err(_)) => {
+                    return reply(400, "text/plain; charset=utf-8", "page must be a number\n");
+                }
             };
             json(&view.servers_page(game.as_deref(), page))
         }
@@ -142,8 +148,15 @@ mod tests {
     #[test]
     fn query_parameters() {
         assert_eq!(param("game=cstrike&page=2", "page").as_deref(), Some("2"));
-        assert_eq!(param("game=Team%20Fortress+2", "game").as_deref(), Some("Team Fortress 2"));
-        assert_eq!(param("game=a%zz", "game").as_deref(), Some("a%zz"), "bad escapes kept");
+        assert_eq!(
+            param("game=Team%20Fortress+2", "game").as_deref(),
+            Some("Team Fortress 2")
+        );
+        assert_eq!(
+            param("game=a%zz", "game").as_deref(),
+            Some("a%zz"),
+            "bad escapes kept"
+        );
         assert_eq!(param("game", "game").as_deref(), Some(""));
         assert_eq!(param("", "game"), None);
     }
@@ -156,15 +169,26 @@ mod tests {
         assert_eq!(route(&v, "/api/servers?page=x", 10).status, 400);
         let page = route(&v, "/api/servers?game=cstrike&page=0", 10);
         let j: serde_json::Value = serde_json::from_slice(&page.body).unwrap();
-        assert_eq!((j["total"].as_u64(), j["game"].as_str()), (Some(0), Some("cstrike")));
+        assert_eq!(
+            (j["total"].as_u64(), j["game"].as_str()),
+            (Some(0), Some("cstrike"))
+        );
         v.status = vec![None];
         v.report_seen_unix_ms = vec![0];
-        assert_eq!(route(&v, "/healthz", 10).status, 503, "a core that never reported");
+        assert_eq!(
+            route(&v, "/healthz", 10).status,
+            503,
+            "a core that never reported"
+        );
         v.status = vec![Some(crate::engine::CoreStatus::default())];
         v.now_unix_ms = 10_000;
         v.report_seen_unix_ms = vec![9_000];
         assert_eq!(route(&v, "/healthz", 10).status, 200);
         v.report_seen_unix_ms = vec![1_000];
-        assert_eq!(route(&v, "/healthz", 10).status, 503, "a core silent for 9 s");
+        assert_eq!(
+            route(&v, "/healthz", 10).status,
+            503,
+            "a core silent for 9 s"
+        );
     }
 }

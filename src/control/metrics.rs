@@ -8,7 +8,9 @@
 
 use super::view::View;
 use crate::master::counters::Drop;
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Games given their own `muster_servers` series.
 pub const MAX_GAME_LABELS: usize = 50;
@@ -81,13 +83,42 @@ pub fn render(view: &View) -> String {
             games.push((vec![(*f).to_owned(), "(other)".to_owned()], n));
         }
     }
-    r.gauges("muster_servers", "Game servers listed, by family and game.", &["family", "game"], &games);
-    r.counter("muster_registrations_total", "Game servers newly listed.", c.registered);
-    r.counter("muster_refreshes_total", "Heartbeats that refreshed a listed server.", c.refreshed);
-    r.counter("muster_expired_total", "Servers delisted after their timeout.", c.expired);
-    r.counter("muster_restored_total", "Servers listed from the state file at start.", c.restored);
-    r.counter("muster_delisted_total", "Servers delisted by a config reload (bans, game policy).", c.delisted);
-    r.counter("muster_challenges_sent_total", "Challenges sent to registering servers.", c.challenges_sent);
+    r.gauges(
+        "muster_servers",
+        "Game servers listed, by family and game.",
+        &["family", "game"],
+        &games,
+    );
+    r.counter(
+        "muster_registrations_total",
+        "Game servers newly listed.",
+        c.registered,
+    );
+    r.counter(
+        "muster_refreshes_total",
+        "Heartbeats that refreshed a listed server.",
+        c.refreshed,
+    );
+    r.counter(
+        "muster_expired_total",
+        "Servers delisted after their timeout.",
+        c.expired,
+    );
+    r.counter(
+        "muster_restored_total",
+        "Servers listed from the state file at start.",
+        c.restored,
+    );
+    r.counter(
+        "muster_delisted_total",
+        "Servers delisted by a config reload (bans, game policy).",
+        c.delisted,
+    );
+    r.counter(
+        "muster_challenges_sent_total",
+        "Challenges sent to registering servers.",
+        c.challenges_sent,
+    );
     let xash = c.xash_queries;
     r.counters(
         "muster_queries_total",
@@ -103,20 +134,65 @@ pub fn render(view: &View) -> String {
         .iter()
         .map(|d| (vec![d.name().to_owned()], c.dropped(*d)))
         .collect();
-    r.counters("muster_dropped_total", "Datagrams dropped without effect, by reason.", &["reason"], &drops);
-    r.counter("muster_received_total", "Datagrams handled by the master.", c.received);
-    r.counter("muster_datagrams_received_total", "Datagrams read from the sockets.", e.datagrams_received);
-    r.counter("muster_datagrams_sent_total", "Datagrams sent.", e.datagrams_sent);
-    r.counter("muster_bytes_sent_total", "UDP payload bytes sent.", e.bytes_sent);
-    r.counter("muster_send_errors_total", "Sends the kernel refused.", e.send_errors);
-    r.counter("muster_paced_total", "Multi-packet replies paced beyond their window.", c.paced);
+    r.counters(
+        "muster_dropped_total",
+        "Datagrams dropped without effect, by reason.",
+        &["reason"],
+        &drops,
+    );
+    r.counter(
+        "muster_received_total",
+        "Datagrams handled by the master.",
+        c.received,
+    );
+    r.counter(
+        "muster_datagrams_received_total",
+        "Datagrams read from the sockets.",
+        e.datagrams_received,
+    );
+    r.counter(
+        "muster_datagrams_sent_total",
+        "Datagrams sent.",
+        e.datagrams_sent,
+    );
+    r.counter(
+        "muster_bytes_sent_total",
+        "UDP payload bytes sent.",
+        e.bytes_sent,
+    );
+    r.counter(
+        "muster_send_errors_total",
+        "Sends the kernel refused.",
+        e.send_errors,
+    );
+    r.counter(
+        "muster_paced_total",
+        "Multi-packet replies paced beyond their window.",
+        c.paced,
+    );
 
     let tracked = view.tracked();
     let refused = view.cumulative().refused;
-    r.counter("muster_refused_total", "Queries and challenges refused by admission control or a ban.", refused);
-    r.gauge("muster_admission_tracked_sources", "Sources admission control keeps budgets for.", int(tracked.0));
-    r.gauge("muster_admission_tracked_networks", "Networks (/24, /48) admission control keeps budgets for.", int(tracked.1));
-    r.gauge("muster_flood", "1 while refusals exceed the flood threshold (see README).", i64::from(view.flood()));
+    r.counter(
+        "muster_refused_total",
+        "Queries and challenges refused by admission control or a ban.",
+        refused,
+    );
+    r.gauge(
+        "muster_admission_tracked_sources",
+        "Sources admission control keeps budgets for.",
+        int(tracked.0),
+    );
+    r.gauge(
+        "muster_admission_tracked_networks",
+        "Networks (/24, /48) admission control keeps budgets for.",
+        int(tracked.1),
+    );
+    r.gauge(
+        "muster_flood",
+        "1 while refusals exceed the flood threshold (see README).",
+        i64::from(view.flood()),
+    );
 
     let per_core = |f: &dyn Fn(&crate::engine::CoreStatus) -> i64| -> Vec<(Vec<String>, i64)> {
         view.status
@@ -125,24 +201,76 @@ pub fn render(view: &View) -> String {
             .filter_map(|(i, s)| Some((vec![i.to_string()], f(s.as_ref()?))))
             .collect()
     };
-    r.gauges("muster_core_shard_servers", "Servers in each core's own shard.", &["core"], &per_core(&|s| int(s.shard_servers)));
-    r.gauges("muster_core_list_servers", "Servers in the list each core serves (Valve IPv4 + DP).", &["core"], &per_core(&|s| int(s.valve_listed + s.dp_listed)));
-    r.gauges("muster_core_received", "Datagrams each core handled since start.", &["core"], &per_core(&|s| int(s.counters.received)));
+    r.gauges(
+        "muster_core_shard_servers",
+        "Servers in each core's own shard.",
+        &["core"],
+        &per_core(&|s| int(s.shard_servers)),
+    );
+    r.gauges(
+        "muster_core_list_servers",
+        "Servers in the list each core serves (Valve IPv4 + DP).",
+        &["core"],
+        &per_core(&|s| int(s.valve_listed + s.dp_listed)),
+    );
+    r.gauges(
+        "muster_core_received",
+        "Datagrams each core handled since start.",
+        &["core"],
+        &per_core(&|s| int(s.counters.received)),
+    );
     let ages: Vec<(Vec<String>, i64)> = view
         .report_seen_unix_ms
         .iter()
         .enumerate()
-        .map(|(i, at)| (vec![i.to_string()], int(view.now_unix_ms.saturating_sub(*at))))
+        .map(|(i, at)| {
+            (
+                vec![i.to_string()],
+                int(view.now_unix_ms.saturating_sub(*at)),
+            )
+        })
         .collect();
-    r.gauges("muster_core_report_age_milliseconds", "Since each core last reported (it reports every tick).", &["core"], &ages);
+    r.gauges(
+        "muster_core_report_age_milliseconds",
+        "Since each core last reported (it reports every tick).",
+        &["core"],
+        &ages,
+    );
 
-    r.counter("muster_state_writes_total", "State file writes.", view.state.writes);
-    r.counter("muster_state_write_errors_total", "State file writes that failed.", view.state.write_errors);
-    r.gauge("muster_state_last_write_timestamp_seconds", "When the state file was last written (0: never).", int(view.state.last_write_unix.unwrap_or(0)));
-    r.counter("muster_config_reloads_total", "Config reloads taken (SIGHUP).", view.config.reloads);
-    r.counter("muster_config_reload_errors_total", "Config reloads refused (the old config kept).", view.config.reload_errors);
-    r.gauge("muster_start_time_seconds", "When this process started, Unix seconds.", int(view.started_unix_ms / 1000));
-    if let Ok(g) = IntGaugeVec::new(Opts::new("muster_build_info", "The running version."), &["version"]) {
+    r.counter(
+        "muster_state_writes_total",
+        "State file writes.",
+        view.state.writes,
+    );
+    r.counter(
+        "muster_state_write_errors_total",
+        "State file writes that failed.",
+        view.state.write_errors,
+    );
+    r.gauge(
+        "muster_state_last_write_timestamp_seconds",
+        "When the state file was last written (0: never).",
+        int(view.state.last_write_unix.unwrap_or(0)),
+    );
+    r.counter(
+        "muster_config_reloads_total",
+        "Config reloads taken (SIGHUP).",
+        view.config.reloads,
+    );
+    r.counter(
+        "muster_config_reload_errors_total",
+        "Config reloads refused (the old config kept).",
+        view.config.reload_errors,
+    );
+    r.gauge(
+        "muster_start_time_seconds",
+        "When this process started, Unix seconds.",
+        int(view.started_unix_ms / 1000),
+    );
+    if let Ok(g) = IntGaugeVec::new(
+        Opts::new("muster_build_info", "The running version."),
+        &["version"],
+    ) {
         if let Ok(m) = g.get_metric_with_label_values(&[view.version]) {
             m.set(1);
         }

@@ -64,6 +64,8 @@ pub struct ControlSettings {
     pub reload: Option<Reload>,
     /// Set by the SIGHUP handler; the thread takes it.
     pub hup: Arc<AtomicBool>,
+    /// The HTTP listener, once bound ([`ControlSettings::bind_http`]).
+    server: Option<tiny_http::Server>,
 }
 
 impl ControlSettings {
@@ -79,7 +81,24 @@ impl ControlSettings {
             state_at_start: None,
             reload: None,
             hup: Arc::new(AtomicBool::new(false)),
+            server: None,
         }
+    }
+
+    /// Binds the HTTP listener now (before the engine starts, so a port in use fails the start
+    /// with nothing else done); [`start`] serves on it.
+    pub fn bind_http(&mut self, addr: Option<SocketAddr>) -> Result<(), ControlError> {
+        self.http = addr;
+        self.server = match addr {
+            Some(addr) => Some(
+                tiny_http::Server::http(addr).map_err(|e| ControlError::Http {
+                    addr,
+                    why: e.to_string(),
+                })?,
+            ),
+            None => None,
+        };
+        Ok(())
     }
 }
 
@@ -112,15 +131,10 @@ impl Drop for StopOnPanic {
 
 /// Binds the HTTP listener (if any) and starts the thread.
 pub fn start(engine: EngineHandle, mut s: ControlSettings) -> Result<Control, ControlError> {
-    let server = match s.http {
-        Some(addr) => Some(
-            tiny_http::Server::http(addr).map_err(|e| ControlError::Http {
-                addr,
-                why: e.to_string(),
-            })?,
-        ),
-        None => None,
-    };
+    if s.server.is_none() && s.http.is_some() {
+        s.bind_http(s.http)?;
+    }
+    let server = s.server.take();
     let http = server.as_ref().and_then(|srv| srv.server_addr().to_ip());
     let finish = Arc::new(AtomicBool::new(false));
     let done = finish.clone();
@@ -381,7 +395,9 @@ impl Thread {
         let mut n = 0usize;
         for d in self.view.dumps.iter().flatten() {
             for (s, seen) in d.shard.iter() {
-                let first = self.engine.unix_ms(crate::master::Time::from_secs(u64::from(s.first_seen)));
+                let first = self
+                    .engine
+                    .unix_ms(crate::master::Time::from_secs(u64::from(s.first_seen)));
                 let expires = self.engine.unix_ms(d.shard.expires_at(seen));
                 b.push(s, &d.shard.strings, first / 1000, expires);
                 n += 1;

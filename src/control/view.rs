@@ -136,7 +136,10 @@ impl View {
 
     pub fn top_refused(&self) -> Vec<(Source, u64)> {
         refused::merge(
-            self.dumps.iter().flatten().map(|d| d.top_refused.as_slice()),
+            self.dumps
+                .iter()
+                .flatten()
+                .map(|d| d.top_refused.as_slice()),
             TOP_SHOWN,
         )
     }
@@ -251,7 +254,12 @@ impl View {
         let mut hits: Vec<(&Server, u32, &CoreDump)> = Vec::new();
         for d in self.dumps.iter().flatten() {
             for (s, seen) in d.shard.iter() {
-                if game.is_none_or(|g| d.shard.strings.get(s.game).eq_ignore_ascii_case(g.as_bytes())) {
+                if game.is_none_or(|g| {
+                    d.shard
+                        .strings
+                        .get(s.game)
+                        .eq_ignore_ascii_case(g.as_bytes())
+                }) {
                     hits.push((s, seen, d));
                 }
             }

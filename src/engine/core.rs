@@ -18,12 +18,12 @@
 
 use super::stats::EngineCounters;
 use super::status::{CoreDump, CoreStatus, StatusSender};
+use super::sys::{self, BATCH, RecvBatch, SendStop};
 use super::{CLOCK_START, LAST_DUMP_WAIT, Restoring, Settings};
 use crate::master::Config as MasterConfig;
-use crate::master::steer::shard_for;
-use super::sys::{self, BATCH, RecvBatch, SendStop};
 use crate::master::counters::Counters;
 use crate::master::list::List;
+use crate::master::steer::shard_for;
 use crate::master::table::ShardSnapshot;
 use crate::master::transmit::Transmit;
 use crate::master::{Datagram, Master, Time};

@@ -92,6 +92,8 @@ pub enum StartError {
     MemLock { have_kib: u64, need_kib: u64 },
     #[error("core {core} did not start: {why}")]
     Core { core: usize, why: String },
+    #[error("core {core} failed: {why} (every core was stopped)")]
+    Failed { core: usize, why: String },
     #[error("not all cores were serving within {0:?}")]
     StartTimeout(Duration),
     #[error("{cores} cores asked, but only {available} CPUs are available to this process")]
@@ -420,7 +422,7 @@ impl Engine {
                     first_err.get_or_insert(StartError::Core { core, why });
                 }
                 Err(panic) => {
-                    first_err.get_or_insert(StartError::Core {
+                    first_err.get_or_insert(StartError::Failed {
                         core,
                         why: format!("its thread panicked: {}", panic_message(&*panic)),
                     });

@@ -94,7 +94,10 @@ impl TopRefused {
 }
 
 /// Sums counts of equal sources across `lists` and keeps the `keep` largest, most first.
-pub fn merge<'a>(lists: impl IntoIterator<Item = &'a [(Source, u64)]>, keep: usize) -> Vec<(Source, u64)> {
+pub fn merge<'a>(
+    lists: impl IntoIterator<Item = &'a [(Source, u64)]>,
+    keep: usize,
+) -> Vec<(Source, u64)> {
     let mut all: Vec<(Source, u64)> = lists.into_iter().flatten().copied().collect();
     all.sort_unstable_by_key(|e| e.0);
     let mut summed: Vec<(Source, u64)> = Vec::with_capacity(all.len());
@@ -149,7 +152,13 @@ mod tests {
         // Next window: the last one still shows; two windows on, nothing does.
         t.record(Time::from_secs(61), ip("198.51.100.1"));
         let r = t.report(Time::from_secs(61));
-        assert_eq!(r.iter().find(|e| e.0.to_string() == "198.51.100.1").unwrap().1, 2);
+        assert_eq!(
+            r.iter()
+                .find(|e| e.0.to_string() == "198.51.100.1")
+                .unwrap()
+                .1,
+            2
+        );
         assert!(t.report(Time::from_secs(200)).is_empty());
     }
 }

@@ -19,7 +19,6 @@
 
 use super::admission::{Admission, AdmissionConfig, Class, Grant};
 use super::bans::NetSet;
-use super::refused::{Source, TopRefused};
 use super::budget::Budget;
 use super::challenge::Challenges;
 use super::counters::{Counters, Drop, add, inc};
@@ -27,6 +26,7 @@ use super::games::Games;
 use super::list::{DpReply, List, Packets, ValvePage};
 use super::policy::{self, AddressVerdict, GamePolicy, IpKey, Limits};
 use super::record::{Family, flags, number, small_number};
+use super::refused::{Source, TopRefused};
 use super::table::{Fields, Rejected, ShardDump, ShardSnapshot, Table, Upserted};
 use super::time::Time;
 use super::transmit::{Payload, Transmit, TxConfig, TxQueue};
@@ -710,7 +710,8 @@ impl Master {
             self.admission = Admission::new(now, c.admission.clone());
         }
         self.table.set_limits(c.limits.clone());
-        let (bans, games, allow_private) = (c.bans.clone(), c.games.clone(), c.limits.allow_private);
+        let (bans, games, allow_private) =
+            (c.bans.clone(), c.games.clone(), c.limits.allow_private);
         let gone = self.table.remove_where(|s, strings| {
             let addr = s.addr.addr();
             bans.contains(addr.ip())
