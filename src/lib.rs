@@ -19,7 +19,8 @@
 //!   (heartbeat tags, anonymous protocols: [`master::games`]), the global `max_servers` shared by
 //!   every shard through one atomic count ([`master::budget`]), filter evaluation
 //!   ([`master::matcher`]), the list builder that turns every shard's snapshots into one list
-//!   ([`master::builder`]), that list with its shared pre-encoded pages ([`master::list`]), and the
+//!   ([`master::builder`]), that list with its shared pre-encoded pages ([`master::list`]), banned
+//!   networks ([`master::bans`]), the sources refused most ([`master::refused`]), and the
 //!   state machine that ties them ([`master::service`]: `handle(now, from, datagram, out)`, `tick`,
 //!   `poll_transmit`, snapshot publication; [`master::counters`]); which shard a source address
 //!   belongs to ([`master::steer`], the function the engine's steering program computes); and, for
@@ -31,11 +32,23 @@
 //!   takes every core's snapshots over bounded channels and hands each core the shared list
 //!   ([`engine::builder`]); each core reports its list sizes, epochs and counters over a bounded
 //!   channel ([`engine::status`]).
+//!   Each core also dumps its shard (records, last-heard times, top refused sources) every second
+//!   for the control thread ([`engine::CoreDump`]), takes reloaded configurations
+//!   ([`engine::EngineHandle::reconfigure`]), restores its share of a state file at start, and a
+//!   core that dies stops them all ([`engine::Engine::join`]).
+//! - [`control`]: the operator's side, on a thread of its own off the packet cores — HTTP with the
+//!   status page, Prometheus metrics and the JSON API ([`control::http`], [`control::metrics`],
+//!   [`control::view`]), the last hour of rates ([`control::history`]), the minute's summary line,
+//!   the state file written on an interval and at shutdown, SIGHUP reloads, systemd's watchdog.
+//! - [`state`]: the state file's versioned, checksummed format (pure encode/decode) and its atomic
+//!   write.
 //! - [`config`]: the `serve` configuration — the embedded commented TOML defaults, files laid over
-//!   them, command-line overrides, validation into [`engine::Settings`].
+//!   them, command-line overrides, validation into [`engine::Settings`] and
+//!   [`config::Operations`] (HTTP listener, state file).
 //!
-//! The binary (`src/main.rs`) parses the command line, sets up logging and signals, and runs the
-//! engine. The load generator (`loadgen/`, its own crate) reuses [`wire`].
+//! The binary (`src/main.rs`) parses the command line (`serve`, `check-config`,
+//! `default-config`), sets up logging and signals (SIGINT/SIGTERM stop, SIGHUP reloads), reads the
+//! state file, runs the engine and the control thread, and tells systemd READY/STOPPING. The load generator (`loadgen/`, its own crate) reuses [`wire`].
 
 pub mod config;
 pub mod control;

@@ -39,8 +39,8 @@ impl Cumulative {
 /// Rates over one interval.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Point {
-    /// Unix seconds at the end of the interval.
-    pub t: u64,
+    /// Unix seconds (millisecond precision) at the end of the interval.
+    pub t: f64,
     pub registrations: f64,
     pub queries: f64,
     pub bytes_out: f64,
@@ -51,7 +51,7 @@ pub struct Point {
 
 /// Rates per second between two cumulative readings `secs` apart (counters only grow; a core
 /// that restarted its count would read as zero, not negative).
-pub fn rates(from: &Cumulative, to: &Cumulative, secs: f64, t: u64, servers: u64) -> Point {
+pub fn rates(from: &Cumulative, to: &Cumulative, secs: f64, t: f64, servers: u64) -> Point {
     let r = |a: u64, b: u64| {
         if secs > 0.0 {
             b.saturating_sub(a) as f64 / secs
@@ -121,18 +121,18 @@ mod tests {
             drops: 5,
             refused: 2,
         };
-        let p = rates(&a, &b, 10.0, 7, 3);
+        let p = rates(&a, &b, 10.0, 7.0, 3);
         assert_eq!(
             (p.registrations, p.queries, p.bytes_out, p.drops, p.refused),
             (2.0, 5.0, 500.0, 0.5, 0.2)
         );
-        assert_eq!(rates(&b, &a, 10.0, 7, 3).queries, 0.0, "never negative");
+        assert_eq!(rates(&b, &a, 10.0, 7.0, 3).queries, 0.0, "never negative");
         let mut h = History::default();
-        for t in 0..(MAX_HISTORY as u64 + 5) {
-            h.push(Point { t, ..p });
+        for t in 0..(MAX_HISTORY + 5) {
+            h.push(Point { t: t as f64, ..p });
         }
         assert_eq!(h.len(), MAX_HISTORY);
-        assert_eq!(h.points().next().unwrap().t, 5, "the oldest went first");
-        assert_eq!(h.last().unwrap().t, MAX_HISTORY as u64 + 4);
+        assert_eq!(h.points().next().unwrap().t, 5.0, "the oldest went first");
+        assert_eq!(h.last().unwrap().t, (MAX_HISTORY + 4) as f64);
     }
 }

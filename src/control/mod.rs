@@ -301,7 +301,7 @@ impl Thread {
                 &self.sampled.1,
                 &cum,
                 since.as_secs_f64(),
-                self.view.now_unix_ms / 1000,
+                self.view.now_unix_ms as f64 / 1000.0,
                 valve + dp,
             );
             self.view.history.push(p);
@@ -311,7 +311,7 @@ impl Thread {
         if since >= self.s.summary_every {
             let cum = self.view.cumulative();
             let (valve, dp) = self.view.servers();
-            let p = history::rates(&self.summarised.1, &cum, since.as_secs_f64(), 0, 0);
+            let p = history::rates(&self.summarised.1, &cum, since.as_secs_f64(), 0.0, 0);
             tracing::info!(
                 servers = valve + dp,
                 valve,

@@ -7,7 +7,7 @@
 //! | [`core`] | one core's executor: `recvmmsg` → [`Master::handle_batch`](crate::master::Master::handle_batch) → `sendmmsg`, the pacing tick, expiry, snapshot exchange |
 //! | [`sys`] | `recvmmsg`, `sendmmsg` of gathered datagrams and GSO runs, io_uring and locked-memory preflight, CPU set |
 //! | [`stats`] | per-core engine counters |
-//! | [`status`] | each core's report of itself (list sizes, merged epochs, counters) over a bounded channel |
+//! | [`status`] | each core's report of itself (list sizes, merged epochs, counters) and its shard dump, over bounded channels |
 //!
 //! docs/architecture.md draws the data flow and lists the bounds.
 

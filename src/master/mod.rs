@@ -24,6 +24,8 @@
 //! | [`budget`] | the global `max_servers`, drawn by every shard from one atomic count |
 //! | [`bounded`] | a fixed-capacity map from source address to state, evicting what is worth least |
 //! | [`admission`] | who gets how many replies and bytes: per source, network and core, by class |
+//! | [`bans`] | banned networks as sorted merged ranges (a binary search per datagram) |
+//! | [`refused`] | the sources refused most, per core: space-saving heavy hitters in a fixed 32 counters |
 //! | [`transmit`] | the transmit queue: `poll_transmit` / `poll_timeout`, paced flows, GSO runs |
 //! | [`challenge`] | stateless keyed-MAC challenges for both handshakes |
 //! | [`intern`] | reference-counted strings shared by records |
@@ -31,13 +33,13 @@
 //! | [`expiry`] | the timing wheel |
 //! | [`policy`] | caps, address policy, game policy, GoldSrc appids |
 //! | [`games`] | Quake III-family game properties: heartbeat tags, anonymous protocols, send-empty/full (dpmaster `-g`) |
-//! | [`table`] | one shard's table and its snapshots |
+//! | [`table`] | one shard's table, its snapshots, and dumps (with last-heard times) for the operator |
 //! | [`matcher`] | Valve filters and DP options evaluated on records |
 //! | [`builder`] | the list builder: shard snapshots and their membership changes in, one shared [`list::List`] out |
 //! | [`list`] | the list every core serves: Valve pages and DP responses |
 //! | [`counters`] | per-shard counters and drop reasons |
 //! | `exercise` | (tests and the `exercise` feature) a byte-driven script runner checking the invariants; the fuzz target `master_handle` |
-//! | [`service`] | [`Master`]: `handle`, `tick`, snapshot publication |
+//! | [`service`] | [`Master`]: `handle`, `tick`, snapshot publication, `reconfigure` (a reload), `restore` (a state file) |
 //! | [`steer`] | which shard a source address belongs to (the engine's BPF computes the same) |
 
 pub use service::{Config, Datagram, Master};

@@ -1,0 +1,85 @@
+//! The state file at 100,000 servers with distinct names: building the body from a table dump,
+//! encoding it, and decoding it (what the control thread does every `state_interval_secs`, and the
+//! binary once at start). Bytes per server are printed once.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use muster::master::policy::Limits;
+use muster::master::record::Family;
+use muster::master::table::{Fields, Table};
+use muster::master::time::Time;
+use muster::state::{BodyBuilder, decode, encode};
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+const N: u32 = 100_000;
+
+fn table() -> Table {
+    let mut t = Table::new(
+        Time::ZERO,
+        Limits {
+            max_servers: 2 * N as usize,
+            max_servers_per_ip: 32,
+            allow_private: true,
+            ..Limits::default()
+        },
+    );
+    let maps: [&[u8]; 4] = [b"de_dust2", b"de_inferno", b"cs_office", b"de_nuke"];
+    for i in 0..N {
+        let ip = (i / 2).wrapping_mul(2_654_435_761) | 0x0100_0000;
+        let addr = SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::from(ip),
+            27015 + (i % 2) as u16,
+        ));
+        let name = format!("Community server number {i} | all maps");
+        let f = Fields {
+            players: (i % 17) as u8,
+            max_players: 16,
+            appid: 10,
+            protocol: 48,
+            game: b"cstrike",
+            product: b"cstrike",
+            map: maps[i as usize % 4],
+            version: b"1.1.2.7",
+            hostname: name.as_bytes(),
+            ..Fields::default()
+        };
+        t.upsert(Time::from_secs(u64::from(i % 600)), addr, Family::Valve, &f)
+            .unwrap();
+    }
+    t
+}
+
+fn body(t: &Table) -> Vec<u8> {
+    let d = t.dump();
+    let mut b = BodyBuilder::new(1);
+    for (s, seen) in d.iter() {
+        b.push(
+            s,
+            &d.strings,
+            u64::from(s.first_seen),
+            d.expires_at(seen).millis(),
+        );
+    }
+    encode(&b.finish())
+}
+
+fn benches(c: &mut Criterion) {
+    let t = table();
+    let bytes = body(&t);
+    println!(
+        "state file: {N} servers, {} bytes, {:.1} bytes/server",
+        bytes.len(),
+        bytes.len() as f64 / f64::from(N)
+    );
+    let mut g = c.benchmark_group("state_file");
+    g.throughput(Throughput::Elements(u64::from(N)));
+    g.sample_size(10);
+    g.bench_function("dump_and_encode_100k", |b| b.iter(|| black_box(body(&t))));
+    g.bench_function("decode_100k", |b| {
+        b.iter(|| black_box(decode(&bytes).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(state, benches);
+criterion_main!(state);
