@@ -393,7 +393,7 @@ fn a_corrupt_truncated_or_foreign_state_file_is_refused_in_one_line() {
     let dir = scratch("corrupt");
     let good = muster::state::encode(&muster::state::Body {
         written_unix_ms: 1,
-        strings: vec![b"cstrike".to_vec()],
+        strings: vec![serde_bytes::ByteBuf::from(&b"cstrike"[..])],
         records: vec![],
     });
     let mut flipped = good.clone();

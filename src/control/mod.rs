@@ -22,7 +22,7 @@ pub mod view;
 
 use crate::engine::{EngineHandle, unix_now_ms};
 use crate::master::Config as MasterConfig;
-use crate::state::{self, BodyBuilder};
+use crate::state;
 use history::Cumulative;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -391,30 +391,30 @@ impl Thread {
             tracing::debug!(why, "state file not written: not every core has dumped yet");
             return;
         }
-        let mut b = BodyBuilder::new(unix_now_ms());
-        let mut n = 0usize;
-        for d in self.view.dumps.iter().flatten() {
-            for (s, seen) in d.shard.iter() {
-                let first = self
-                    .engine
-                    .unix_ms(crate::master::Time::from_secs(u64::from(s.first_seen)));
-                let expires = self.engine.unix_ms(d.shard.expires_at(seen));
-                b.push(s, &d.shard.strings, first / 1000, expires);
-                n += 1;
-            }
-        }
-        let bytes = state::encode(&b.finish());
-        match state::write_atomic(&path, &bytes) {
-            Ok(()) => {
+        let dumps: Vec<&crate::engine::CoreDump> = self.view.dumps.iter().flatten().collect();
+        let shards: Vec<&crate::master::table::ShardDump> =
+            dumps.iter().map(|d| &d.shard).collect();
+        let engine = &self.engine;
+        let written = state::write_dumps(&path, unix_now_ms(), &shards, |d, s, seen| {
+            let first = engine.unix_ms(crate::master::Time::from_secs(u64::from(s.first_seen)));
+            (first / 1000, engine.unix_ms(d.expires_at(seen)))
+        });
+        match written {
+            Ok(w) => {
                 let st = &mut self.view.state;
                 st.writes += 1;
                 st.last_write_unix = Some(unix_now_ms() / 1000);
-                st.last_write_servers = Some(n);
-                st.last_write_bytes = Some(bytes.len());
+                st.last_write_servers = Some(w.servers);
+                st.last_write_bytes = Some(w.bytes);
                 st.last_error = None;
-                tracing::debug!(why, servers = n, bytes = bytes.len(), "state file written");
+                tracing::debug!(
+                    why,
+                    servers = w.servers,
+                    bytes = w.bytes,
+                    "state file written"
+                );
                 if why == "shutdown" {
-                    tracing::info!(servers = n, file = %path.display(), "state file written");
+                    tracing::info!(servers = w.servers, file = %path.display(), "state file written");
                 }
             }
             Err(e) => {

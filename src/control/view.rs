@@ -47,7 +47,7 @@ pub struct StateInfo {
     pub file: Option<String>,
     pub last_write_unix: Option<u64>,
     pub last_write_servers: Option<usize>,
-    pub last_write_bytes: Option<usize>,
+    pub last_write_bytes: Option<u64>,
     pub writes: u64,
     pub write_errors: u64,
     pub last_error: Option<String>,

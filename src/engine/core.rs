@@ -67,6 +67,8 @@ pub struct CoreArgs {
     pub reconfig: crossbeam_channel::Receiver<Arc<MasterConfig>>,
     pub epoch: Instant,
     pub restoring: Restoring,
+    /// A state file's servers; this core lists those steered to it, then lets go.
+    pub restore: Option<Arc<crate::state::Body>>,
 }
 
 #[derive(Debug)]
@@ -119,6 +121,7 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         reconfig,
         epoch,
         restoring,
+        restore: to_restore,
         ..
     } = args;
     let (shard, shards) = (index, cores);
@@ -133,8 +136,8 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
     if !settings.gso {
         master.disable_gso();
     }
-    if let Some(body) = &settings.restore {
-        restore(&mut master, body, restoring, now, index, cores);
+    if let Some(body) = to_restore {
+        restore(&mut master, &body, restoring, now, index, cores);
     }
     let core = Rc::new(Core {
         master: RefCell::new(master),

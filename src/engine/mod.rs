@@ -260,6 +260,9 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
     let (list_tx, list_rx): (Vec<_>, Vec<_>) =
         (0..cores).map(|_| crossbeam_channel::bounded(1)).unzip();
     let mut settings = settings;
+    // Each core drops its reference once it has restored its share: the decoded file (~130 MB at
+    // a million servers) is gone once every core is serving.
+    let restore = settings.restore.take();
     settings.master.budget = Some(crate::master::budget::Budget::shared(
         settings.master.limits.max_servers,
         cores,
@@ -315,6 +318,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
             reconfig,
             epoch,
             restoring: Restoring { started_unix_ms },
+            restore: restore.clone(),
         };
         let t = std::thread::Builder::new()
             .name(format!("muster-core{index}"))
@@ -326,6 +330,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
         threads.push(t);
     }
     drop(ready_tx);
+    drop(restore);
     let handle = EngineHandle {
         cores,
         local: local.clone(),

@@ -976,6 +976,129 @@ mod tests {
         servers
     }
 
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn restored_servers_are_listed_at_once_and_expire_when_they_would_have() {
+        let mut m = master(GamePolicy::default());
+        let now = Time::from_secs(5000);
+        let f = Fields {
+            game: b"cstrike",
+            map: b"de_dust2",
+            hostname: b"restored",
+            players: 3,
+            max_players: 16,
+            ..Fields::default()
+        };
+        // 100 s of its 900 left; first seen an hour before.
+        let expires = now.plus_secs(100);
+        let r = m.restore(now, a("192.0.2.1:27015"), Family::Valve, &f, expires, 1400);
+        assert_eq!(r, Ok(true));
+        assert_eq!(
+            m.restore(now, a("192.0.2.1:27015"), Family::Valve, &f, expires, 1400),
+            Ok(false),
+            "once"
+        );
+        assert_eq!(
+            m.restore(now, a("192.0.2.2:27015"), Family::Valve, &f, now, 1400),
+            Ok(false),
+            "expired while the master was down"
+        );
+        let s = *m.table().get(a("192.0.2.1:27015")).unwrap();
+        assert_eq!((s.first_seen, s.players), (1400, 3));
+        assert_eq!(
+            m.table().last_seen(a("192.0.2.1:27015")),
+            Some(5000 + 100 - 900)
+        );
+        assert_eq!(m.counters().restored, 1);
+        sync(&mut m);
+        assert_eq!(m.list().valve_len(), 1, "listed with no heartbeat");
+        m.tick(now.plus_secs(99), usize::MAX);
+        assert_eq!(m.table().len(), 1);
+        m.tick(now.plus_secs(101), usize::MAX);
+        assert_eq!(m.table().len(), 0, "gone when it would have gone");
+        // Today's rules apply to what is restored.
+        let mut c = m.config().clone();
+        c.bans = Arc::new(NetSet::new(&["198.51.100.0/24".parse().unwrap()]));
+        c.games.reject = vec![b"Nexuiz".to_vec().into()];
+        c.limits.allow_private = false;
+        m.reconfigure(now, &c);
+        let later = now.plus_secs(900);
+        assert_eq!(
+            m.restore(now, a("198.51.100.9:1"), Family::Valve, &f, later, 0),
+            Err(Drop::Banned)
+        );
+        assert_eq!(
+            m.restore(now, a("10.0.0.1:1"), Family::Valve, &f, later, 0),
+            Err(Drop::PrivateAddress)
+        );
+        let nexuiz = Fields {
+            game: b"Nexuiz",
+            ..f
+        };
+        assert_eq!(
+            m.restore(now, a("192.0.2.3:1"), Family::DarkPlaces, &nexuiz, later, 0),
+            Err(Drop::GameRejected)
+        );
+    }
+
+    #[test]
+    fn a_reload_bans_delists_drops_and_counts_and_keeps_the_rest() {
+        let mut m = master(GamePolicy::default());
+        let banned = a("203.0.113.5:26000");
+        let kept = a("192.0.2.7:26000");
+        for from in [banned, kept] {
+            assert_eq!(
+                dp_register(
+                    &mut m,
+                    from,
+                    b"DarkPlaces",
+                    &[
+                        (b"gamename", b"Nexuiz"),
+                        REQUIRED[0],
+                        REQUIRED[1],
+                        REQUIRED[2]
+                    ]
+                ),
+                None
+            );
+        }
+        assert_eq!(m.table().len(), 2);
+        let mut c = m.config().clone();
+        c.bans = Arc::new(NetSet::new(&["203.0.113.0/24".parse().unwrap()]));
+        let now = Time::from_secs(20);
+        assert_eq!(m.reconfigure(now, &c), 1);
+        assert!(m.table().get(banned).is_none() && m.table().get(kept).is_some());
+        assert_eq!(m.counters().delisted, 1);
+        // Every datagram from the network is dropped before it is read, counted as refused.
+        assert_eq!(
+            m.handle(now, banned, 0, b"\xff\xff\xff\xffheartbeat DarkPlaces\n"),
+            Err(Drop::Banned)
+        );
+        assert_eq!(
+            m.handle(now, a("203.0.113.200:1"), 0, b"garbage"),
+            Err(Drop::Banned)
+        );
+        assert!(m.transmits(now).is_empty());
+        assert_eq!(m.counters().dropped(Drop::Banned), 2);
+        let top = m.top_refused(now);
+        assert_eq!(top.len(), 2, "{top:?}");
+        // A game no longer accepted is delisted by the next reload, the limits change in place.
+        c.games.reject = vec![b"Nexuiz".to_vec().into()];
+        c.limits.max_servers_per_ip = 1;
+        c.limits.max_servers = 5;
+        assert_eq!(m.reconfigure(now, &c), 1);
+        assert_eq!(m.table().len(), 0);
+        assert_eq!(m.table().limits().max_servers_per_ip, 1);
+        assert_ne!(
+            m.table().limits().max_servers,
+            5,
+            "the global cap is fixed at start"
+        );
+    }
+
     #[test]
     fn xash_clients_get_the_whole_list_as_a_burst_ipv6_to_ipv6_and_nat_by_flag() {
         let mut m = master(GamePolicy::default());
