@@ -246,7 +246,13 @@ fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
     }
     control.bind_http(ops.http)?;
     let cores = settings.cores;
+    let restoring = settings.restore.is_some();
     let engine = engine::start(settings)?;
+    if restoring {
+        // The decoded state file was allocated here and freed by the cores: hand it back now
+        // (this thread then only waits, and would keep the pages).
+        release_freed_memory(true);
+    }
     let stop = engine.stop_flag();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while stopping exits at once.

@@ -144,12 +144,14 @@ impl<W: Write> Write for Summing<W> {
     }
 }
 
-fn put(w: &mut impl Write, v: &impl Serialize) -> std::io::Result<()> {
-    // Every value put here (an integer, a string, a Record) fits 256 bytes but a string, which
-    // `to_io` writes without a buffer.
-    postcard::to_io(v, &mut *w)
-        .map(|_| ())
-        .map_err(|e| std::io::Error::other(e.to_string()))
+/// Encodes `v` into `scratch` and writes it in one call (postcard writes byte by byte; the file
+/// and its checksum take whole values).
+fn put(w: &mut impl Write, scratch: &mut Vec<u8>, v: &impl Serialize) -> std::io::Result<()> {
+    scratch.clear();
+    let buf = postcard::to_extend(v, std::mem::take(scratch))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    *scratch = buf;
+    w.write_all(scratch)
 }
 
 /// What [`write_dumps`] wrote.
@@ -202,13 +204,14 @@ pub fn write_dumps(
         len: 0,
     };
     w.inner.write_all(&[0u8; HEADER])?;
-    put(&mut w, &written_unix_ms)?;
-    put(&mut w, &(order.len() as u64))?;
+    let mut scratch = Vec::with_capacity(256);
+    put(&mut w, &mut scratch, &written_unix_ms)?;
+    put(&mut w, &mut scratch, &(order.len() as u64))?;
     for &(i, sym) in &order {
         let bytes = dumps.get(i).map_or(&[][..], |d| d.strings.get(sym));
-        put(&mut w, &serde_bytes::Bytes::new(bytes))?;
+        put(&mut w, &mut scratch, &serde_bytes::Bytes::new(bytes))?;
     }
-    put(&mut w, &(servers as u64))?;
+    put(&mut w, &mut scratch, &(servers as u64))?;
     for (i, d) in dumps.iter().enumerate() {
         let remap = remaps.get(i).map_or(&[][..], Vec::as_slice);
         for (s, seen) in d.iter() {
@@ -219,6 +222,7 @@ pub fn write_dumps(
             }
             put(
                 &mut w,
+                &mut scratch,
                 &Record {
                     addr: s.addr.addr(),
                     family: s.family as u8,
