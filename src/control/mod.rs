@@ -296,13 +296,12 @@ impl Thread {
         let since = now.duration_since(self.sampled.0);
         if since >= self.s.sample_every {
             let cum = self.view.cumulative();
-            let (valve, dp) = self.view.servers();
             let p = history::rates(
                 &self.sampled.1,
                 &cum,
                 since.as_secs_f64(),
                 self.view.now_unix_ms as f64 / 1000.0,
-                valve + dp,
+                self.view.shard_servers(),
             );
             self.view.history.push(p);
             self.sampled = (now, cum);
@@ -310,12 +309,13 @@ impl Thread {
         let since = now.duration_since(self.summarised.0);
         if since >= self.s.summary_every {
             let cum = self.view.cumulative();
-            let (valve, dp) = self.view.servers();
             let p = history::rates(&self.summarised.1, &cum, since.as_secs_f64(), 0.0, 0);
+            // The list every core serves (core 0's; the others' lag by at most a refresh).
+            let listed = self.view.status.first().and_then(Option::as_ref);
             tracing::info!(
-                servers = valve + dp,
-                valve,
-                dp,
+                servers = self.view.shard_servers(),
+                listed_valve = listed.map_or(0, |s| s.valve_listed),
+                listed_dp = listed.map_or(0, |s| s.dp_listed),
                 registrations_per_sec = %format!("{:.1}", p.registrations),
                 queries_per_sec = %format!("{:.1}", p.queries),
                 bytes_out_per_sec = %format!("{:.0}", p.bytes_out),

@@ -93,7 +93,17 @@ impl View {
         Cumulative::of(&t.c, &t.e)
     }
 
-    /// Servers listed now: every core's own shard (each server is in exactly one).
+    /// Servers held now, from every core's report (each server is in exactly one shard): known
+    /// even when the cores do not dump (no HTTP, no state file).
+    pub fn shard_servers(&self) -> u64 {
+        self.status
+            .iter()
+            .flatten()
+            .map(|s| s.shard_servers as u64)
+            .sum()
+    }
+
+    /// Servers listed now, by family: every core's own shard (each server is in exactly one).
     pub fn servers(&self) -> (u64, u64) {
         let (mut valve, mut dp) = (0u64, 0u64);
         for d in self.dumps.iter().flatten() {
