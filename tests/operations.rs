@@ -18,29 +18,6 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// Flags for a two-core master whose readiness clients (127.0.<hi>.0/24) are trusted.
-fn flags(hi: u8) -> Vec<String> {
-    [
-        "--listen",
-        "127.0.0.1:0",
-        "--cores",
-        "2",
-        "--allow-private",
-        "--max-servers-per-ip",
-        "1000",
-        "--trust",
-        &format!("127.0.{hi}.0/24"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-fn start(args: &[String]) -> Served {
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    Served::start(&a)
-}
-
 fn stat(m: &Served, pointer: &str) -> serde_json::Value {
     m.json("/api/stats")
         .pointer(pointer)
@@ -87,7 +64,7 @@ fn sample(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> 
 
 #[test]
 fn http_endpoints_count_what_was_registered_and_parse_as_prometheus_text() {
-    let m = start(&flags(70));
+    let m = Served::start_owned(&client_flags(70));
     let valve = sockets(71, 4, 12);
     assert_eq!(valve_register(m.addr, &valve, "cstrike").answered, 12);
     let dp = sockets(72, 3, 7);
@@ -266,11 +243,11 @@ fn the_list_survives_kill_9_and_restarts_whole_without_a_heartbeat() {
     let cfg = dir.join("muster.toml");
     std::fs::write(&cfg, "state_interval_secs = 1\n").unwrap();
     let state = dir.join("state");
-    let mut args = flags(73);
+    let mut args = client_flags(73);
     args.extend(["--config".into(), cfg.display().to_string()]);
     args.extend(["--state-file".into(), state.display().to_string()]);
 
-    let m = start(&args);
+    let m = Served::start_owned(&args);
     let valve = sockets(74, 2, 10);
     assert_eq!(valve_register(m.addr, &valve, "cstrike").answered, 10);
     let dp = sockets(75, 2, 5);
@@ -288,7 +265,7 @@ fn the_list_survives_kill_9_and_restarts_whole_without_a_heartbeat() {
     let before = m.json("/api/servers");
     m.kill9();
 
-    let m = start(&args);
+    let m = Served::start_owned(&args);
     // Listed at once, by every core, with no game server having sent anything since.
     assert!(every_core_serves(&m, 73, &addrs(&valve), &addrs(&dp)));
     assert!(eventually(|| stat(&m, "/totals/restored") == 15));
@@ -337,9 +314,9 @@ fn sighup_applies_a_ban_and_a_broken_file_keeps_the_running_config() {
     let dir = scratch("hup");
     let cfg = dir.join("muster.toml");
     std::fs::write(&cfg, "allow_private = true\n").unwrap();
-    let mut args = flags(76);
+    let mut args = client_flags(76);
     args.extend(["--config".into(), cfg.display().to_string()]);
-    let m = start(&args);
+    let m = Served::start_owned(&args);
     let servers = sockets(77, 2, 8);
     assert_eq!(valve_register(m.addr, &servers, "cstrike").answered, 8);
     let all = addrs(&servers);
@@ -410,9 +387,9 @@ fn a_corrupt_truncated_or_foreign_state_file_is_refused_in_one_line() {
     for (name, bytes, why) in cases {
         let state = dir.join(name);
         std::fs::write(&state, &bytes).unwrap();
-        let mut args = flags(78);
+        let mut args = client_flags(78);
         args.extend(["--state-file".into(), state.display().to_string()]);
-        let m = start(&args);
+        let m = Served::start_owned(&args);
         let s = m.json("/api/stats");
         let at_start = s["state"]["at_start"].as_str().unwrap();
         assert!(
@@ -446,7 +423,7 @@ fn systemd_is_told_ready_and_the_watchdog_is_fed() {
     let path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(PATIENCE)).unwrap();
-    let a = flags(79);
+    let a = client_flags(79);
     let args: Vec<&str> = a.iter().map(String::as_str).collect();
     let m = Served::start_env(
         &args,

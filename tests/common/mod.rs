@@ -427,19 +427,32 @@ impl Served {
     /// allowed, up to 1,000 per address, and the readiness clients on 127.0.<hi>.0/24 trusted (they
     /// poll often; the clients under test are not trusted).
     pub fn for_clients(trusted_hi: u8) -> Served {
-        let trust = format!("127.0.{trusted_hi}.0/24");
-        Served::start(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--cores",
-            "2",
-            "--allow-private",
-            "--max-servers-per-ip",
-            "1000",
-            "--trust",
-            &trust,
-        ])
+        Served::start_owned(&client_flags(trusted_hi))
     }
+
+    /// [`Served::start`] with owned arguments.
+    pub fn start_owned(args: &[String]) -> Served {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        Served::start(&a)
+    }
+}
+
+/// The flags of [`Served::for_clients`], for tests that add their own.
+pub fn client_flags(trusted_hi: u8) -> Vec<String> {
+    [
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "2",
+        "--allow-private",
+        "--max-servers-per-ip",
+        "1000",
+        "--trust",
+        &format!("127.0.{trusted_hi}.0/24"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// Runs a client to its end, killing it (and failing) past `limit`.
