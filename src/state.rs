@@ -13,7 +13,7 @@
 //!
 //! Times are Unix wall-clock (a restart does not keep the monotonic clock): each record's
 //! `expires_unix_ms` is when it would expire had nothing stopped, so downtime counts against it.
-//! Encoding and decoding are pure (bytes in, bytes out); [`write_atomic`] and [`read`] do the I/O.
+//! Encoding and decoding are pure (bytes in, bytes out); [`write_dumps`] and [`read`] do the I/O.
 //! A missing, truncated, corrupt, foreign or newer file is refused whole with one [`StateError`]:
 //! a partial list is never presented as the list.
 
@@ -161,7 +161,8 @@ pub struct Written {
     pub bytes: u64,
 }
 
-/// Writes every server of `dumps` to `path` atomically (as [`write_atomic`]), streaming: the
+/// Writes every server of `dumps` to `path` so that `path` always holds a whole file, old or new
+/// (a temporary file beside it, fsync, rename over, fsync of the directory), streaming: the
 /// string table is each shard's interned strings that listed servers use (a remap from string id
 /// to table index, 4 bytes per id), and records go to the file as they are encoded — no copy of
 /// the list is built in memory (a million servers: ~60 MB written, ~10 MB held meanwhile).
@@ -352,23 +353,11 @@ pub fn read(path: &Path) -> Result<Body, StateError> {
     decode(&bytes)
 }
 
-/// The temporary file [`write_atomic`] writes before renaming it over `path`.
+/// The temporary file [`write_dumps`] writes before renaming it over `path`.
 pub fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
     path.with_file_name(name)
-}
-
-/// Writes `bytes` to `path` so that `path` always holds a whole file, old or new: a temporary
-/// file beside it, fsync, rename over, fsync of the directory (so the rename survives a crash).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = temp_path(path);
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    rename_durably(&tmp, path)
 }
 
 /// Renames `tmp` over `path` and syncs the directory, so the rename survives a crash.
@@ -471,18 +460,6 @@ mod tests {
     }
 
     #[test]
-    fn writes_atomically_and_reads_back() {
-        let dir = std::env::temp_dir().join(format!("muster-state-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("state");
-        assert!(matches!(read(&path), Err(StateError::Missing)));
-        write_atomic(&path, &encode(&body())).unwrap();
-        assert!(!temp_path(&path).exists(), "the temporary file was renamed");
-        assert_eq!(read(&path).unwrap(), body());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
     fn streams_a_tables_servers_and_reads_them_back() {
         use crate::master::policy::Limits;
         use crate::master::table::Table;
@@ -523,12 +500,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("muster-state-stream-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state");
+        assert!(matches!(read(&path), Err(StateError::Missing)));
         let w = write_dumps(&path, 42, &refs, |d, s, seen| {
             (u64::from(s.first_seen), d.expires_at(seen).millis())
         })
         .unwrap();
         assert_eq!(w.servers, 300);
         assert_eq!(w.bytes, std::fs::metadata(&path).unwrap().len());
+        assert!(!temp_path(&path).exists(), "the temporary file was renamed");
         let body = read(&path).unwrap();
         assert_eq!((body.written_unix_ms, body.records.len()), (42, 300));
         // Every server with its fields and times, strings shared through the table.

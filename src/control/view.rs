@@ -38,7 +38,7 @@ pub struct View {
     pub history: History,
     pub state: StateInfo,
     pub config: ConfigInfo,
-    /// Unix ms of the engine's clock origin (converts dump times).
+    /// The engine, for its clock: converts dump times (engine clock) to Unix times.
     pub clock: Option<crate::engine::EngineHandle>,
 }
 
