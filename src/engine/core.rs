@@ -19,7 +19,7 @@
 use super::stats::EngineCounters;
 use super::status::{CoreDump, CoreStatus, StatusSender};
 use super::sys::{self, BATCH, RecvBatch, SendStop};
-use super::{CLOCK_START, LAST_DUMP_WAIT, Restoring, Settings};
+use super::{CLOCK_START, LAST_DUMP_WAIT, Settings, WallClock};
 use crate::master::Config as MasterConfig;
 use crate::master::counters::Counters;
 use crate::master::list::List;
@@ -66,7 +66,7 @@ pub struct CoreArgs {
     pub dumps: crossbeam_channel::Sender<CoreDump>,
     pub reconfig: crossbeam_channel::Receiver<Arc<MasterConfig>>,
     pub epoch: Instant,
-    pub restoring: Restoring,
+    pub wall: WallClock,
     /// A state file's servers; this core lists those steered to it, then lets go.
     pub restore: Option<Arc<crate::state::Body>>,
 }
@@ -120,7 +120,7 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         dumps,
         reconfig,
         epoch,
-        restoring,
+        wall,
         restore: to_restore,
         ..
     } = args;
@@ -137,7 +137,7 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         master.disable_gso();
     }
     if let Some(body) = to_restore {
-        restore(&mut master, &body, restoring, now, index, cores);
+        restore(&mut master, &body, wall, now, index, cores);
     }
     let core = Rc::new(Core {
         master: RefCell::new(master),
@@ -225,7 +225,7 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
 fn restore(
     master: &mut Master,
     body: &crate::state::Body,
-    restoring: Restoring,
+    wall: WallClock,
     now: Time,
     index: usize,
     cores: usize,
@@ -239,11 +239,8 @@ fn restore(
             refused += 1;
             continue;
         };
-        let expires = restoring.time(r.expires_unix_ms);
-        let first_seen = restoring
-            .time(r.first_seen_unix.saturating_mul(1000))
-            .millis()
-            / 1000;
+        let expires = wall.time(r.expires_unix_ms);
+        let first_seen = wall.time(r.first_seen_unix.saturating_mul(1000)).millis() / 1000;
         let first_seen = u32::try_from(first_seen).unwrap_or(u32::MAX);
         match master.restore(now, r.addr, family, &fields, expires, first_seen) {
             Ok(true) => listed += 1,

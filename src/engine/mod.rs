@@ -121,8 +121,7 @@ pub struct EngineHandle {
     pub status: Arc<status::StatusBoard>,
     pub dumps: crossbeam_channel::Receiver<CoreDump>,
     reconfig: Vec<crossbeam_channel::Sender<Arc<MasterConfig>>>,
-    epoch: Instant,
-    started_unix_ms: u64,
+    wall: WallClock,
     stop: Arc<AtomicBool>,
 }
 
@@ -134,24 +133,14 @@ pub fn unix_now_ms() -> u64 {
 }
 
 impl EngineHandle {
-    /// The engine's clock now (what the cores pass the master).
-    pub fn now(&self) -> Time {
-        core::clock(self.epoch)
-    }
-
     /// Unix milliseconds of a time on the engine's clock.
     pub fn unix_ms(&self, t: Time) -> u64 {
-        match t.millis().checked_sub(CLOCK_START.millis()) {
-            Some(after) => self.started_unix_ms.saturating_add(after),
-            None => self
-                .started_unix_ms
-                .saturating_sub(CLOCK_START.millis() - t.millis()),
-        }
+        self.wall.unix_ms(t)
     }
 
     /// When the engine started, Unix milliseconds.
     pub fn started_unix_ms(&self) -> u64 {
-        self.started_unix_ms
+        self.wall.started_unix_ms
     }
 
     /// Hands every core a reloaded configuration (each applies it at its next tick). Waits at
@@ -167,21 +156,18 @@ impl EngineHandle {
     pub fn stop_all(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-
-    /// Whether the engine is stopping (or stopped).
-    pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
 }
 
-/// Converts a state file's wall-clock times into the engine's clock.
+/// The engine's clock against the wall clock: which Unix time a [`Time`] is, and back (the state
+/// file keeps wall-clock times; the engine's clock starts at [`CLOCK_START`] when it starts).
 #[derive(Clone, Copy, Debug)]
-pub struct Restoring {
+pub struct WallClock {
+    /// Unix milliseconds when the engine's clock read [`CLOCK_START`].
     pub started_unix_ms: u64,
 }
 
-impl Restoring {
-    /// The engine time of Unix milliseconds `unix_ms` (before the clock's start: its start).
+impl WallClock {
+    /// The engine time of Unix milliseconds `unix_ms` (saturating at the clock's zero).
     pub fn time(&self, unix_ms: u64) -> Time {
         match unix_ms.checked_sub(self.started_unix_ms) {
             Some(after) => CLOCK_START.plus_millis(after),
@@ -190,6 +176,16 @@ impl Restoring {
                     .millis()
                     .saturating_sub(self.started_unix_ms - unix_ms),
             ),
+        }
+    }
+
+    /// Unix milliseconds of a time on the engine's clock.
+    pub fn unix_ms(&self, t: Time) -> u64 {
+        match t.millis().checked_sub(CLOCK_START.millis()) {
+            Some(after) => self.started_unix_ms.saturating_add(after),
+            None => self
+                .started_unix_ms
+                .saturating_sub(CLOCK_START.millis() - t.millis()),
         }
     }
 }
@@ -317,7 +313,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
             dumps: dump_tx.clone(),
             reconfig,
             epoch,
-            restoring: Restoring { started_unix_ms },
+            wall: WallClock { started_unix_ms },
             restore: restore.clone(),
         };
         let t = std::thread::Builder::new()
@@ -337,8 +333,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
         status: status.clone(),
         dumps: dump_rx,
         reconfig: reconfig_tx,
-        epoch,
-        started_unix_ms,
+        wall: WallClock { started_unix_ms },
         stop: stop.clone(),
     };
     let engine = Engine {
