@@ -197,8 +197,13 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         if !status.push(core.status(index)) {
             core.stats.borrow_mut().status_dropped += 1;
         }
+        // A dump shares the table's chunks: taken when they are the ones the last snapshot
+        // shares too (nothing changed since it), it makes no later write copy a chunk that a
+        // snapshot would not have made it copy anyway. Usually at most a list_refresh late; never
+        // more than one more interval (a stalled publication must not stop the state file).
         if let Some(every) = settings.dump_every
             && dumped.elapsed() >= every
+            && (!core.master.borrow().table().changed() || dumped.elapsed() >= every * 2)
         {
             dumped = Instant::now();
             if dumps.try_send(core.dump(index, false)).is_err() {
