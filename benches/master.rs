@@ -262,6 +262,7 @@ fn lists(c: &mut Criterion) {
             black_box(list.valve_page(
                 Region::All,
                 black_box([100, 0, 0, 0, 0, 0]),
+                [0; 6],
                 &none,
                 231,
                 &mut out,
@@ -273,7 +274,7 @@ fn lists(c: &mut Criterion) {
     g.bench_function("valve_page_filtered_100k", |b| {
         b.iter(|| {
             out.clear();
-            black_box(list.valve_page(Region::All, [0; 6], &f, 231, &mut out))
+            black_box(list.valve_page(Region::All, [0; 6], [0; 6], &f, 231, &mut out))
         })
     });
     // The worst case: a filter nothing matches, with no index to narrow it: the scan stops at
@@ -283,7 +284,7 @@ fn lists(c: &mut Criterion) {
     g.bench_function("valve_page_filter_matching_nothing_scan_capped", |b| {
         b.iter(|| {
             out.clear();
-            black_box(list.valve_page(Region::All, [0; 6], &nothing, 231, &mut out))
+            black_box(list.valve_page(Region::All, [0; 6], [0; 6], &nothing, 231, &mut out))
         })
     });
     g.throughput(Throughput::Elements(1));

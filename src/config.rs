@@ -106,6 +106,9 @@ pub struct AdmissionFile {
     pub unvalidated: ClassFile,
     pub validated: ClassFile,
     pub network: ClassFile,
+    pub validated_network: ClassFile,
+    pub trusted_network: ClassFile,
+    pub unproven: UnprovenFile,
     pub core: CoreFile,
     pub challenges: ChallengesFile,
 }
@@ -117,13 +120,22 @@ pub struct ClassFile {
     pub queries_per_minute: u32,
     pub reply_burst_kib: u32,
     pub reply_kib_per_sec: u32,
+    pub scan_burst: u32,
+    pub scan_per_sec: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnprovenFile {
+    pub reply_burst_kib: u32,
+    pub reply_kib_per_sec: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoreFile {
-    pub reply_burst_kib: u32,
-    pub reply_kib_per_sec: u32,
+    pub scan_burst: u32,
+    pub scan_per_sec: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -155,6 +167,10 @@ impl ClassFile {
             bytes: Rate {
                 burst: kib(self.reply_burst_kib),
                 per_sec: kib(self.reply_kib_per_sec),
+            },
+            scan: Rate {
+                burst: self.scan_burst.min(MAX_BURST),
+                per_sec: self.scan_per_sec,
             },
         }
     }
@@ -452,23 +468,38 @@ impl File {
             ("admission.unvalidated", a.unvalidated),
             ("admission.validated", a.validated),
             ("admission.network", a.network),
+            ("admission.validated_network", a.validated_network),
+            ("admission.trusted_network", a.trusted_network),
         ] {
-            if c.queries_burst == 0 || c.reply_burst_kib == 0 {
+            if c.queries_burst == 0 || c.reply_burst_kib == 0 || c.scan_burst == 0 {
                 return Err(ConfigError::Invalid {
                     key,
-                    why: "queries_burst and reply_burst_kib must be at least 1 (a source could never be answered)".to_owned(),
+                    why: "queries_burst, reply_burst_kib and scan_burst must be at least 1 (a source could never be answered)".to_owned(),
                 });
             }
+        }
+        if a.core.scan_burst == 0 {
+            return Err(ConfigError::Invalid {
+                key: "admission.core",
+                why: "scan_burst must be at least 1 (no filtered query could be answered)"
+                    .to_owned(),
+            });
         }
         Ok(AdmissionConfig {
             max_sources: a.max_sources,
             max_prefixes: a.max_networks,
             unvalidated: a.unvalidated.limits(),
             validated: a.validated.limits(),
+            trusted_limits: a.trusted_network.limits(),
             network: a.network.limits(),
-            core_unvalidated_bytes: Rate {
-                burst: kib(a.core.reply_burst_kib),
-                per_sec: kib(a.core.reply_kib_per_sec),
+            validated_network: a.validated_network.limits(),
+            unproven: Rate {
+                burst: kib(a.unproven.reply_burst_kib),
+                per_sec: kib(a.unproven.reply_kib_per_sec),
+            },
+            core_scan: Rate {
+                burst: a.core.scan_burst.min(MAX_BURST),
+                per_sec: a.core.scan_per_sec,
             },
             // A host may run `max_servers_per_ip` servers, each of which may need a retry.
             source_challenges: Rate {

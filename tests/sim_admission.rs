@@ -260,7 +260,7 @@ fn carpet_bombing_a_network_is_bounded_by_its_aggregate_and_many_networks_by_the
         total <= bound,
         "{total} bytes to 2,000 networks, bound {bound}"
     );
-    assert!(sim.dropped(Drop::CoreBytes) > 0);
+    assert!(sim.dropped(Drop::UnprovenBytes) > 0);
 }
 
 #[test]

@@ -141,6 +141,26 @@ pub fn render(view: &View) -> String {
         &drops,
     );
     r.counter(
+        "muster_valve_walks_total",
+        "Valve walks begun by sources off the trusted networks (first pages hold 3x the query).",
+        c.walks,
+    );
+    r.counter(
+        "muster_valve_walk_proofs_total",
+        "Valve walks proven by a continuation from the exact end of their first page.",
+        c.walk_proofs,
+    );
+    r.counter(
+        "muster_valve_wrong_continuations_total",
+        "Valve continuations from no page end sent: guesses; the source was barred from proving.",
+        c.wrong_continuations,
+    );
+    r.counter(
+        "muster_unproven_bytes_total",
+        "Reply bytes admitted to unproven addresses (DarkPlaces, Xash3D): the master-wide budget.",
+        c.unproven_bytes,
+    );
+    r.counter(
         "muster_received_total",
         "Datagrams handled by the master.",
         c.received,

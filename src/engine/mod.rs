@@ -263,6 +263,8 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
         settings.master.limits.max_servers,
         cores,
     ));
+    // One budget for replies to unproven addresses, whatever the number of cores.
+    settings.master.unproven = Some(crate::master::unproven::Unproven::new(cores));
     let (ready_tx, ready_rx) = mpsc::channel();
     let (status_tx, status) = status::channel(cores);
     let status = Arc::new(status);

@@ -3,15 +3,17 @@
 //! Anyone on the Internet chooses the keys (a spoofer has 2³² of them), so the map never grows
 //! past `max` entries: inserting into a full map first evicts the least valuable of a few entries
 //! sampled at random. The caller says what an entry is worth — an entry that holds nothing a fresh
-//! one would not (full buckets, no proof in progress) is worth nothing and goes first, so under a
-//! flood of a million spoofed sources the map forgets the flood, not the state that matters.
-//! Memory is constant once full: no allocation per insert after that.
+//! one would not (full buckets, no proof in progress) is worth nothing and goes first — or that it
+//! must never be evicted (`None`: a fined source, a validated one; forgetting it would hand a
+//! spoofer a fresh budget). When no sampled entry may go, nothing is inserted and the caller is
+//! told so: under a flood of a million spoofed sources the map forgets the flood, never the state
+//! that matters. Memory is constant once full: no allocation per insert after that.
 
 use super::policy::IpKey;
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, RandomState};
 
-/// Entries sampled to choose one to evict.
+/// Entries sampled to choose one to evict (twice this many when the first ones are all protected).
 pub const EVICTION_SAMPLE: usize = 8;
 
 #[derive(Debug)]
@@ -27,6 +29,7 @@ pub struct BoundedMap<V> {
     /// decided by worth).
     rng: u64,
     evicted: u64,
+    refused: u64,
 }
 
 impl<V> BoundedMap<V> {
@@ -46,6 +49,7 @@ impl<V> BoundedMap<V> {
             max,
             rng: seed,
             evicted: 0,
+            refused: 0,
         }
     }
 
@@ -64,19 +68,20 @@ impl<V> BoundedMap<V> {
     }
 
     /// The entry for `key`, inserted with `make()` if absent. When the map is full, the least
-    /// `worth` of [`EVICTION_SAMPLE`] random entries is evicted first. (`None` cannot happen; it
-    /// stands where a panic would.)
+    /// `worth` of [`EVICTION_SAMPLE`] random entries is evicted first (`None` from `worth`: never
+    /// evicted). `None`: the map is full and no sampled entry may be evicted.
     pub fn entry(
         &mut self,
         key: IpKey,
         make: impl FnOnce() -> V,
-        mut worth: impl FnMut(&mut V) -> u64,
+        mut worth: impl FnMut(&mut V) -> Option<u64>,
     ) -> Option<&mut V> {
         let slot = match self.find(&key) {
             Some(s) => s as usize,
             None => {
-                if self.keys.len() >= self.max {
-                    self.evict(&mut worth);
+                if self.keys.len() >= self.max && !self.evict(&mut worth) {
+                    self.refused = self.refused.wrapping_add(1);
+                    return None;
                 }
                 let slot = self.keys.len();
                 self.keys.push(key);
@@ -100,16 +105,22 @@ impl<V> BoundedMap<V> {
         self.rng
     }
 
-    fn evict(&mut self, worth: &mut impl FnMut(&mut V) -> u64) {
+    /// Evicts the least worth of a random sample; `false` if every sampled entry is protected.
+    fn evict(&mut self, worth: &mut impl FnMut(&mut V) -> Option<u64>) -> bool {
         let len = self.keys.len();
         if len == 0 {
-            return;
+            return true;
         }
         let mut victim: Option<(u64, usize)> = None;
-        for _ in 0..EVICTION_SAMPLE {
+        for n in 0..EVICTION_SAMPLE.saturating_mul(2) {
+            if n == EVICTION_SAMPLE && victim.is_some() {
+                break;
+            }
             let i = usize::try_from(self.next_random().checked_rem(len as u64).unwrap_or(0))
                 .unwrap_or(0);
-            let w = self.values.get_mut(i).map_or(u64::MAX, &mut *worth);
+            let Some(w) = self.values.get_mut(i).and_then(&mut *worth) else {
+                continue; // protected
+            };
             if victim.is_none_or(|(best, _)| w < best) {
                 victim = Some((w, i));
             }
@@ -117,9 +128,13 @@ impl<V> BoundedMap<V> {
                 break; // nothing lost by evicting this one
             }
         }
-        if let Some((_, i)) = victim {
-            self.remove_slot(i);
-            self.evicted = self.evicted.wrapping_add(1);
+        match victim {
+            Some((_, i)) => {
+                self.remove_slot(i);
+                self.evicted = self.evicted.wrapping_add(1);
+                true
+            }
+            None => false,
         }
     }
 
@@ -168,6 +183,11 @@ impl<V> BoundedMap<V> {
         self.evicted
     }
 
+    /// Insertions refused because the map was full of protected entries.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
     /// Heap bytes held: constant from creation (space for `max` entries is reserved then).
     pub fn heap_bytes(&self) -> usize {
         let entry = std::mem::size_of::<IpKey>().saturating_add(std::mem::size_of::<V>());
@@ -192,7 +212,7 @@ mod tests {
     fn finds_what_it_holds_and_never_grows_past_max() {
         let mut m: BoundedMap<u64> = BoundedMap::new(100);
         for i in 0..100 {
-            *m.entry(k(i), || 0, |_| 1).unwrap() += u64::from(i);
+            *m.entry(k(i), || 0, |_| Some(1)).unwrap() += u64::from(i);
         }
         assert_eq!(m.len(), 100);
         for i in 0..100 {
@@ -200,7 +220,7 @@ mod tests {
         }
         let bytes = m.heap_bytes();
         for i in 100..100_000 {
-            m.entry(k(i), || 7, |_| 1);
+            m.entry(k(i), || 7, |_| Some(1));
         }
         assert_eq!(m.len(), 100);
         assert_eq!(m.evicted(), 99_900);
@@ -221,16 +241,40 @@ mod tests {
         let mut m: BoundedMap<u64> = BoundedMap::new(64);
         // Half the entries are worth something (value 1), half nothing (value 0).
         for i in 0..64 {
-            m.entry(k(i), || u64::from(i % 2), |v| *v);
+            m.entry(k(i), || u64::from(i % 2), |v| Some(*v));
         }
         // A flood of worthless newcomers (value 0) evicts worthless entries: the sample almost
         // always holds one, and the ones worth something survive.
         for i in 1000..1100 {
-            m.entry(k(i), || 0, |v| *v);
+            m.entry(k(i), || 0, |v| Some(*v));
         }
         let kept = (0..64)
             .filter(|i| i % 2 == 1 && m.get_mut(&k(*i)).is_some())
             .count();
         assert!(kept >= 28, "{kept} of 32 valuable entries kept");
+    }
+
+    #[test]
+    fn protected_entries_are_never_evicted_and_newcomers_are_refused_instead() {
+        let mut m: BoundedMap<bool> = BoundedMap::new(64);
+        // 48 protected entries (true), 16 that may go.
+        for i in 0..64 {
+            m.entry(k(i), || i < 48, |p| (!*p).then_some(1));
+        }
+        // A flood of 10,000 newcomers, each protected once in: the 16 evictable slots turn over
+        // until the map holds only protected entries; then newcomers are refused.
+        let mut refused = 0;
+        for i in 1000..11_000 {
+            if m.entry(k(i), || true, |p| (!*p).then_some(1)).is_none() {
+                refused += 1;
+            }
+        }
+        assert!(
+            (0..48).all(|i| m.get_mut(&k(i)).is_some()),
+            "every protected entry kept"
+        );
+        assert_eq!(m.len(), 64);
+        assert_eq!(refused, 10_000 - 16);
+        assert_eq!(m.refused(), refused as u64);
     }
 }

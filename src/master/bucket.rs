@@ -2,9 +2,13 @@
 //!
 //! A bucket holds up to `burst` units and refills at `rate` units per second. A request is allowed
 //! while the level is above zero, and then takes what it really costs — possibly more than is
-//! left: the level goes negative (debt, at most `burst` deep) and must refill past zero before the
-//! next request. So one reply may be larger than what remains (a whole list is sent whole, never
-//! cut short), while the average stays at `rate` and a burst at `burst` plus one reply.
+//! left: the level goes negative (debt) and must refill past zero before the next request. So one
+//! reply may be larger than what remains (a whole list is sent whole, never cut short), while the
+//! average stays at `rate` and a burst at `burst` plus one reply. A reply is charged in full, however
+//! large ([`Bucket::take`]: no debt is forgiven, so a source is never owed one list per refill
+//! whatever its size); a fine is not a reply and stops at one burst of debt ([`Bucket::fine`]), so
+//! a flood spoofed in a victim's name cannot lock the victim out for longer than one refill of
+//! its burst.
 
 use super::time::Time;
 
@@ -105,8 +109,8 @@ impl Bucket {
         rate.is_unlimited() || self.level(rate, now) > 0
     }
 
-    /// Takes `units` (the real cost of what was allowed), going into debt if need be — never
-    /// deeper than `burst`.
+    /// Takes `units` (the real cost of what was allowed), going into debt as deep as it takes
+    /// (down to the `i32` floor, 2³¹ units: two GiB of replies).
     pub fn take(&mut self, rate: Rate, now: Time, units: u64) {
         if rate.is_unlimited() {
             return;
@@ -116,7 +120,26 @@ impl Bucket {
         self.level = self
             .level
             .saturating_sub(units)
-            .max(rate.cap().saturating_neg());
+            .max(i32::MIN.saturating_add(1));
+    }
+
+    /// Takes a fine of `units`: like [`take`](Self::take), but never deeper than one burst of debt
+    /// (a debt already deeper, from a real reply, is left as it is).
+    pub fn fine(&mut self, rate: Rate, now: Time, units: u64) {
+        if rate.is_unlimited() {
+            return;
+        }
+        self.refill(rate, now);
+        let floor = rate.cap().saturating_neg();
+        if self.level > floor {
+            let units = i32::try_from(units).unwrap_or(i32::MAX);
+            self.level = self.level.saturating_sub(units).max(floor);
+        }
+    }
+
+    /// Whether the bucket owes anything (its level is below zero).
+    pub fn in_debt(&mut self, rate: Rate, now: Time) -> bool {
+        !rate.is_unlimited() && self.level(rate, now) < 0
     }
 
     /// Whether the bucket is full at `now`: it holds nothing a fresh bucket would not.
@@ -172,9 +195,29 @@ mod tests {
         b.take(R, t0.plus_secs(3), 1000);
         assert_eq!(
             b.level(R, t0.plus_secs(3)),
-            -10,
-            "debt is at most one burst deep"
+            -999,
+            "a reply is charged in full: no debt is forgiven"
         );
+        assert!(b.in_debt(R, t0.plus_secs(3)));
+        assert!(
+            !b.allows(R, t0.plus_secs(502)),
+            "repaid at 2 a second: 500 s"
+        );
+        assert!(b.allows(R, t0.plus_millis(503_500)));
+    }
+
+    #[test]
+    fn a_fine_stops_at_one_burst_of_debt_and_never_lightens_a_deeper_one() {
+        let t0 = Time::from_secs(5);
+        let mut b = Bucket::full(R, t0);
+        for _ in 0..100 {
+            b.fine(R, t0, 4);
+        }
+        assert_eq!(b.level(R, t0), -10, "fines stop at one burst");
+        b.take(R, t0, 50);
+        assert_eq!(b.level(R, t0), -60);
+        b.fine(R, t0, 4);
+        assert_eq!(b.level(R, t0), -60, "a fine does not lift a deeper debt");
     }
 
     #[test]

@@ -77,12 +77,10 @@ fn window(now: Time, window_ms: u64) -> u64 {
     now.millis().checked_div(window_ms).unwrap_or(0)
 }
 
-/// Domain separation between the two handshakes and the page lengths.
+/// Domain separation between the two handshakes and the Valve walks.
 const DOMAIN_VALVE: u8 = 1;
 const DOMAIN_DP: u8 = 2;
-const DOMAIN_PAGE: u8 = 3;
-/// Valve pages hold between `MAX_PAGE_ENTRIES - PAGE_JITTER + 1` and `MAX_PAGE_ENTRIES` entries.
-pub const PAGE_JITTER: usize = 64;
+const DOMAIN_WALK: u8 = 3;
 
 impl Challenges {
     pub fn new(secret: [u8; 16], valve_window_ms: u64, dp_window_ms: u64) -> Self {
@@ -138,16 +136,21 @@ impl Challenges {
         (self.mac(DOMAIN_VALVE, window, addr, 0) as u32) & 0x7FFF_FFFF
     }
 
-    /// How many entries (terminator included) the Valve page after `seed` holds for `addr`:
-    /// 168–231, a keyed hash of both. A client pages with the last address it got, so a
-    /// continuation seeded with it proves the client received the page; a spoofer cannot know
-    /// where a page it never saw ended.
-    pub fn page_capacity(&self, addr: SocketAddr, seed: [u8; 6]) -> usize {
-        let seed = u64::from_be_bytes([0, 0, seed[0], seed[1], seed[2], seed[3], seed[4], seed[5]]);
-        let m = self.mac(DOMAIN_PAGE, seed, addr, 0);
-        const JITTER: u64 = PAGE_JITTER as u64;
-        let jitter = ((m as u64) % JITTER) as usize;
-        crate::wire::valve_list::MAX_PAGE_ENTRIES.saturating_sub(jitter)
+    /// The random number a Valve walk of `addr` begun at `now` starts from: a keyed MAC of both
+    /// (a spoofer who has read the code still cannot know it). Two walks of one client started in
+    /// the same millisecond start alike.
+    pub fn walk_random(&self, now: Time, addr: SocketAddr) -> u64 {
+        self.mac(DOMAIN_WALK, now.millis(), addr, 0) as u64
+    }
+
+    /// A walk's identity among a client's walks: a keyed hash of the query's region and filter,
+    /// never 0 (0 marks a free walk slot).
+    pub fn walk_key(&self, region: u8, filter: &[u8]) -> u32 {
+        let key = self.key(DOMAIN_WALK, u64::MAX);
+        let mut h = SipHasher24::new_with_key(&key);
+        h.write_u8(region);
+        h.write(filter);
+        (h.finish() as u32).max(1)
     }
 
     /// The challenge to send to `addr` now.
@@ -216,26 +219,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn page_capacities_vary_per_client_and_seed_within_bounds() {
+    fn walk_starts_differ_per_client_and_instant() {
         let c = ch();
         let a: SocketAddr = "198.51.100.7:27005".parse().unwrap();
         let b: SocketAddr = "198.51.100.8:27005".parse().unwrap();
-        let seeds: Vec<[u8; 6]> = (0..200u8).map(|i| [1, 2, 3, i, 0, 1]).collect();
-        let caps: Vec<usize> = seeds.iter().map(|s| c.page_capacity(a, *s)).collect();
-        assert!(caps.iter().all(|n| (168..=231).contains(n)), "{caps:?}");
-        let distinct: std::collections::HashSet<_> = caps.iter().collect();
-        assert!(
-            distinct.len() > 40,
-            "spread over the range: {}",
-            distinct.len()
-        );
-        assert_eq!(
-            c.page_capacity(a, seeds[5]),
-            caps[5],
-            "the same for the same client and seed"
-        );
-        let other: Vec<usize> = seeds.iter().map(|s| c.page_capacity(b, *s)).collect();
-        assert_ne!(caps, other, "another client gets other lengths");
+        let t = Time::from_secs(50);
+        assert_eq!(c.walk_random(t, a), c.walk_random(t, a));
+        assert_ne!(c.walk_random(t, a), c.walk_random(t, b));
+        assert_ne!(c.walk_random(t, a), c.walk_random(t.plus_millis(1), a));
+        // Spread: 1,000 clients over 100 positions leave no position empty.
+        let mut hit = [false; 100];
+        for i in 0..1000u32 {
+            let from = SocketAddr::from((std::net::Ipv4Addr::from(0x0A00_0000 + i), 1));
+            hit[(c.walk_random(t, from) % 100) as usize] = true;
+        }
+        assert!(hit.iter().all(|h| *h));
     }
 
     fn ch() -> Challenges {

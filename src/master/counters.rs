@@ -41,8 +41,8 @@ pub enum Drop {
     NetworkQueries,
     /// A list query from a network whose reply-byte budget is spent.
     NetworkBytes,
-    /// A list query refused because the core's budget for unvalidated sources is spent.
-    CoreBytes,
+    /// A DarkPlaces or Xash3D reply refused by the master-wide budget for unproven addresses.
+    UnprovenBytes,
     /// A challenge request over its source's rate.
     SourceChallenges,
     /// A challenge request over the core's rate.
@@ -53,10 +53,19 @@ pub enum Drop {
     Shed,
     /// From a banned network (`ban` in the config).
     Banned,
+    /// While the master-wide budget is saturated, a network's new sources drew their fair share.
+    NetworkShare,
+    /// A filtered query refused by a scan (work) budget: its source's, network's or core's.
+    Scan,
+    /// A new source (or network) that admission could not track: every entry that could have
+    /// made room holds a proof, a bar or a debt.
+    AdmissionFull,
+    /// A challenge refused because the shard holds its most handshakes in progress.
+    PendingFull,
 }
 
 impl Drop {
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 27;
     pub const ALL: [Drop; Self::COUNT] = [
         Drop::Unknown,
         Drop::Malformed,
@@ -75,12 +84,16 @@ impl Drop {
         Drop::SourceBytes,
         Drop::NetworkQueries,
         Drop::NetworkBytes,
-        Drop::CoreBytes,
+        Drop::UnprovenBytes,
         Drop::SourceChallenges,
         Drop::CoreChallenges,
         Drop::TxFull,
         Drop::Shed,
         Drop::Banned,
+        Drop::NetworkShare,
+        Drop::Scan,
+        Drop::AdmissionFull,
+        Drop::PendingFull,
     ];
 
     /// The label used in logs and metrics.
@@ -103,12 +116,16 @@ impl Drop {
             Drop::SourceBytes => "source_bytes",
             Drop::NetworkQueries => "network_queries",
             Drop::NetworkBytes => "network_bytes",
-            Drop::CoreBytes => "core_bytes",
+            Drop::UnprovenBytes => "unproven_bytes",
             Drop::SourceChallenges => "source_challenges",
             Drop::CoreChallenges => "core_challenges",
             Drop::TxFull => "tx_full",
             Drop::Shed => "shed",
             Drop::Banned => "banned",
+            Drop::NetworkShare => "network_share",
+            Drop::Scan => "scan",
+            Drop::AdmissionFull => "admission_full",
+            Drop::PendingFull => "pending_full",
         }
     }
 
@@ -121,7 +138,10 @@ impl Drop {
                 | Drop::SourceBytes
                 | Drop::NetworkQueries
                 | Drop::NetworkBytes
-                | Drop::CoreBytes
+                | Drop::UnprovenBytes
+                | Drop::NetworkShare
+                | Drop::Scan
+                | Drop::AdmissionFull
                 | Drop::SourceChallenges
                 | Drop::CoreChallenges
                 | Drop::Banned
@@ -163,6 +183,13 @@ pub struct Counters {
     pub restored: u64,
     /// Servers delisted by a config reload (a ban, a game no longer accepted).
     pub delisted: u64,
+    /// Valve walks begun, proven by their first page's end, and continuations that were no page
+    /// end sent (a guess: the source was barred from proving).
+    pub walks: u64,
+    pub walk_proofs: u64,
+    pub wrong_continuations: u64,
+    /// Reply bytes admitted to unproven addresses (DarkPlaces, Xash3D) by this shard.
+    pub unproven_bytes: u64,
     pub dropped: [u64; Drop::COUNT],
 }
 
@@ -213,6 +240,10 @@ impl AddAssign<&Counters> for Counters {
         add(&mut self.xash_updates, o.xash_updates);
         add(&mut self.restored, o.restored);
         add(&mut self.delisted, o.delisted);
+        add(&mut self.walks, o.walks);
+        add(&mut self.walk_proofs, o.walk_proofs);
+        add(&mut self.wrong_continuations, o.wrong_continuations);
+        add(&mut self.unproven_bytes, o.unproven_bytes);
         for (a, b) in self.dropped.iter_mut().zip(o.dropped) {
             add(a, b);
         }

@@ -497,34 +497,152 @@ impl List {
         best
     }
 
-    /// The page after `seed`, at most `capacity` entries (terminator included; at most
-    /// [`MAX_PAGE_ENTRIES`]). Unfiltered queries get a slice of the shared encoding; filtered ones
-    /// are encoded into `out` (header, entries, terminator on the last page).
+    /// Index of the first Valve server at or after `key`.
+    fn valve_from(&self, key: [u8; 6]) -> usize {
+        let (chunks, _) = self.valve.entries.as_chunks::<ENTRY_LEN>();
+        chunks.partition_point(|e| *e < key)
+    }
+
+    /// The Valve positions a walk that started at `start` still has to visit after `seed` (the
+    /// null address: a first page), as two ranges visited in turn: from the seed to the end of the
+    /// list, then — wrapping round — from its beginning to just before `start`. A walk that
+    /// started at the null address is plain address order.
+    fn walk_ranges(&self, seed: [u8; 6], start: [u8; 6]) -> [Range<usize>; 2] {
+        let n = self.valve.refs.len();
+        let at_start = self.valve_from(start);
+        if seed == [0; 6] {
+            [at_start..n, 0..at_start]
+        } else if seed >= start {
+            [self.valve_after(seed)..n, 0..at_start]
+        } else {
+            let from = self.valve_after(seed).min(at_start);
+            [from..at_start, 0..0]
+        }
+    }
+
+    /// The positions among `candidates` that fall in `range`, in order.
+    fn positions_in<'a>(
+        &self,
+        candidates: &Candidates<'a>,
+        range: Range<usize>,
+    ) -> Box<dyn Iterator<Item = usize> + 'a> {
+        match candidates {
+            Candidates::All => Box::new(range),
+            Candidates::Range(r) => {
+                let lo = r.start.max(range.start);
+                Box::new(lo..r.end.min(range.end).max(lo))
+            }
+            Candidates::Positions(p) => {
+                let lo = p.partition_point(|&x| (x as usize) < range.start);
+                let hi = p.partition_point(|&x| (x as usize) < range.end).max(lo);
+                Box::new(
+                    p.get(lo..hi)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|&x| x as usize),
+                )
+            }
+        }
+    }
+
+    /// Where a walk for `filter` (and `region`) starts: a match chosen uniformly at random by
+    /// `random`, among the matches found in at most [`MAX_SCAN`] candidates (none: `None`, the
+    /// walk is address order). Unfiltered, O(1); filtered, one pass (reservoir sampling).
+    ///
+    /// Uniform over the matches, not over the list: the entry that ends the walk's first page is
+    /// then one of M whatever the filter, never more likely for a match behind a long gap.
+    pub fn valve_walk_start(
+        &self,
+        region: Region,
+        filter: &Filter<'_>,
+        random: u64,
+    ) -> (Option<[u8; 6]>, Scan) {
+        let n = self.valve.refs.len();
+        let mut scan = Scan::default();
+        if n == 0 {
+            return (None, scan);
+        }
+        if filter.is_empty() && region_byte(region).is_none() {
+            let pos = usize::try_from(random % n as u64).unwrap_or(0);
+            return (Some(self.entry(pos)), scan);
+        }
+        let candidates = self.candidates(region, filter);
+        let mut rng = random | 1;
+        let mut matches = 0u64;
+        let mut chosen = None;
+        for pos in self.positions_in(&candidates, 0..n) {
+            if scan.examined >= MAX_SCAN {
+                scan.capped = true;
+                break;
+            }
+            scan.examined = scan.examined.saturating_add(1);
+            let Some(&r) = self.valve.refs.get(pos) else {
+                break;
+            };
+            let Some((s, strings)) = self.server(r) else {
+                continue;
+            };
+            if !matcher::valve_matches(region, filter, s, strings) {
+                continue;
+            }
+            matches = matches.saturating_add(1);
+            // xorshift64: keep the k-th match with probability 1/k.
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            if rng.checked_rem(matches) == Some(0) {
+                chosen = Some(s.addr.v4_entry());
+            }
+        }
+        (chosen, scan)
+    }
+
+    /// The page after `seed` of the walk that started at `start` (`[0; 6]`: address order), at
+    /// most `capacity` entries (terminator included; at most [`MAX_PAGE_ENTRIES`]). Unfiltered
+    /// queries get a slice of the shared encoding when the page does not wrap; otherwise the page
+    /// is encoded into `out` (header, entries, terminator on the last page).
     pub fn valve_page(
         &self,
         region: Region,
         seed: [u8; 6],
+        start: [u8; 6],
         filter: &Filter<'_>,
         capacity: usize,
         out: &mut Vec<u8>,
     ) -> (ValvePage, Scan) {
-        let capacity = capacity.clamp(2, MAX_PAGE_ENTRIES);
+        let capacity = capacity.clamp(1, MAX_PAGE_ENTRIES);
         let all_regions = region_byte(region).is_none();
+        let [first, then] = self.walk_ranges(seed, start);
         if filter.is_empty() && all_regions {
-            let start = self.valve_after(seed);
-            let remaining = self.valve.refs.len().saturating_sub(start);
-            let (count, last) = if remaining < capacity {
-                (remaining, true)
+            let total = first.len().saturating_add(then.len());
+            let (count, last) = if total < capacity {
+                (total, true)
             } else {
                 (capacity, false)
             };
-            let from = start.saturating_mul(ENTRY_LEN);
-            let page = ValvePage::Shared {
-                entries: self.valve.entries.clone(),
-                range: from..from.saturating_add(count.saturating_mul(ENTRY_LEN)),
-                last,
-            };
-            return (page, Scan::default());
+            let from = first.start.saturating_mul(ENTRY_LEN);
+            if count <= first.len() {
+                let page = ValvePage::Shared {
+                    entries: self.valve.entries.clone(),
+                    range: from..from.saturating_add(count.saturating_mul(ENTRY_LEN)),
+                    last,
+                };
+                return (page, Scan::default());
+            }
+            // The page wraps round the end of the list: two slices, copied once.
+            let wrapped = count.saturating_sub(first.len());
+            out.extend_from_slice(&PAGE_HEADER);
+            for r in [first, then.start..then.start.saturating_add(wrapped)] {
+                let (a, b) = (
+                    r.start.saturating_mul(ENTRY_LEN),
+                    r.end.saturating_mul(ENTRY_LEN),
+                );
+                out.extend_from_slice(self.valve.entries.get(a..b).unwrap_or_default());
+            }
+            if last {
+                out.extend_from_slice(&[0; ENTRY_LEN]);
+            }
+            return (ValvePage::Written { last }, Scan::default());
         }
         let collapse = filter.collapse_addr_hash();
         let mut last_ip: Option<[u8; 4]> = collapse.then(|| [seed[0], seed[1], seed[2], seed[3]]);
@@ -532,22 +650,9 @@ impl List {
         let mut count = 0usize;
         let mut scan = Scan::default();
         let candidates = self.candidates(region, filter);
-        let positions: Box<dyn Iterator<Item = usize> + '_> = match candidates {
-            Candidates::All => Box::new(self.valve_after(seed)..self.valve.refs.len()),
-            Candidates::Range(r) => {
-                let start = r.start.max(self.valve_after(seed));
-                Box::new(start..r.end.max(start))
-            }
-            Candidates::Positions(p) => {
-                let first = p.partition_point(|&pos| self.entry(pos as usize) <= seed);
-                Box::new(
-                    p.get(first..)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|&p| p as usize),
-                )
-            }
-        };
+        let positions = self
+            .positions_in(&candidates, first)
+            .chain(self.positions_in(&candidates, then));
         for pos in positions {
             if scan.examined >= MAX_SCAN {
                 scan.capped = true;
@@ -813,7 +918,7 @@ mod tests {
         for _ in 0..1000 {
             let mut out = Vec::new();
             let key = AddrKey::new(seed.into()).v4_entry();
-            let (p, _) = list.valve_page(Region::All, key, &f, MAX_PAGE_ENTRIES, &mut out);
+            let (p, _) = list.valve_page(Region::All, key, [0; 6], &f, MAX_PAGE_ENTRIES, &mut out);
             let bytes = page_bytes(&p, &out);
             let page = ListPage::decode(&bytes).unwrap();
             seen.extend(page.servers());
@@ -975,7 +1080,14 @@ mod tests {
         }
         let list = build(&mut [&mut t]);
         let seed = AddrKey::new(addr(11)).v4_entry(); // never listed: falls between 10 and 12
-        let (p, _) = list.valve_page(Region::All, seed, &Filter::default(), 231, &mut Vec::new());
+        let (p, _) = list.valve_page(
+            Region::All,
+            seed,
+            [0; 6],
+            &Filter::default(),
+            231,
+            &mut Vec::new(),
+        );
         let ValvePage::Shared { range, last, .. } = &p else {
             panic!()
         };
@@ -984,6 +1096,7 @@ mod tests {
         assert_eq!(range.len(), 231 * ENTRY_LEN);
         let (first, _) = list.valve_page(
             Region::All,
+            [0; 6],
             [0; 6],
             &Filter::default(),
             231,
@@ -1069,7 +1182,7 @@ mod tests {
         let page = |filter: &[u8], region: Region| {
             let f = Filter::parse(filter).unwrap();
             let mut out = Vec::new();
-            let (p, scan) = list.valve_page(region, [0; 6], &f, 231, &mut out);
+            let (p, scan) = list.valve_page(region, [0; 6], [0; 6], &f, 231, &mut out);
             let n = ListPage::decode(&page_bytes(&p, &out))
                 .unwrap()
                 .servers()
@@ -1111,6 +1224,7 @@ mod tests {
         let (p, _) = list.valve_page(
             Region::All,
             [0; 6],
+            [0; 6],
             &Filter::default(),
             200,
             &mut Vec::new(),
@@ -1121,7 +1235,7 @@ mod tests {
         assert_eq!((range.len() / ENTRY_LEN, last), (200, false));
         let f = Filter::parse(b"\\map\\de_dust").unwrap();
         let mut out = Vec::new();
-        let (p, _) = list.valve_page(Region::All, [0; 6], &f, 200, &mut out);
+        let (p, _) = list.valve_page(Region::All, [0; 6], [0; 6], &f, 200, &mut out);
         assert!(!p.is_last());
         assert_eq!(ListPage::decode(&out).unwrap().servers().count(), 200);
     }

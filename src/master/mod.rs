@@ -23,7 +23,9 @@
 //! | [`bucket`] | token buckets with debt (a whole list is never cut short) |
 //! | [`budget`] | the global `max_servers`, drawn by every shard from one atomic count |
 //! | [`bounded`] | a fixed-capacity map from source address to state, evicting what is worth least |
-//! | [`admission`] | who gets how many replies and bytes: per source, network and core, by class |
+//! | [`admission`] | who gets how many replies, bytes and scan work: per source, network, core and class; Valve walks and their proofs |
+//! | [`unproven`] | the master-wide budget for DarkPlaces / Xash3D replies to unproven addresses, shared by every core |
+//! | [`known`] | the sources a core answered before a flood (they keep their budget when it saturates) |
 //! | [`bans`] | banned networks as sorted merged ranges (a binary search per datagram) |
 //! | [`refused`] | the sources refused most, per core: space-saving heavy hitters in a fixed 32 counters |
 //! | [`transmit`] | the transmit queue: `poll_transmit` / `poll_timeout`, paced flows, GSO runs |
@@ -34,6 +36,7 @@
 //! | [`policy`] | caps, address policy, game policy, GoldSrc appids |
 //! | [`games`] | Quake III-family game properties: heartbeat tags, anonymous protocols, send-empty/full (dpmaster `-g`) |
 //! | [`table`] | one shard's table, its snapshots, and dumps (with last-heard times) for the operator |
+//! | [`pending`] | handshakes challenged and not completed, counted against the caps (as dpmaster) |
 //! | [`matcher`] | Valve filters and DP options evaluated on records |
 //! | [`builder`] | the list builder: shard snapshots and their membership changes in, one shared [`list::List`] out |
 //! | [`list`] | the list every core serves: Valve pages and DP responses |
@@ -58,8 +61,10 @@ pub mod exercise;
 pub mod expiry;
 pub mod games;
 pub mod intern;
+pub mod known;
 pub mod list;
 pub mod matcher;
+pub mod pending;
 pub mod policy;
 pub mod record;
 pub mod refused;
@@ -68,3 +73,4 @@ pub mod steer;
 pub mod table;
 pub mod time;
 pub mod transmit;
+pub mod unproven;

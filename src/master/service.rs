@@ -17,25 +17,28 @@
 //!   delist any server by spoofing its address (xash3d-master does the same). A server that stops
 //!   leaves the list at the timeout.
 
-use super::admission::{Admission, AdmissionConfig, Class, Grant};
+use super::admission::{Admission, AdmissionConfig, Grant, Step, unproven_page_entries};
 use super::bans::NetSet;
 use super::budget::Budget;
 use super::challenge::Challenges;
 use super::counters::{Counters, Drop, add, inc};
 use super::games::Games;
-use super::list::{DpReply, List, Packets, ValvePage};
-use super::policy::{self, AddressVerdict, GamePolicy, IpKey, Limits};
+use super::list::{DpReply, List, Packets, Scan, ValvePage};
+use super::policy::{self, AddressVerdict, GamePolicy, Limits};
 use super::record::{Family, flags, number, small_number};
 use super::refused::{Source, TopRefused};
-use super::table::{Fields, Rejected, ShardDump, ShardSnapshot, Table, Upserted};
+use super::table::{Fields, ShardDump, ShardSnapshot, Table, Upserted};
 use super::time::Time;
 use super::transmit::{Payload, Transmit, TxConfig, TxQueue};
+use super::unproven::Unproven;
 use crate::wire::dp_list::{ListQuery as DpQuery, MAX_RESPONSE_LEN};
 use crate::wire::dp_server::{GetInfo, Heartbeat as DpHeartbeat, InfoResponse};
 use crate::wire::filter::Filter;
 use crate::wire::infostring::InfoString;
 use crate::wire::valve_heartbeat::{ChallengeReply, ServerMessage};
-use crate::wire::valve_list::{ENTRY_LEN, ListQuery, NULL_ADDR, PAGE_HEADER};
+use crate::wire::valve_list::{
+    ENTRY_LEN, ListQuery, MAX_PAGE_ENTRIES, NULL_ADDR, PAGE_HEADER, Region,
+};
 use crate::wire::xash::{BurstWriter, XashQuery};
 use crate::wire::{Kind, classify};
 use std::net::SocketAddr;
@@ -60,6 +63,9 @@ pub struct Config {
     pub tx: TxConfig,
     /// The global table cap shared by every shard (`None`: `limits.max_servers` is this shard's own).
     pub budget: Option<Budget>,
+    /// The master-wide budget for replies to unproven addresses, shared by every shard (`None`:
+    /// this shard's own).
+    pub unproven: Option<Arc<Unproven>>,
     /// Bytes of interned strings all shards may hold together (split evenly).
     pub max_string_bytes: usize,
     pub xash: XashConfig,
@@ -93,6 +99,7 @@ impl Config {
             admission: AdmissionConfig::default(),
             tx: TxConfig::default(),
             budget: None,
+            unproven: None,
             max_string_bytes: DEFAULT_MAX_STRING_BYTES,
             xash: XashConfig::default(),
             game_props: Arc::new(Games::default()),
@@ -166,7 +173,12 @@ impl Master {
             ),
             list: super::builder::empty_list(shards, config.max_dp_packet),
             shard: shard.min(shards.saturating_sub(1)),
-            admission: Admission::new(now, config.admission.clone()),
+            admission: Admission::shared(
+                now,
+                config.admission.clone(),
+                config.unproven.clone().unwrap_or_else(|| Unproven::new(1)),
+                if config.unproven.is_some() { shard } else { 0 },
+            ),
             tx: TxQueue::new(config.tx),
             scratch: Vec::new(),
             counters: Counters::default(),
@@ -233,6 +245,14 @@ impl Master {
                 self.refused.record(now, from.ip());
             }
         }
+        let a = self.admission.stats();
+        let c = &mut self.counters;
+        (
+            c.walks,
+            c.walk_proofs,
+            c.wrong_continuations,
+            c.unproven_bytes,
+        ) = (a.walks, a.proofs, a.wrong_continuations, a.unproven_bytes);
         done
     }
 
@@ -312,10 +332,7 @@ impl Master {
     /// No challenge to a server that could not be listed (dpmaster 2.2 sends no `getinfo` then):
     /// a full table or address spends nothing on handshakes that would be dropped.
     fn could_list(&self, from: SocketAddr) -> Result<(), Drop> {
-        self.table.could_list(from).map_err(|r| match r {
-            Rejected::PerIpCap => Drop::PerIpCap,
-            Rejected::TableFull => Drop::TableFull,
-        })
+        self.table.could_list(from).map_err(Drop::from)
     }
 
     fn address_ok(&self, from: SocketAddr) -> Result<(), Drop> {
@@ -333,6 +350,17 @@ impl Master {
         Ok(())
     }
 
+    /// Counts a scan and charges it to the budgets it was admitted against.
+    fn account_scan(&mut self, now: Time, grant: Grant, scan: Scan) {
+        add(&mut self.counters.scanned, scan.examined as u64);
+        if scan.capped {
+            inc(&mut self.counters.scan_capped);
+        }
+        self.admission.charge_scan(now, grant, scan.examined);
+    }
+
+    /// A Valve query: a page of the client's walk (`admission.rs`: the QUIC rule until the walk is
+    /// proven), or a Xash3D burst, or the empty final page for a filter muster cannot read.
     fn valve_query(
         &mut self,
         now: Time,
@@ -345,11 +373,7 @@ impl Master {
         let parsed = Filter::parse(q.filter)
             .ok()
             .and_then(|f| XashQuery::from_filter(&f).ok().map(|x| (f, x)));
-        let seed = super::record::AddrKey::new(q.seed.into()).v4_entry();
-        let xash = matches!(parsed, Some((_, Some(_))));
-        let continues = (q.seed != NULL_ADDR && !xash).then_some(seed);
-        let holds = self.table.holds(IpKey::new(from.ip()));
-        let grant = self.admission.admit_query(now, from, continues, holds)?;
+        let grant = self.admission.admit_query(now, from)?;
         inc(&mut self.counters.valve_queries);
         let Some((filter, xash)) = parsed else {
             // A filter muster cannot read: the empty final page, so the client stops at once
@@ -363,34 +387,51 @@ impl Master {
             if !self.tx.has_room(page.len()) {
                 return Err(Drop::TxFull);
             }
-            self.admission.charge(now, grant, from, page.len());
+            self.admission.charge(now, grant, page.len());
             return self.reply(from, local, payload);
         };
         if let Some(x) = xash {
             return self.xash_query(now, from, local, grant, &q, &filter, x);
         }
-        // Page lengths vary per source, so the last address of a page proves receipt.
-        let capacity = if grant.class == Class::Trusted {
-            crate::wire::valve_list::MAX_PAGE_ENTRIES
-        } else {
-            self.challenges.page_capacity(from, seed)
+        let scans = !filter.is_empty() || !matches!(q.region, Region::All | Region::Unknown(_));
+        if scans {
+            self.admission.admit_scan(now, grant)?;
+        }
+        let seed = super::record::AddrKey::new(q.seed.into()).v4_entry();
+        let walk = self.challenges.walk_key(u8::from(q.region), q.filter);
+        let continues = (q.seed != NULL_ADDR).then_some(seed);
+        let step = match self.admission.valve_step(now, grant, walk, continues) {
+            Step::NeedStart => {
+                // A new walk starts at a random match, chosen by a keyed MAC of the client and
+                // the instant: the end of its first page is one of M, whatever the spoofer knows.
+                let random = self.challenges.walk_random(now, from);
+                let (start, scan) = self.list.valve_walk_start(q.region, &filter, random);
+                self.account_scan(now, grant, scan);
+                let start = start.unwrap_or([0; 6]);
+                self.admission.begin_walk(now, grant, walk, start);
+                Step::Walk { start, full: false }
+            }
+            step => step,
+        };
+        let (start, capacity) = match step {
+            Step::Walk { start, full: false } => (start, unproven_page_entries(datagram.len())),
+            Step::Walk { start, full: true } => (start, MAX_PAGE_ENTRIES),
+            Step::Plain | Step::NeedStart => ([0; 6], MAX_PAGE_ENTRIES),
         };
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
         let (page, scan) = self
             .list
-            .valve_page(q.region, seed, &filter, capacity, &mut out);
-        add(&mut self.counters.scanned, scan.examined as u64);
-        if scan.capped {
-            inc(&mut self.counters.scan_capped);
-        }
+            .valve_page(q.region, seed, start, &filter, capacity, &mut out);
+        self.account_scan(now, grant, scan);
         let last_entry = |b: &[u8]| -> Option<[u8; ENTRY_LEN]> {
             b.len()
                 .checked_sub(ENTRY_LEN)
                 .and_then(|at| b.get(at..))
                 .and_then(|e| e.try_into().ok())
         };
-        let (payload, last) = match page {
+        let final_page = page.is_last();
+        let (payload, end) = match page {
             ValvePage::Shared {
                 entries,
                 range,
@@ -406,8 +447,8 @@ impl Master {
                     end,
                 )
             }
-            ValvePage::Written { last } => {
-                let end = if last { None } else { last_entry(&out) };
+            ValvePage::Written { .. } => {
+                let end = last_entry(&out);
                 (Payload::Owned(out.as_slice().into()), end)
             }
         };
@@ -416,9 +457,10 @@ impl Master {
         if !self.tx.has_room(len) {
             return Err(Drop::TxFull);
         }
-        self.admission.charge(now, grant, from, len);
-        if let Some(end) = last.filter(|_| !matches!(payload, Payload::Page { last: true, .. })) {
-            self.admission.page_sent(now, from, end);
+        self.admission.charge(now, grant, len);
+        if step != Step::Plain {
+            self.admission
+                .page_sent(grant, walk, end.filter(|_| !final_page));
         }
         self.reply(from, local, payload)
     }
@@ -437,6 +479,7 @@ impl Master {
         x: XashQuery<'_>,
     ) -> Result<(), Drop> {
         inc(&mut self.counters.xash_queries);
+        self.admission.admit_scan(now, grant)?;
         let v6 = from.is_ipv6();
         let mut packets = Packets::default();
         let update = self
@@ -454,16 +497,15 @@ impl Master {
             let scan = self
                 .list
                 .xash_burst(v6, q.region, filter, x.key, &mut packets);
-            add(&mut self.counters.scanned, scan.examined as u64);
-            if scan.capped {
-                inc(&mut self.counters.scan_capped);
-            }
+            self.account_scan(now, grant, scan);
         }
         let bound = packets.bytes.len();
         if !self.tx.has_room(bound) {
             return Err(Drop::TxFull);
         }
-        self.admission.charge(now, grant, from, bound);
+        // No round trip proves a Xash3D client: the master-wide budget for unproven addresses.
+        self.admission.admit_unproven(now, grant, bound)?;
+        self.admission.charge(now, grant, bound);
         add(&mut self.counters.answered, packets.ends.len() as u64);
         let before = self.tx.stats();
         self.tx
@@ -489,6 +531,8 @@ impl Master {
                 self.address_ok(from)?;
                 self.could_list(from)?;
                 self.admission.admit_challenge(now, from)?;
+                // The handshake holds a place until it completes or lapses (dpmaster's count).
+                self.table.reserve(now, from)?;
                 let challenge = self.challenges.valve(now, from);
                 let mut b = Vec::with_capacity(16);
                 ChallengeReply { challenge, nonce }.encode(&mut b);
@@ -526,6 +570,7 @@ impl Master {
         self.address_ok(from)?;
         self.could_list(from)?;
         self.admission.admit_challenge(now, from)?;
+        self.table.reserve(now, from)?;
         let challenge = self.challenges.dp(now, from, tag);
         let mut b = Vec::with_capacity(32);
         GetInfo {
@@ -570,8 +615,7 @@ impl Master {
         if !self.config.games.allows(game) {
             return Err(Drop::GameRejected);
         }
-        let holds = self.table.holds(IpKey::new(from.ip()));
-        let grant = self.admission.admit_query(now, from, None, holds)?;
+        let grant = self.admission.admit_query(now, from)?;
         inc(&mut self.counters.dp_queries);
         let sends = self.config.game_props.sends(game);
         let reply = List::dp_reply(&self.list, &q, game, sends, self.config.max_dp_packet);
@@ -579,8 +623,10 @@ impl Master {
         if !self.tx.has_room(bound) {
             return Err(Drop::TxFull);
         }
-        // A stream is charged what it can take at most (it is filtered as it goes).
-        self.admission.charge(now, grant, from, bound);
+        // No round trip proves a DP client: the master-wide budget for unproven addresses. A
+        // stream is charged what it can take at most (it is filtered as it goes).
+        self.admission.admit_unproven(now, grant, bound)?;
+        self.admission.charge(now, grant, bound);
         let before = self.tx.stats();
         match reply {
             DpReply::Shared(packets) => {
@@ -612,14 +658,12 @@ impl Master {
         family: Family,
         f: &Fields<'_>,
     ) -> Result<(), Drop> {
-        match self.table.upsert(now, from, family, f) {
-            Ok(Upserted::Inserted) => inc(&mut self.counters.registered),
-            Ok(Upserted::Refreshed) => inc(&mut self.counters.refreshed),
-            Err(Rejected::PerIpCap) => return Err(Drop::PerIpCap),
-            Err(Rejected::TableFull) => return Err(Drop::TableFull),
+        // A completed handshake lists the server; it proves nothing about list queries from its
+        // address (game servers are what DDoS attacks aim at: admission.rs).
+        match self.table.upsert(now, from, family, f)? {
+            Upserted::Inserted => inc(&mut self.counters.registered),
+            Upserted::Refreshed => inc(&mut self.counters.refreshed),
         }
-        // The address answered a challenge: it receives our packets.
-        self.admission.validate(now, from.ip());
         Ok(())
     }
 
@@ -675,14 +719,9 @@ impl Master {
         let heard = Time::from_millis(expires.millis().saturating_sub(timeout)).min(now);
         let listed = self
             .table
-            .restore(heard, first_seen, from, family, fields)
-            .map_err(|r| match r {
-                Rejected::PerIpCap => Drop::PerIpCap,
-                Rejected::TableFull => Drop::TableFull,
-            })?;
+            .restore(heard, first_seen, from, family, fields)?;
         if listed {
             inc(&mut self.counters.restored);
-            self.admission.validate(now, from.ip());
         }
         Ok(listed)
     }
@@ -707,7 +746,12 @@ impl Master {
         if c.admission != new.admission {
             c.admission = new.admission.clone();
             // Fresh buckets under the new limits (validations are earned again at the next proof).
-            self.admission = Admission::new(now, c.admission.clone());
+            self.admission = Admission::shared(
+                now,
+                c.admission.clone(),
+                self.admission.unproven().clone(),
+                self.shard,
+            );
         }
         self.table.set_limits(c.limits.clone());
         let (bans, games, allow_private) =

@@ -13,6 +13,7 @@
 use super::budget::Budget;
 use super::expiry::{Due, Entry, Wheel};
 use super::intern::{Interner, Strings};
+use super::pending::{MAX_PENDING, Pending};
 use super::policy::{IpKey, Limits};
 use super::record::{AddrKey, Family, Server};
 use super::time::Time;
@@ -100,6 +101,18 @@ pub enum Rejected {
     TableFull,
     /// The address (IPv4) or /64 (IPv6) holds `max_servers_per_ip` already.
     PerIpCap,
+    /// The shard holds [`MAX_PENDING`] handshakes in progress already.
+    PendingFull,
+}
+
+impl From<Rejected> for super::counters::Drop {
+    fn from(r: Rejected) -> Self {
+        match r {
+            Rejected::TableFull => Self::TableFull,
+            Rejected::PerIpCap => Self::PerIpCap,
+            Rejected::PendingFull => Self::PendingFull,
+        }
+    }
 }
 
 /// An immutable view of a shard for the list: its records and strings (shared with the table,
@@ -181,6 +194,8 @@ pub struct Table {
     generations: Vec<u32>,
     free: Vec<u32>,
     per_ip: HashMap<IpKey, u16>,
+    /// Handshakes challenged and not completed: they count against the caps, as in dpmaster.
+    pending: Pending,
     wheel: Wheel,
     interner: Interner,
     limits: Limits,
@@ -240,6 +255,7 @@ impl Table {
             generations: Vec::with_capacity(room),
             free: Vec::new(),
             per_ip: HashMap::new(),
+            pending: Pending::default(),
             wheel: Wheel::new(now, limits.server_timeout_ms),
             interner: Interner::with_capacity(string_budget, room),
             limits,
@@ -303,22 +319,30 @@ impl Table {
         Arc::make_mut(self.chunks.get_mut(i / CHUNK)?).get_mut(i % CHUNK)
     }
 
-    /// Lists or refreshes the server at `addr`.
-    /// Whether a heartbeat from `addr` could be listed now: it is listed already, or its address
-    /// is under `max_servers_per_ip` and the table has room. dpmaster 2.2 asks this before it
-    /// sends a challenge (`servers.c`, `Sv_GetByAddr` with `create`: no `getinfo` to a server it
-    /// could not list), so a master that is full spends nothing on hopeless handshakes.
+    /// Servers listed at `ip` plus handshakes in progress there.
+    fn held_by(&self, ip: IpKey) -> u16 {
+        self.per_ip
+            .get(&ip)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(self.pending.per_ip(ip))
+    }
+
+    /// Whether a heartbeat from `addr` could be listed now: it is listed or challenged already, or
+    /// its address is under `max_servers_per_ip` and the table has room — counting handshakes in
+    /// progress, as dpmaster 2.2 does: it asks this before it sends a challenge (`servers.c`,
+    /// `Sv_GetByAddr` with `create`: no `getinfo` to a server it could not list), so a master that
+    /// is full spends nothing on hopeless handshakes.
     pub fn could_list(&self, addr: SocketAddr) -> Result<(), Rejected> {
-        if self.find(AddrKey::new(addr)).is_some() {
+        let key = AddrKey::new(addr);
+        if self.find(key).is_some() || self.pending.contains(key) {
             return Ok(());
         }
-        let count = self
-            .per_ip
-            .get(&IpKey::new(addr.ip()))
-            .copied()
-            .unwrap_or(0);
-        if count >= self.limits.max_servers_per_ip {
+        if self.held_by(IpKey::new(addr.ip())) >= self.limits.max_servers_per_ip {
             return Err(Rejected::PerIpCap);
+        }
+        if self.pending.len() >= MAX_PENDING {
+            return Err(Rejected::PendingFull);
         }
         if !self.budget.has_room() {
             return Err(Rejected::TableFull);
@@ -326,6 +350,35 @@ impl Table {
         Ok(())
     }
 
+    /// Reserves a place for the handshake a challenge to `addr` starts (see
+    /// [`could_list`](Self::could_list)); a listed server needs none, a repeat extends the hold.
+    pub fn reserve(&mut self, now: Time, addr: SocketAddr) -> Result<(), Rejected> {
+        self.lapse_pending(now);
+        self.could_list(addr)?;
+        let key = AddrKey::new(addr);
+        if self.find(key).is_some() {
+            return Ok(());
+        }
+        let ip = IpKey::new(addr.ip());
+        if !self.pending.contains(key) && !self.budget.take() {
+            return Err(Rejected::TableFull);
+        }
+        self.pending.hold(now, key, ip);
+        Ok(())
+    }
+
+    /// Handshakes in progress (holding places).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Gives back the places of lapsed reservations.
+    fn lapse_pending(&mut self, now: Time) {
+        let budget = &mut self.budget;
+        self.pending.lapse(now, 256, |_| budget.give());
+    }
+
+    /// Lists or refreshes the server at `addr`.
     pub fn upsert(
         &mut self,
         now: Time,
@@ -359,13 +412,16 @@ impl Table {
             return Ok(Upserted::Refreshed);
         }
         let ip = IpKey::new(addr.ip());
+        // A reservation made at the challenge becomes the server's place.
+        if !self.pending.release(key, ip) {
+            if self.held_by(ip) >= self.limits.max_servers_per_ip {
+                return Err(Rejected::PerIpCap);
+            }
+            if !self.budget.take() {
+                return Err(Rejected::TableFull);
+            }
+        }
         let count = self.per_ip.get(&ip).copied().unwrap_or(0);
-        if count >= self.limits.max_servers_per_ip {
-            return Err(Rejected::PerIpCap);
-        }
-        if !self.budget.take() {
-            return Err(Rejected::TableFull);
-        }
         self.per_ip.insert(ip, count.saturating_add(1));
         let server = f.to_server(key, family, now, &mut self.interner);
         let slot = match self.free.pop() {
@@ -447,6 +503,7 @@ impl Table {
     /// Removes servers silent for the timeout, visiting at most `budget` wheel entries. Returns how
     /// many expired and whether all due work is done.
     pub fn expire(&mut self, now: Time, budget: usize) -> (usize, bool) {
+        self.lapse_pending(now);
         let (chunks, seen, generations, expired) = (
             &self.chunks,
             &self.seen,
