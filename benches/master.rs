@@ -356,17 +356,19 @@ fn admission(c: &mut Criterion) {
         b.iter(|| {
             i = i.wrapping_add(1);
             let from = SocketAddr::from((std::net::Ipv4Addr::from(0x0A00_0000 + i), 27005));
-            if let Ok(grant) = ad.admit_query(now, from, None, false) {
-                ad.charge(now, grant, from, 1392);
+            if let Ok(grant) = ad.admit_query(now, from)
+                && ad.admit_unproven(now, grant, 1392).is_ok()
+            {
+                ad.charge(now, grant, 1392);
             }
         })
     });
     let flooder: SocketAddr = "198.51.100.9:27005".parse().unwrap();
     for _ in 0..100 {
-        let _ = ad.admit_query(now, flooder, None, false);
+        let _ = ad.admit_query(now, flooder);
     }
     g.bench_function("admission_refuse_flooding_source", |b| {
-        b.iter(|| black_box(ad.admit_query(now, flooder, None, false)))
+        b.iter(|| black_box(ad.admit_query(now, flooder)))
     });
     g.finish();
 }

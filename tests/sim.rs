@@ -327,16 +327,17 @@ fn filters_and_dp_queries_end_to_end() {
     sim.run_until(Time::from_secs(10));
     let m = &mut sim.masters[1];
     let client: SocketAddr = "30.0.0.2:6000".parse().unwrap();
-    let q = valve_query(NULL_ADDR, b"\\map\\de_dust\\empty\\1");
-    m.handle(sim.now, client, 0, &q).unwrap();
-    let page = m.transmits(sim.now)[0].datagrams().remove(0);
-    let page = ListPage::decode(&page).unwrap();
+    let (seen, pages) = walk_master(m, sim.now, client, b"\\map\\de_dust\\empty\\1");
     // Valve servers are i % 4 in {0, 1}; de_dust is i % 3 == 0; non-empty is i % 9 != 0.
-    let want = (0..400u32)
+    let want: HashSet<SocketAddr> = (0..400u32)
         .filter(|i| i % 4 < 2 && i % 3 == 0 && i % 9 != 0)
-        .count();
-    assert_eq!(page.servers().count(), want);
-    assert!(page.is_final());
+        .map(v4)
+        .collect();
+    let got: HashSet<SocketAddr> = seen.iter().map(|a| SocketAddr::V4(*a)).collect();
+    assert_eq!(seen.len(), want.len(), "each match exactly once");
+    assert_eq!(got, want);
+    // A 6-entry first page (3x the query), the proof, then the rest in one full page.
+    assert_eq!(pages, 2);
     // DP: Xonotic via getserversExt (shared path), Quake3Arena via anonymous tag and plain getservers.
     for (query, want) in [
         (

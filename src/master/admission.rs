@@ -683,6 +683,37 @@ impl Admission {
         }
     }
 
+    /// Which tier of the master-wide budget a source draws from: known if it proved a walk, or
+    /// was answered in the hour before the budget saturated.
+    fn tier(&self, now: Time, grant: Grant) -> Tier {
+        let since = self
+            .saturated_since
+            .unwrap_or(now)
+            .millis()
+            .saturating_sub(KNOWN_FOR_MS);
+        if grant.class == Class::Validated
+            || self.known.seen_since(grant.key, Time::from_millis(since))
+        {
+            Tier::Known
+        } else {
+            Tier::New
+        }
+    }
+
+    /// Whether the master-wide budget would admit a reply to this source now (nothing charged):
+    /// checked before building a reply whose size is known only once built (a Xash3D burst).
+    pub fn unproven_open(&self, now: Time, grant: Grant) -> Result<(), Drop> {
+        if grant.class == Class::Trusted
+            || self
+                .unproven
+                .allows(self.cfg.unproven, now, self.tier(now, grant))
+        {
+            Ok(())
+        } else {
+            Err(Drop::UnprovenBytes)
+        }
+    }
+
     /// Admits a DarkPlaces or Xash3D reply of `bytes` against the master-wide budget for unproven
     /// addresses (trusted sources are not charged to it) and charges it there in full.
     pub fn admit_unproven(&mut self, now: Time, grant: Grant, bytes: usize) -> Result<(), Drop> {
@@ -690,18 +721,7 @@ impl Admission {
             return Ok(());
         }
         let cost = bytes as u64;
-        let since = self
-            .saturated_since
-            .unwrap_or(now)
-            .millis()
-            .saturating_sub(KNOWN_FOR_MS);
-        let tier = if grant.class == Class::Validated
-            || self.known.seen_since(grant.key, Time::from_millis(since))
-        {
-            Tier::Known
-        } else {
-            Tier::New
-        };
+        let tier = self.tier(now, grant);
         let rate = self.cfg.unproven;
         if tier == Tier::New {
             // Count the networks asking in this window (the fair share divides by them).

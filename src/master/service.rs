@@ -359,6 +359,26 @@ impl Master {
         self.admission.charge_scan(now, grant, scan.examined);
     }
 
+    /// The empty final page (header and terminator: 12 bytes, under 3× the shortest query).
+    fn empty_final_page(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        local: u8,
+        grant: Grant,
+    ) -> Result<(), Drop> {
+        let mut page = [0u8; PAGE_HEADER.len() + ENTRY_LEN];
+        if let Some(h) = page.get_mut(..PAGE_HEADER.len()) {
+            h.copy_from_slice(&PAGE_HEADER);
+        }
+        let payload = Payload::small(&page).ok_or(Drop::Malformed)?;
+        if !self.tx.has_room(page.len()) {
+            return Err(Drop::TxFull);
+        }
+        self.admission.charge(now, grant, page.len());
+        self.reply(from, local, payload)
+    }
+
     /// A Valve query: a page of the client's walk (`admission.rs`: the QUIC rule until the walk is
     /// proven), or a Xash3D burst, or the empty final page for a filter muster cannot read.
     fn valve_query(
@@ -379,16 +399,7 @@ impl Master {
             // A filter muster cannot read: the empty final page, so the client stops at once
             // instead of waiting out its timeout (Steam's master answers the same way).
             inc(&mut self.counters.bad_filters);
-            let mut page = [0u8; PAGE_HEADER.len() + ENTRY_LEN];
-            if let Some(h) = page.get_mut(..PAGE_HEADER.len()) {
-                h.copy_from_slice(&PAGE_HEADER);
-            }
-            let payload = Payload::small(&page).ok_or(Drop::Malformed)?;
-            if !self.tx.has_room(page.len()) {
-                return Err(Drop::TxFull);
-            }
-            self.admission.charge(now, grant, page.len());
-            return self.reply(from, local, payload);
+            return self.empty_final_page(now, from, local, grant);
         };
         if let Some(x) = xash {
             return self.xash_query(now, from, local, grant, &q, &filter, x);
@@ -407,6 +418,10 @@ impl Master {
                 let random = self.challenges.walk_random(now, from);
                 let (start, scan) = self.list.valve_walk_start(q.region, &filter, random);
                 self.account_scan(now, grant, scan);
+                if start.is_none() && !scan.capped {
+                    // Nothing matches: the empty final page, without scanning it all again.
+                    return self.empty_final_page(now, from, local, grant);
+                }
                 let start = start.unwrap_or([0; 6]);
                 self.admission.begin_walk(now, grant, walk, start);
                 Step::Walk { start, full: false }
@@ -479,6 +494,8 @@ impl Master {
         x: XashQuery<'_>,
     ) -> Result<(), Drop> {
         inc(&mut self.counters.xash_queries);
+        // Nothing built for a burst the master-wide budget would refuse.
+        self.admission.unproven_open(now, grant)?;
         self.admission.admit_scan(now, grant)?;
         let v6 = from.is_ipv6();
         let mut packets = Packets::default();
@@ -1247,6 +1264,65 @@ mod tests {
         assert_eq!(m.counters().challenges_sent, sent, "nothing sent");
         // The listed server itself still gets its challenge (it refreshes).
         assert_eq!(dp_register(&mut m, a, b"QuakeArena-1", &REQUIRED), None);
+    }
+
+    #[test]
+    fn handshakes_in_progress_count_against_the_caps_as_in_dpmaster() {
+        // dpmaster 2.2 creates a server's entry when it sends the getinfo (servers.c,
+        // Sv_GetByAddr with `create`): three servers of one address heartbeating in the same
+        // instant under a cap of two get two getinfos, not three.
+        let mut c = Config::with_secret([7; 16]);
+        c.limits.allow_private = true;
+        c.limits.max_servers_per_ip = 2;
+        c.limits.max_servers = 3;
+        let mut m = Master::new(Time::ZERO, c, 0, 1);
+        let now = Time::from_secs(10);
+        let mut hb = Vec::new();
+        DpHeartbeat {
+            tag: b"DarkPlaces",
+            newline: true,
+        }
+        .encode(&mut hb)
+        .unwrap();
+        let same: Vec<SocketAddr> = (0..3)
+            .map(|i| SocketAddr::from(([1, 2, 3, 4], 27960 + i)))
+            .collect();
+        let verdicts: Vec<_> = same.iter().map(|a| m.handle(now, *a, 0, &hb)).collect();
+        assert_eq!(verdicts, [Ok(()), Ok(()), Err(Drop::PerIpCap)]);
+        assert_eq!(m.transmits(now).len(), 2, "two getinfos");
+        assert_eq!(m.table().pending(), 2);
+        // A repeat heartbeat of a challenged server gets its challenge again (no new place).
+        assert_eq!(m.handle(now, same[0], 0, &hb), Ok(()));
+        assert_eq!(m.table().pending(), 2);
+        // A table one place short of full (3 places, 2 held): of three other addresses
+        // heartbeating at once, one gets a getinfo.
+        let others: Vec<SocketAddr> = (0..3)
+            .map(|i| SocketAddr::from(([5, 6, 7, i], 27960)))
+            .collect();
+        let verdicts: Vec<_> = others.iter().map(|a| m.handle(now, *a, 0, &hb)).collect();
+        assert_eq!(
+            verdicts,
+            [Ok(()), Err(Drop::TableFull), Err(Drop::TableFull)]
+        );
+        // Handshakes that never complete give their places back after the hold (2 s).
+        let later = now.plus_millis(crate::master::pending::PENDING_HOLD_MS);
+        m.tick(later, 1000);
+        assert_eq!(m.table().pending(), 0);
+        // Completed handshakes turn their holds into the servers' places.
+        let xonotic = [
+            (&b"gamename"[..], &b"Xonotic"[..]),
+            REQUIRED[0],
+            REQUIRED[1],
+            REQUIRED[2],
+        ];
+        for a in &same[..2] {
+            assert_eq!(dp_register(&mut m, *a, b"DarkPlaces", &xonotic), None);
+        }
+        assert_eq!((m.table().len(), m.table().pending()), (2, 0));
+        assert_eq!(m.handle(later, same[2], 0, &hb), Err(Drop::PerIpCap));
+        // Two listed, one place left: one more handshake is held, then the table is full.
+        assert_eq!(m.handle(later, others[1], 0, &hb), Ok(()));
+        assert_eq!(m.handle(later, others[2], 0, &hb), Err(Drop::TableFull));
     }
 
     #[test]

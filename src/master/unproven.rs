@@ -108,6 +108,25 @@ impl Unproven {
         }
     }
 
+    /// Whether a reply to a source of `tier` would be admitted now (nothing charged): a check
+    /// before building one.
+    pub fn allows(&self, rate: Rate, now: Time, tier: Tier) -> bool {
+        if rate.is_unlimited() {
+            return true;
+        }
+        let now_us = now.millis().saturating_mul(1000);
+        let tau = cost_us(rate, u64::from(rate.burst));
+        let limit = match tier {
+            Tier::Known => tau,
+            Tier::New => tau / 2,
+        };
+        self.tat_us
+            .load(Ordering::Relaxed)
+            .max(now_us)
+            .saturating_sub(now_us)
+            < limit
+    }
+
     /// Bytes left in the bucket at `now` (negative: in debt).
     pub fn level(&self, rate: Rate, now: Time) -> i64 {
         if rate.is_unlimited() {

@@ -10,6 +10,7 @@ use muster::master::builder::ListBuilder;
 use muster::master::counters::Drop;
 use muster::master::policy::Limits;
 use muster::master::steer::shard_for;
+use muster::master::unproven::Unproven;
 use muster::master::{Config, Master, Time};
 use muster::wire::dp_server::{GetInfo, Heartbeat as DpHeartbeat, InfoResponse};
 use muster::wire::valve_heartbeat::{ChallengeReply, Heartbeat, HeartbeatEnd};
@@ -94,6 +95,10 @@ impl Sim {
     pub fn with_config(seed: u64, shards: usize, mut config: Config, loss: f64) -> Self {
         if config.budget.is_none() {
             config.budget = Some(Budget::shared(config.limits.max_servers, shards));
+        }
+        // One master-wide budget for unproven replies, as the engine's cores share.
+        if config.unproven.is_none() {
+            config.unproven = Some(Unproven::new(shards));
         }
         Self {
             builder: ListBuilder::new(shards, config.max_dp_packet),
@@ -356,6 +361,31 @@ pub fn valve_query(seed: SocketAddrV4, filter: &[u8]) -> Vec<u8> {
     .encode(&mut q)
     .unwrap();
     q
+}
+
+/// Walks the whole Valve list for `filter` on one master directly (no network): the first page,
+/// then continuations from each page's last entry until the final page. Returns every server
+/// seen, in the order seen, and the pages it took.
+pub fn walk_master(
+    m: &mut Master,
+    now: Time,
+    client: SocketAddr,
+    filter: &[u8],
+) -> (Vec<SocketAddrV4>, usize) {
+    let mut seed = muster::wire::valve_list::NULL_ADDR;
+    let mut seen = Vec::new();
+    for pages in 1..10_000 {
+        m.handle(now, client, 0, &valve_query(seed, filter))
+            .unwrap();
+        let page = m.transmits(now).remove(0).datagrams().remove(0);
+        let page = muster::wire::valve_list::ListPage::decode(&page).unwrap();
+        seen.extend(page.servers());
+        if page.is_final() {
+            return (seen, pages);
+        }
+        seed = page.next_seed().unwrap();
+    }
+    panic!("the walk did not end");
 }
 
 pub fn v4(i: u32) -> SocketAddr {
