@@ -371,3 +371,159 @@ fn a_core_that_panics_stops_the_engine_with_an_error() {
         "{why}"
     );
 }
+
+/// Every core's report taken after this call began (reports queued while nobody read are older:
+/// they are drained first), as (the master's clock in ms, bytes admitted to unproven addresses
+/// by every core).
+fn fresh(e: &muster::engine::Engine) -> (u64, u64) {
+    let stale = e
+        .status()
+        .iter()
+        .flatten()
+        .map(|s| s.at_ms)
+        .max()
+        .unwrap_or(0);
+    let mut now = (0, 0);
+    assert!(eventually(|| {
+        let st = e.status();
+        let all: Vec<_> = st.iter().flatten().collect();
+        now = (
+            all.iter().map(|s| s.at_ms).max().unwrap_or(0),
+            all.iter().map(|s| s.counters.unproven_bytes).sum(),
+        );
+        all.len() == st.len() && all.iter().all(|s| s.at_ms > stale)
+    }));
+    now
+}
+
+/// Reads whatever has arrived on `socks` (non-blocking); the bytes.
+fn drain_all(socks: &[std::net::UdpSocket]) -> u64 {
+    let mut buf = [0u8; 2048];
+    let mut got = 0u64;
+    for s in socks {
+        while let Ok((n, _)) = s.recv_from(&mut buf) {
+            got += n as u64;
+        }
+    }
+    got
+}
+
+#[test]
+fn one_budget_for_unproven_replies_holds_across_cores_and_a_returning_client_still_lists() {
+    // A small master-wide budget (64 KiB, then 64 KiB/s), so a short flood meets it.
+    let e = engine(2, |f| {
+        f.admission.unproven.reply_burst_kib = 64;
+        f.admission.unproven.reply_kib_per_sec = 64;
+    });
+    let master = e.local_addrs()[0];
+    let servers = sockets(60, 20, 600);
+    let query = "getservers Nexuiz 3 empty full";
+    assert_eq!(
+        dp_register(master, &servers, "DarkPlaces", NEXUIZ_INFO).answered,
+        600
+    );
+    every_core_lists(&e, 0, 600);
+    // A player lists once before the flood (its list: 600 × 7 bytes in a few packets).
+    let player = socket(Ipv4Addr::new(127, 0, 61, 9));
+    assert_eq!(set(dp_list(master, &player, query).0), addrs(&servers));
+    let (_, before) = fresh(&e);
+    // The smart flood: 1,000 sources, each in its own /24 (127.100–103.c.1), each asking twice,
+    // below every per-source and per-network rate: 2,000 queries over about four seconds.
+    let flood: Vec<std::net::UdpSocket> = (0..1000u32)
+        .map(|i| {
+            let s = socket(Ipv4Addr::new(
+                127,
+                100 + (i / 256) as u8,
+                (i % 256) as u8,
+                1,
+            ));
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    let (t0, _) = fresh(&e);
+    let q = [OOB, query.as_bytes()].concat();
+    let mut received = 0u64;
+    let mut sent = 0u64;
+    for round in 0..2 {
+        for (i, s) in flood.iter().enumerate() {
+            let _ = s.send_to(&q, master);
+            sent += q.len() as u64;
+            if i % 250 == 249 {
+                // 500 queries a second: pace, and read what came back meanwhile.
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                received += drain_all(&flood);
+            }
+        }
+        if round == 0 {
+            // Mid-flood, the returning player still gets its whole list.
+            assert_eq!(set(dp_list(master, &player, query).0), addrs(&servers));
+        }
+    }
+    // Everything the cores admitted has arrived once the sockets hold it all (the player's lists
+    // were admitted too: two of them).
+    let list = 600 * 7 + 3 * 64;
+    assert!(
+        eventually(|| {
+            received += drain_all(&flood);
+            received + 2 * 4_500 >= fresh(&e).1 - before
+        }),
+        "received {received}, admitted {}",
+        fresh(&e).1 - before
+    );
+    let (t1, admitted) = fresh(&e);
+    let admitted = admitted - before;
+    // The bound, on the master's own clock: the burst, the rate over the flood, one reply more.
+    let bound = 64 * 1024 + 64 * 1024 * (t1 - t0 + 1000) / 1000 + list;
+    assert!(
+        received <= bound,
+        "{received} bytes to the flood, bound {bound}"
+    );
+    assert!(admitted <= bound + 2 * list, "{admitted}");
+    // dpmaster would have sent 2,000 lists: ~8.4 MB for {sent} bytes in.
+    assert!(received < 2000 * 4_000 / 10, "{received} for {sent} sent");
+    let r = e.stop().unwrap();
+    assert!(r.shard.dropped(Drop::UnprovenBytes) > 0);
+}
+
+#[test]
+fn valve_pages_to_an_unproven_walk_hold_three_times_the_query_until_its_proof() {
+    let e = engine(2, |_| {});
+    let master = e.local_addrs()[0];
+    let servers = sockets(62, 8, 240);
+    assert_eq!(valve_register(master, &servers, "cstrike").answered, 240);
+    every_core_lists(&e, 240, 0);
+    let mut buf = [0u8; 2048];
+    let ask = |s: &std::net::UdpSocket, seed: &str, buf: &mut [u8]| -> (usize, usize) {
+        let q = [&[0x31, 0xFF][..], seed.as_bytes(), b"\0\0"].concat();
+        s.send_to(&q, master).unwrap();
+        (q.len(), recv_from_master(s, master, buf).expect("a page"))
+    };
+    // A spoofer's victim: its first page, then guessed continuations (none is its page's end:
+    // the guesses are addresses nobody listed). Every reply holds at most 3× its query.
+    let victim = socket(Ipv4Addr::new(127, 0, 63, 1));
+    let (mut sent, mut got) = ask(&victim, "0.0.0.0:0", &mut buf);
+    assert_eq!(
+        got,
+        6 + 5 * 6,
+        "a bare 13-byte first page: the header and 5 entries"
+    );
+    for i in 0..9 {
+        let (s, g) = ask(&victim, &format!("127.0.62.{}:{}", 1 + i, 1 + i), &mut buf);
+        assert!(g <= 3 * s, "{g} bytes for a {s}-byte query");
+        sent += s;
+        got += g;
+    }
+    assert!(got <= 3 * sent);
+    // A real client proves its walk with its first page's last entry and gets full pages.
+    let client = socket(Ipv4Addr::new(127, 0, 63, 2));
+    let (all, pages) = valve_list(master, &client, 0xFF, "");
+    assert_eq!(set(all), addrs(&servers));
+    assert_eq!(
+        pages, 3,
+        "5 entries, then 231, then the last 4 and the terminator"
+    );
+    let r = e.stop().unwrap();
+    assert_eq!(r.shard.walk_proofs, 1);
+    assert!(r.shard.wrong_continuations >= 9);
+}

@@ -336,7 +336,7 @@ fn filters_and_dp_queries_end_to_end() {
     let got: HashSet<SocketAddr> = seen.iter().map(|a| SocketAddr::V4(*a)).collect();
     assert_eq!(seen.len(), want.len(), "each match exactly once");
     assert_eq!(got, want);
-    // A 6-entry first page (3x the query), the proof, then the rest in one full page.
+    // A 16-entry first page (3x the query), the proof, then the rest in one full page.
     assert_eq!(pages, 2);
     // DP: Xonotic via getserversExt (shared path), Quake3Arena via anonymous tag and plain getservers.
     for (query, want) in [

@@ -499,7 +499,7 @@ fn a_human_pace_is_always_answered_and_a_fast_client_recovers_after_the_refill()
 #[test]
 fn a_fresh_valve_client_pages_a_big_list_after_one_small_page() {
     let mut sim = listed(10, 20_000, config(|_| {}));
-    // 10,000 Valve servers: a 6-entry first page, the proof, then 44 full pages — far past the
+    // 10,000 Valve servers: a 5-entry first page, the proof, then 44 full pages — far past the
     // unvalidated burst of 10 queries: the proof validates the source.
     let client: SocketAddr = "198.51.100.20:5000".parse().unwrap();
     assert_eq!(valve_walk(&mut sim, client), Some(10_000));

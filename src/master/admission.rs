@@ -26,7 +26,7 @@
 //! - **unvalidated**: everyone else — enough for a person's server browser, not for a crawler.
 //!
 //! **Valve: the QUIC rule.** Until a walk is proven, each page holds only what fits in 3× the bytes
-//! of the query that asked for it (header and 6-byte entries: 6 entries for a bare 14-byte query).
+//! of the query that asked for it (header and 6-byte entries: 5 entries for a bare 13-byte query).
 //! A walk starts at a random match of its filter, chosen by the master, and wraps round the list, so
 //! the entry that ends its first page is one of M (the filter's matches), never predictable from
 //! the list alone; a continuation seeded with exactly that entry proves the walk, and its later
@@ -918,7 +918,7 @@ impl Admission {
 
 /// The most entries (terminator included) a Valve page may hold for a query of `query_len` bytes
 /// on an unproven walk: what fits in [`UNPROVEN_FACTOR`] times the query (header included; at
-/// least one, the terminator: the shortest query is 14 bytes).
+/// least one, the terminator: the shortest query is 13 bytes).
 pub fn unproven_page_entries(query_len: usize) -> usize {
     use crate::wire::valve_list::{ENTRY_LEN, MAX_PAGE_ENTRIES, PAGE_HEADER};
     (query_len.saturating_mul(UNPROVEN_FACTOR))
@@ -1293,8 +1293,8 @@ mod tests {
 
     #[test]
     fn unproven_pages_hold_what_fits_in_three_times_the_query() {
-        // `1 FF "0.0.0.0:0" 00 00`: 14 bytes → 42 → the header and 6 entries.
-        assert_eq!(unproven_page_entries(14), 6);
+        // `1 FF "0.0.0.0:0" 00 00`: 13 bytes → 39 → the header and 5 entries.
+        assert_eq!(unproven_page_entries(13), 5);
         assert_eq!(unproven_page_entries(100), 49);
         assert_eq!(unproven_page_entries(2000), 231);
         assert_eq!(unproven_page_entries(0), 1);

@@ -563,7 +563,7 @@ impl List {
             return (None, scan);
         }
         if filter.is_empty() && region_byte(region).is_none() {
-            let pos = usize::try_from(random % n as u64).unwrap_or(0);
+            let pos = usize::try_from(random.checked_rem(n as u64).unwrap_or(0)).unwrap_or(0);
             return (Some(self.entry(pos)), scan);
         }
         let candidates = self.candidates(region, filter);
@@ -1238,5 +1238,112 @@ mod tests {
         let (p, _) = list.valve_page(Region::All, [0; 6], [0; 6], &f, 200, &mut out);
         assert!(!p.is_last());
         assert_eq!(ListPage::decode(&out).unwrap().servers().count(), 200);
+    }
+
+    /// Walks every page of a walk that starts at the match `random` picks, the first page holding
+    /// `first` entries and the rest `capacity`: the addresses in order.
+    fn walk_from(
+        list: &List,
+        filter: &[u8],
+        random: u64,
+        first: usize,
+        capacity: usize,
+    ) -> Vec<SocketAddrV4> {
+        let f = Filter::parse(filter).unwrap();
+        let (start, _) = list.valve_walk_start(Region::All, &f, random);
+        let start = start.unwrap_or([0; 6]);
+        let mut seed = NULL_ADDR;
+        let mut seen = Vec::new();
+        for n in 0..10_000 {
+            let mut out = Vec::new();
+            let key = AddrKey::new(seed.into()).v4_entry();
+            let cap = if n == 0 { first } else { capacity };
+            let (p, _) = list.valve_page(Region::All, key, start, &f, cap, &mut out);
+            let bytes = page_bytes(&p, &out);
+            let page = ListPage::decode(&bytes).unwrap();
+            assert!(
+                page.len() <= cap.max(1),
+                "{} entries for a capacity of {cap}",
+                page.len()
+            );
+            seen.extend(page.servers());
+            if page.is_final() {
+                return seen;
+            }
+            seed = page.next_seed().unwrap();
+        }
+        panic!("the walk did not end");
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Wherever a walk starts and however its pages are cut, it lists every match exactly
+        /// once: round the end of the list and back to just before its start.
+        #[test]
+        fn a_walk_from_any_start_lists_every_match_once(
+            n in 0u32..700,
+            random in any::<u64>(),
+            first in 1usize..20,
+            capacity in 2usize..=231,
+            filtered in any::<bool>(),
+        ) {
+            let mut t = Table::new(Time::ZERO, limits());
+            for i in 0..n {
+                t.upsert(Time::from_secs(1), addr(i), Family::Valve, &fields(i)).unwrap();
+            }
+            let list = build(&mut [&mut t]);
+            let filter: &[u8] = if filtered { b"\\map\\de_dust" } else { b"" };
+            let seen = walk_from(&list, filter, random, first, capacity);
+            let mut want: Vec<SocketAddrV4> = (0..n)
+                .filter(|i| !filtered || i % 2 == 0)
+                .map(addr4)
+                .collect();
+            let mut got = seen.clone();
+            got.sort();
+            want.sort();
+            prop_assert_eq!(got, want);
+            let unique: std::collections::HashSet<_> = seen.iter().collect();
+            prop_assert_eq!(unique.len(), seen.len());
+        }
+    }
+
+    #[test]
+    fn walk_starts_are_uniform_over_the_matches_not_the_gaps() {
+        // 10 matches behind one long gap of non-matches and 10 close together: each of the 20 is
+        // about as likely a start (a start drawn over positions would favour the first match
+        // after the gap).
+        let mut t = Table::new(Time::ZERO, limits());
+        for i in 0..400u32 {
+            let f = Fields {
+                map: if !(10..390).contains(&i) {
+                    b"de_dust"
+                } else {
+                    b"cs_office"
+                },
+                ..fields(i)
+            };
+            t.upsert(Time::from_secs(1), addr(i), Family::Valve, &f)
+                .unwrap();
+        }
+        let list = build(&mut [&mut t]);
+        let f = Filter::parse(b"\\map\\de_dust").unwrap();
+        let mut counts: std::collections::HashMap<[u8; 6], u32> = Default::default();
+        for r in 0..20_000u64 {
+            let random = r.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let (start, scan) = list.valve_walk_start(Region::All, &f, random);
+            assert_eq!(scan.examined, 400);
+            *counts.entry(start.unwrap()).or_default() += 1;
+        }
+        assert_eq!(counts.len(), 20);
+        assert!(
+            counts.values().all(|&c| (700..1300).contains(&c)),
+            "{counts:?}"
+        );
+        // No match: no start; no servers: no start.
+        let none = Filter::parse(b"\\map\\nowhere").unwrap();
+        assert_eq!(list.valve_walk_start(Region::All, &none, 7).0, None);
     }
 }

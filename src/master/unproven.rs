@@ -162,7 +162,10 @@ impl Unproven {
     /// window's refill split evenly between the /24s asking (at least [`MIN_SHARE_BYTES`]).
     pub fn fair_share(&self, rate: Rate) -> u64 {
         let window = u64::from(rate.per_sec).saturating_mul(SHARE_WINDOW_MS) / 1000;
-        (window / self.active().max(1)).max(MIN_SHARE_BYTES)
+        window
+            .checked_div(self.active())
+            .unwrap_or(window)
+            .max(MIN_SHARE_BYTES)
     }
 }
 
