@@ -435,8 +435,7 @@ fn an_expensive_filter_flood_is_held_to_the_scan_budgets() {
     let scanned_before: u64 = sim.masters.iter().map(|m| m.counters().scanned).sum();
     let start = sim.now.plus_secs(1);
     let victims = one_per_24(2000);
-    let q = valve_query(NULL_ADDR, b"\\map\\no_such_map\\name_match\\*x*");
-    let sent = flood(&mut sim, &victims, &[q], 700, 10, start);
+    let sent = flood(&mut sim, &victims, &[q_again()], 700, 10, start);
     // Game servers keep registering meanwhile.
     for i in 0..50u32 {
         sim.add_server(
@@ -472,6 +471,34 @@ fn an_expensive_filter_flood_is_held_to_the_scan_budgets() {
         valve_walk(&mut sim, "198.51.100.3:5000".parse().unwrap()),
         Some(10_050)
     );
+    // So does a fresh client's filtered one that an index answers, flood or not.
+    let start = sim.now.plus_secs(1);
+    let before = sim.dropped(Drop::Scan);
+    let sent = flood(&mut sim, &victims, &[q_again()], 700, 5, start);
+    sim.run_until(start.plus_secs(2));
+    assert!(
+        sim.dropped(Drop::Scan) > before,
+        "the flood is being refused"
+    );
+    let client: SocketAddr = "198.51.100.4:5000".parse().unwrap();
+    let shard = simnet_shard(&sim, client);
+    let (seen, _) = walk_master(
+        &mut sim.masters[shard],
+        start.plus_secs(2),
+        client,
+        b"\\gamedir\\cstrike",
+    );
+    assert_eq!(seen.len(), 10_050);
+    sim.run_until(start.plus_secs(6));
+    assert_valve_rule(&sim, &sent);
+}
+
+fn q_again() -> Vec<u8> {
+    valve_query(NULL_ADDR, b"\\map\\no_such_map\\name_match\\*x*")
+}
+
+fn simnet_shard(sim: &Sim, a: SocketAddr) -> usize {
+    sim.shard_of(a)
 }
 
 #[test]

@@ -167,10 +167,13 @@ enum Command {
         common: Common,
         #[arg(long, value_enum)]
         kind: flood::Kind,
-        /// Simulated source hosts.
+        /// Where the spoofed sources are: packed 254 to a /24, one per /24, or a fleet's hosts.
+        #[arg(long, value_enum, default_value = "packed")]
+        layout: flood::Layout,
+        /// Simulated source hosts (all sent from one socket, `IP_PKTINFO`).
         #[arg(long, default_value_t = 256)]
         sources: usize,
-        /// Datagrams per second.
+        /// Datagrams per second, all sources together (each sends rate / sources).
         #[arg(long, default_value_t = 10_000.0)]
         rate: f64,
         #[arg(long, default_value_t = 30)]
@@ -331,6 +334,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Flood {
             common,
             kind,
+            layout,
             sources: n,
             rate,
             source_base,
@@ -339,6 +343,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let cfg = flood::Config {
                 targets: targets(&common)?,
                 kind,
+                layout,
                 sources: n,
                 rate,
                 count: common.count,

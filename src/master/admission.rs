@@ -68,6 +68,9 @@ pub const WALKS_PER_SOURCE: usize = 2;
 pub const WALK_ENDS: usize = 2;
 /// How long the master-wide budget counts as saturated after it last refused a new source.
 pub const SATURATION_HOLD_MS: u64 = 10_000;
+/// Candidates a scan may examine and still run when the core's scan budget is spent (an index
+/// answers such a query: a fresh client's, never the flood's unindexed filters). Still charged.
+pub const SMALL_SCAN: usize = 4096;
 /// What a reply may be, in bytes, per byte of the query that asked for it, before proof (QUIC's
 /// anti-amplification limit, RFC 9000 §8.1).
 pub const UNPROVEN_FACTOR: usize = 3;
@@ -621,11 +624,13 @@ impl Admission {
         }
     }
 
-    /// Whether a scan (a filtered Valve page, a walk's start, a Xash3D burst) may run now: the
-    /// source's, network's and core's scan budgets are above zero — the core's above half its
-    /// burst for an unvalidated source, so a flood of expensive filters leaves the rest to
-    /// validated sources and, above all, to registrations.
-    pub fn admit_scan(&mut self, now: Time, grant: Grant) -> Result<(), Drop> {
+    /// Whether a scan (a filtered Valve page, a walk's start, a Xash3D burst) that may examine
+    /// up to `estimate` candidates may run now: the source's and network's scan budgets are above
+    /// zero, and — for a scan larger than [`SMALL_SCAN`] — the core's is too, above half its burst
+    /// for an unvalidated source. A flood of expensive filters thus leaves the rest of the core
+    /// to validated sources and, above all, to registrations, while a fresh client's cheap query
+    /// (an index answers it) still runs.
+    pub fn admit_scan(&mut self, now: Time, grant: Grant, estimate: usize) -> Result<(), Drop> {
         let limits = self.limits(grant.class);
         if grant.class == Class::Trusted {
             let t = self.trusts.get_mut(grant.trust).ok_or(Drop::Scan)?;
@@ -641,7 +646,8 @@ impl Admission {
         } else {
             0
         };
-        if !core.is_unlimited() && self.core_scan.level(core, now) <= floor {
+        if estimate > SMALL_SCAN && !core.is_unlimited() && self.core_scan.level(core, now) <= floor
+        {
             return Err(Drop::Scan);
         }
         let n_rate = self.cfg.network.scan;
@@ -1308,7 +1314,7 @@ mod tests {
         for i in 0..2000u32 {
             let from = SocketAddr::from((std::net::Ipv4Addr::from(0x0A00_0000 + (i << 8)), 1));
             if let Ok(g) = ad.admit_query(T0, from)
-                && ad.admit_scan(T0, g).is_ok()
+                && ad.admit_scan(T0, g, 65_536).is_ok()
             {
                 ad.charge_scan(T0, g, 65_536);
                 scanned += 65_536;
@@ -1319,6 +1325,6 @@ mod tests {
         // A validated browser still scans.
         let browser = a("198.51.100.1:27005");
         let g = prove(&mut ad, T0, browser, 1);
-        assert_eq!(ad.admit_scan(T0, g), Ok(()));
+        assert_eq!(ad.admit_scan(T0, g, 65_536), Ok(()));
     }
 }

@@ -29,7 +29,7 @@ use super::table::ShardSnapshot;
 use crate::wire::dp_list::{
     ENTRY_V4_LEN, ENTRY_V6_LEN, ListQuery as DpQuery, QueryFilter, ResponseWriter,
 };
-use crate::wire::filter::{Condition, Filter};
+use crate::wire::filter::{Condition, Filter, Node};
 use crate::wire::valve_list::{ENTRY_LEN, MAX_PAGE_ENTRIES, PAGE_HEADER, Region};
 use crate::wire::xash::BurstWriter;
 use std::collections::HashMap;
@@ -389,6 +389,11 @@ impl List {
         self.valve.refs.len()
     }
 
+    /// IPv6 Valve-family servers (Xash3D bursts to IPv6 clients).
+    pub fn valve6_len(&self) -> usize {
+        self.valve6.refs.len()
+    }
+
     /// Servers on the DP list (every game, IPv4 and IPv6).
     pub fn dp_len(&self) -> usize {
         self.dp.len
@@ -545,6 +550,54 @@ impl List {
         }
     }
 
+    /// The index whose positions are exactly the query's matches, when one index answers the
+    /// whole query — the region alone, or one `gamedir` or `appid` over every region: a walk's
+    /// start is then one lookup, and its pages examine only matches.
+    fn exact_index(&self, region: Region, filter: &Filter<'_>) -> Option<&[u32]> {
+        const NONE: &[u32] = &[];
+        if filter
+            .nodes()
+            .iter()
+            .any(|n| matches!(n, Node::Group { .. }))
+            || filter.collapse_addr_hash()
+        {
+            return None;
+        }
+        let mut conditions = filter.conditions().filter(|c| !c.is_neutral());
+        let only = conditions.next();
+        if conditions.next().is_some() {
+            return None;
+        }
+        let v = &*self.valve;
+        match (region_byte(region), only) {
+            (Some(r), None) => Some(v.by_region.get(&r).map_or(NONE, Vec::as_slice)),
+            (None, Some(Condition::GameDir(g))) => Some(
+                v.by_game
+                    .get(&*g.to_ascii_lowercase())
+                    .map_or(NONE, Vec::as_slice),
+            ),
+            (None, Some(Condition::AppId(id))) => {
+                Some(v.by_appid.get(id).map_or(NONE, Vec::as_slice))
+            }
+            _ => None,
+        }
+    }
+
+    /// At most how many candidates answering this query may examine (a walk's start or a page,
+    /// a Xash3D burst): what admission weighs before letting it run. An unfiltered query over
+    /// every region examines none.
+    pub fn scan_estimate(&self, region: Region, filter: &Filter<'_>) -> usize {
+        if filter.is_empty() && region_byte(region).is_none() {
+            return 0;
+        }
+        if let Some(p) = self.exact_index(region, filter) {
+            return p.len().min(MAX_PAGE_ENTRIES);
+        }
+        self.candidates(region, filter)
+            .len(self.valve.refs.len())
+            .min(MAX_SCAN)
+    }
+
     /// Where a walk for `filter` (and `region`) starts: a match chosen uniformly at random by
     /// `random`, among the matches found in at most [`MAX_SCAN`] candidates (none: `None`, the
     /// walk is address order). Unfiltered, O(1); filtered, one pass (reservoir sampling).
@@ -565,6 +618,10 @@ impl List {
         if filter.is_empty() && region_byte(region).is_none() {
             let pos = usize::try_from(random.checked_rem(n as u64).unwrap_or(0)).unwrap_or(0);
             return (Some(self.entry(pos)), scan);
+        }
+        if let Some(p) = self.exact_index(region, filter) {
+            let at = usize::try_from(random.checked_rem(p.len() as u64).unwrap_or(0)).unwrap_or(0);
+            return (p.get(at).map(|&pos| self.entry(pos as usize)), scan);
         }
         let candidates = self.candidates(region, filter);
         let mut rng = random | 1;

@@ -406,7 +406,8 @@ impl Master {
         }
         let scans = !filter.is_empty() || !matches!(q.region, Region::All | Region::Unknown(_));
         if scans {
-            self.admission.admit_scan(now, grant)?;
+            let estimate = self.list.scan_estimate(q.region, &filter);
+            self.admission.admit_scan(now, grant, estimate)?;
         }
         let seed = super::record::AddrKey::new(q.seed.into()).v4_entry();
         let walk = self.challenges.walk_key(u8::from(q.region), q.filter);
@@ -496,7 +497,14 @@ impl Master {
         inc(&mut self.counters.xash_queries);
         // Nothing built for a burst the master-wide budget would refuse.
         self.admission.unproven_open(now, grant)?;
-        self.admission.admit_scan(now, grant)?;
+        // A burst visits the whole candidate list: its size bounds the work.
+        let estimate = if from.is_ipv6() {
+            self.list.valve6_len()
+        } else {
+            self.list.valve_len()
+        };
+        self.admission
+            .admit_scan(now, grant, estimate.min(super::list::MAX_SCAN))?;
         let v6 = from.is_ipv6();
         let mut packets = Packets::default();
         let update = self
@@ -1304,6 +1312,7 @@ mod tests {
             verdicts,
             [Ok(()), Err(Drop::TableFull), Err(Drop::TableFull)]
         );
+        let _ = m.transmits(now);
         // Handshakes that never complete give their places back after the hold (2 s).
         let later = now.plus_millis(crate::master::pending::PENDING_HOLD_MS);
         m.tick(later, 1000);

@@ -377,7 +377,13 @@ pub fn walk_master(
     for pages in 1..10_000 {
         m.handle(now, client, 0, &valve_query(seed, filter))
             .unwrap();
-        let page = m.transmits(now).remove(0).datagrams().remove(0);
+        let page = m
+            .transmits(now)
+            .into_iter()
+            .find(|t| t.to == client)
+            .expect("a page for the client")
+            .datagrams()
+            .remove(0);
         let page = muster::wire::valve_list::ListPage::decode(&page).unwrap();
         seen.extend(page.servers());
         if page.is_final() {
