@@ -99,37 +99,6 @@ each datagram into the receiver's socket).
 |---|---|---|---|---|---|---|
 """ + "\n".join(reg))
 
-if "flood" in parts:
-    rows = []
-    for who, label in (("muster", "muster (defaults), Valve + DP queries"), ("muster-dp", "muster (defaults), DP queries"),
-                       ("dpmaster", "dpmaster 2.2 (default), DP queries"), ("dpmaster-f", "dpmaster 2.2 `-f`, DP queries")):
-        f = load(f"flood-{who}.json")
-        if not f:
-            continue
-        fresh = []
-        q = load(f"flood-{who}.qstat.txt")
-        if q is not None:
-            fresh.append(f"qstat `-nexuizm` {q}/10,000")
-        for kind, want in (("dp", 10000), ("valve", 2000)):
-            r = load(f"flood-{who}.fresh-{kind}.json")
-            if r:
-                fresh.append(f"{kind.upper()} {r['entries_received']:,}/{want:,}{' ✓' if r['lists_complete'] == 1 else ''}")
-        rows.append(f"| {label} | {f['sent_bytes'] / 1e6:.2f} MB | {f['reply_bytes'] / 1e6:.2f} MB | {f['amplification']:.2f} "
-                    f"| {f['amplification_after_5s']:.2f} | {f['max_source_amplification']:.1f} | {f['sources_answered']} | {'; '.join(fresh)} |")
-    sections.append("""#### The reflection flood
-
-10,000 DP (Nexuiz) + 2,000 GoldSrc servers listed (dpmaster: the 10,000 DP), then
-`muster-loadgen flood --kind query --sources 256 --rate 5000 --duration 15`: 256 spoofed
-loopback sources (two /24s), 5,000 list queries/s, each source alternating a Valve first page
-and `getservers Nexuiz 3 empty full` (`--kind dp-query`: the DP query only). BAF = bytes the
-master sent to those sources ÷ bytes they sent. Six seconds in, fresh clients ask for the whole
-list from other addresses: stock qstat (`quakestat -nexuizm`) and the load generator's DP and
-Valve clients.
-
-| master | flood sent | replies to the victims | BAF whole run | BAF from second 5 | worst source | sources answered | fresh clients during the flood |
-|---|---|---|---|---|---|---|---|
-""" + "\n".join(rows))
-
 if "sizes" in parts:
     rows = []
     for cores in ("1", "2"):

@@ -225,18 +225,20 @@ fn run_inner(
     let timeout = cfg.timeout.as_nanos() as u64;
     // Hard stop: the run's duration plus one timeout to let the last lists end.
     let hard_end = end.saturating_add(timeout.saturating_mul(u64::from(cfg.retries) + 2));
-    let mut free: Vec<usize> = (0..slots_n).rev().collect();
+    // Slots are taken in turn (a queue, not a stack): consecutive lists come from different
+    // sockets, so with as many hosts as slots each list is a fresh client.
+    let mut free: std::collections::VecDeque<usize> = (0..slots_n).collect();
     loop {
         let now = now_ns();
         if sched.done(now) || now > hard_end {
             break;
         }
         // Start what is due.
-        while let Some(&slot) = free.last() {
+        while let Some(&slot) = free.front() {
             let Some(intended) = sched.start(now) else {
                 break;
             };
-            free.pop();
+            free.pop_front();
             let target = cfg.targets[next_target % cfg.targets.len()];
             next_target += 1;
             let s = &mut slots[slot];
@@ -293,7 +295,7 @@ fn run_inner(
                 cfg.expect,
             );
             sched.finish();
-            free.push(i);
+            free.push_back(i);
         }
         let wake = sched
             .next_due()
@@ -386,7 +388,7 @@ fn run_inner(
                     cfg.expect,
                 );
                 sched.finish();
-                free.push(i);
+                free.push_back(i);
             }
         }
         progress.tick(|| {

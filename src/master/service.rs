@@ -419,8 +419,9 @@ impl Master {
                 let random = self.challenges.walk_random(now, from);
                 let (start, scan) = self.list.valve_walk_start(q.region, &filter, random);
                 self.account_scan(now, grant, scan);
-                if start.is_none() && !scan.capped {
-                    // Nothing matches: the empty final page, without scanning it all again.
+                if start.is_none() {
+                    // Nothing matches (within MAX_SCAN candidates, where a page's own scan would
+                    // stop too): the empty final page, without scanning them all again.
                     return self.empty_final_page(now, from, local, grant);
                 }
                 let start = start.unwrap_or([0; 6]);
