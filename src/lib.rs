@@ -11,8 +11,12 @@
 //!   ([`wire::infostring`]), the Valve filter language ([`wire::filter`]) and the datagram classifier
 //!   ([`wire::classify`]). No sockets, clocks, executors or allocation on the decode path.
 //! - [`master`]: the sans-IO master core, one instance per shard (core): stateless challenges
-//!   ([`master::challenge`]), admission control of every reply ([`master::admission`],
-//!   [`master::bucket`], [`master::bounded`]), the transmit queue of paced flows
+//!   ([`master::challenge`]) and the handshakes in progress that count against the caps
+//!   ([`master::pending`]), admission control of every reply — Valve walks and their proofs,
+//!   budgets per source, network and core ([`master::admission`], [`master::bucket`],
+//!   [`master::bounded`]), one master-wide budget for replies to unproven addresses shared by
+//!   every core ([`master::unproven`]), the sources known from before a flood
+//!   ([`master::known`]) — the transmit queue of paced flows
 //!   ([`master::transmit`]), the compact record ([`master::record`]) with interned strings under a
 //!   bounded total ([`master::intern`]) and its table with caps and a timing wheel for expiry
 //!   ([`master::table`], [`master::expiry`], [`master::policy`]), Quake III-family game properties

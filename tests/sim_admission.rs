@@ -591,3 +591,63 @@ fn a_million_spoofed_sources_leave_admission_state_constant() {
     let at = sim.now.plus_secs(1);
     assert_eq!(dp_entries(&mut sim, returning, at), (100, true));
 }
+
+mod valve_rule {
+    //! The Valve rule as a property: whatever a set of clients asks, in whatever order, a page
+    //! larger than 3× the query that drew it goes only to a source that earlier sent a query
+    //! seeded with the last entry of a page it was sent.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn a_big_page_goes_only_to_a_source_that_proved_receipt(
+            steps in proptest::collection::vec((0usize..3, 0u8..4, 0usize..64, any::<bool>()), 1..120),
+        ) {
+            let mut sim = Sim::with_config(21, 1, config(|_| {}), 0.0);
+            fleet(&mut sim, 1200, Time::from_secs(1_000_000), 600_000);
+            sim.run_until(Time::from_secs(5));
+            let sources: Vec<SocketAddr> = (1..=3u8)
+                .map(|i| SocketAddr::from(([198, 51, 100, i], 27005)))
+                .collect();
+            let filters: [&[u8]; 3] = [b"", b"\\map\\de_dust", b"\\empty\\1"];
+            let mut ends: HashMap<SocketAddr, Vec<SocketAddrV4>> = HashMap::new();
+            let mut proven: HashSet<SocketAddr> = HashSet::new();
+            let mut now = sim.now;
+            for (who, kind, pick, wrong) in steps {
+                let from = sources[who];
+                let seen = ends.entry(from).or_default();
+                // A first page, a continuation from a page end it got, or a guess.
+                let seed = match kind {
+                    0 => NULL_ADDR,
+                    _ if seen.is_empty() || wrong => SocketAddrV4::new(Ipv4Addr::new(20, 0, 0, pick as u8), 27015),
+                    _ => seen[pick % seen.len()],
+                };
+                if seed != NULL_ADDR && seen.contains(&seed) {
+                    proven.insert(from);
+                }
+                let q = valve_query(seed, filters[pick % 3]);
+                now = now.plus_millis(3100); // below the unvalidated query rate
+                let m = &mut sim.masters[0];
+                let _ = m.handle(now, from, 0, &q);
+                for t in m.transmits(now) {
+                    for d in t.datagrams() {
+                        prop_assert!(
+                            d.len() <= 3 * q.len() || proven.contains(&from),
+                            "{} bytes for a {}-byte query to {from}, which proved nothing",
+                            d.len(),
+                            q.len()
+                        );
+                        let page = ListPage::decode(&d).unwrap();
+                        if !page.is_final() {
+                            ends.entry(t.to).or_default().extend(page.servers().last());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
