@@ -839,16 +839,20 @@ impl Admission {
                 self.stats.proofs = self.stats.proofs.wrapping_add(1);
                 Step::Walk { start, full: true }
             }
-            w => {
-                // No page we sent ended there: a guess (or a walk forgotten). It proves nothing,
-                // and this source proves nothing more until the bar lapses.
+            Some(w) => {
+                // No page of this walk ended there: a guess. It proves nothing, and this source
+                // proves nothing more until the bar lapses (one guess per window).
+                let start = w.start;
                 s.barred_until = secs(now.plus_millis(validation));
                 self.stats.wrong_continuations = self.stats.wrong_continuations.wrapping_add(1);
-                Step::Walk {
-                    start: w.map_or(NO_END, |w| w.start),
-                    full: false,
-                }
+                Step::Walk { start, full: false }
             }
+            // No walk to continue (never begun, or forgotten under a flood of new sources): small
+            // pages in address order from the seed. Nothing could be proven, so nothing is barred.
+            None => Step::Walk {
+                start: NO_END,
+                full: false,
+            },
         }
     }
 
