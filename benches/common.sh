@@ -67,7 +67,7 @@ listed_wait() {
     echo "$got"
 }
 # Fleet ports: fixed, so a second run re-registers the same servers.
-FLEET_PORT=40000
+FLEET_PORT=20000
 
 # register ADDR N PROTOCOL BASE TAG [MODE EXPECT]: the fleet registers N servers and records the
 # master's CPU over that first round; with MODE, again (up to 3 rounds) until EXPECT are listed

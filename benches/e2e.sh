@@ -115,12 +115,12 @@ if [[ " $PARTS " == *" million "* ]]; then
             # 2,000 GoldSrc servers beside the million; quiet, then re-heartbeating every second
             # with a new player count each time (the same servers: fixed ports).
             $L fleet --target "$ADDR" --servers 2000 --protocol valve --per-host 32 --rate 20000 \
-                --count 2000 --duration 60 --source-base 120 --port 41000 >/dev/null
+                --count 2000 --duration 60 --source-base 120 --port 21000 >/dev/null
             sleep 2
             $L query --target "$ADDR" --mode valve --rate 500 --duration "$DUR" --expect 2000 \
                 --json "$OUT/$tag.quiet.json" >/dev/null
             $L fleet --target "$ADDR" --servers 2000 --protocol valve --per-host 32 --rate 20000 \
-                --interval 1 --vary-players --duration $((DUR + 4)) --source-base 120 --port 41000 >/dev/null &
+                --interval 1 --vary-players --duration $((DUR + 4)) --source-base 120 --port 21000 >/dev/null &
             churn=$!
             sleep 2
             $L query --target "$ADDR" --mode valve --rate 500 --duration "$DUR" --expect 2000 \

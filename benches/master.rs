@@ -344,6 +344,71 @@ fn lists(c: &mut Criterion) {
     g.finish();
 }
 
+/// What one candidate costs a scan, per kind of condition, on the worst strings a server may send
+/// (255-byte hostname and version): 65,536 candidates (`MAX_SCAN`) examined by a walk's start, for
+/// filters no index narrows and nothing matches. The weights of `matcher::scan_weight` come from
+/// these figures (one unit ≈ the cheapest candidate).
+fn scan_cost(c: &mut Criterion) {
+    let mut g = c.benchmark_group("scan");
+    g.sample_size(10);
+    let long: Vec<u8> = (0..255u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let name: &'static [u8] = Box::leak(long.clone().into_boxed_slice());
+    let mut t = Table::new(Time::ZERO, limits());
+    for i in 0..65_536u32 {
+        let f = Fields {
+            hostname: name,
+            version: name,
+            tags: b"alltalk,cp,increased_maxplayers,payload,respawntimes",
+            ..fields(i)
+        };
+        t.upsert(Time::from_secs(1), addr(i), Family::Valve, &f)
+            .unwrap();
+    }
+    let mut b = ListBuilder::new(1, 1400);
+    b.apply(0, t.snapshot());
+    let list = b.build().unwrap();
+    // The costliest filter that fits a datagram: a `nor` group (every child evaluated when none
+    // matches) of wildcards whose pieces each match a little further into a 255-byte text, the
+    // last never: ~1,300 bytes, ~600 pieces, each a substring search per candidate.
+    let piece_run: Vec<u8> = {
+        let mut p = vec![b'*'];
+        for k in 0..60 {
+            p.push(b'a' + (k % 26) as u8);
+            p.push(b'*');
+        }
+        p.extend_from_slice(b"zz*");
+        p
+    };
+    let mut worst = b"\\nor\\5".to_vec();
+    for i in 0..5 {
+        let key: &[u8] = if i % 2 == 0 {
+            b"name_match"
+        } else {
+            b"version_match"
+        };
+        worst.extend_from_slice(b"\\");
+        worst.extend_from_slice(key);
+        worst.extend_from_slice(b"\\");
+        worst.extend_from_slice(&piece_run);
+    }
+    assert!(worst.len() < 1400, "{}", worst.len());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("map", b"\\map\\no_such_map".to_vec()),
+        ("flags", b"\\dedicated\\0\\secure\\0".to_vec()),
+        ("name_match", b"\\name_match\\*no such server*".to_vec()),
+        ("gametype", b"\\gametype\\alltalk,cp,nosuchtag".to_vec()),
+        ("worst_nor_of_wildcards", worst),
+    ];
+    g.throughput(Throughput::Elements(65_536));
+    for (label, raw) in &cases {
+        let f = Filter::parse(raw).unwrap();
+        g.bench_function(format!("walk_start_65536_candidates_{label}"), |b| {
+            b.iter(|| black_box(list.valve_walk_start(Region::All, &f, 7)))
+        });
+    }
+    g.finish();
+}
+
 /// Admission control per query: a fresh source admitted, and a flooding source refused (what a
 /// spoofed flood costs the core per datagram once its burst is spent).
 fn admission(c: &mut Criterion) {
@@ -400,5 +465,7 @@ fn baselines(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, upsert, builder, lists, admission, baselines);
+criterion_group!(
+    benches, upsert, builder, lists, scan_cost, admission, baselines
+);
 criterion_main!(benches);

@@ -24,12 +24,14 @@
 #
 #   benches/reflection.sh                # about 15 minutes
 #   FLOODS="per24 servers" MASTERS="dpmaster muster2" benches/reflection.sh
+#   KEEP=1 MASTERS=muster2 benches/reflection.sh    # again for one master, the others' results kept
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=target/bench-reflection
 mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.txt
+# KEEP=1 keeps the results of an earlier run (to run some masters again and report them all).
+[ "${KEEP:-0}" = 1 ] || rm -f "$OUT"/*.json "$OUT"/*.txt
 source benches/common.sh
 
 MASTERS="${MASTERS:-dpmaster dpmaster-f muster1 muster2}"
@@ -118,4 +120,4 @@ if [ "$EXPENSIVE" = 1 ]; then
     stop_master
 fi
 
-python3 benches/reflection_report.py "$OUT" "$MASTERS" "$FLOODS" "$TICK"
+python3 benches/reflection_report.py "$OUT" "dpmaster dpmaster-f muster1 muster2" "dumb per24 servers xash valve" "$TICK"

@@ -68,8 +68,9 @@ pub const WALKS_PER_SOURCE: usize = 2;
 pub const WALK_ENDS: usize = 2;
 /// How long the master-wide budget counts as saturated after it last refused a new source.
 pub const SATURATION_HOLD_MS: u64 = 10_000;
-/// Candidates a scan may examine and still run when the core's scan budget is spent (an index
-/// answers such a query: a fresh client's, never the flood's unindexed filters). Still charged.
+/// Units of scan work (~0.5 ms) a query may take and still run when the core's scan budget is
+/// spent (an index answers such a query: a fresh client's, never the flood's unindexed filters).
+/// Still charged.
 pub const SMALL_SCAN: usize = 4096;
 /// What a reply may be, in bytes, per byte of the query that asked for it, before proof (QUIC's
 /// anti-amplification limit, RFC 9000 §8.1).
@@ -139,19 +140,21 @@ const fn rate(burst: u32, per_sec: u32) -> Rate {
     Rate { burst, per_sec }
 }
 
-/// The defaults, and why (README, "Admission control"):
+/// The defaults, and why (README, "Admission control"). Scan work is in units of
+/// [`scan_weight`](super::matcher::scan_weight): one unit ≈ one cheap candidate, ~130 ns.
 /// - unvalidated source: 10 queries at once, then 20 a minute (Valve's retired master allowed
 ///   about 30 pages a minute); 256 KiB of replies at once (a 10,000-server DP list is ~70 KB), then
-///   4 KiB/s; a million candidates at once (15 worst-case filters at 100k servers), 200k a second;
+///   4 KiB/s; 200k units at once (three of the costliest queries), then 20k a second;
 /// - validated source (a browser paging a big list, refreshing a few times a minute): 64 queries
-///   at once, then 10 a second; 4 MiB, then 128 KiB/s; 4M candidates, 1M a second;
-/// - a network's unvalidated sources: 64 queries, 2 a second; 1 MiB, then 32 KiB/s; 4M
-///   candidates, 400k a second; its validated sources: 512 queries, 20 a second; 8 MiB, then
-///   256 KiB/s; 16M candidates, 2M a second;
+///   at once, then 10 a second; 4 MiB, then 128 KiB/s; 1M units, then 200k a second;
+/// - a network's unvalidated sources: 64 queries, 2 a second; 1 MiB, then 32 KiB/s; 400k units,
+///   40k a second; its validated sources: 512 queries, 20 a second; 8 MiB, then 256 KiB/s; 2M
+///   units, 400k a second;
 /// - a trusted network, per core: 2,000 queries, 1,000 a second; 256 MiB, then 64 MiB/s;
-///   64M candidates, 32M a second;
+///   64M units, 32M a second;
 /// - the whole master to unproven addresses: 1 MiB at once, then 1 MiB/s;
-/// - scan work per core: 20M candidates at once, 10M a second (~10% of a core at ~9 ns each);
+/// - scan work per core: 2M units at once, then 1M a second (~13% of a core at ~130 ns a unit;
+///   unvalidated sources only while more than half is left);
 /// - challenges: 64 per source at once (32 servers per address, each may retry), 2 a second;
 ///   100,000 per core at once, 50,000 a second;
 /// - a refused query is fined 4 KiB (a second of an unvalidated source's refill);
@@ -164,12 +167,12 @@ impl Default for AdmissionConfig {
             unvalidated: ClassLimits {
                 queries: queries(10, 20),
                 bytes: rate(256 * KIB, 4 * KIB),
-                scan: rate(1_000_000, 200_000),
+                scan: rate(200_000, 20_000),
             },
             validated: ClassLimits {
                 queries: queries(64, 600),
                 bytes: rate(4 * MIB, 128 * KIB),
-                scan: rate(4_000_000, 1_000_000),
+                scan: rate(1_000_000, 200_000),
             },
             trusted_limits: ClassLimits {
                 queries: queries(2_000, 60_000),
@@ -179,15 +182,15 @@ impl Default for AdmissionConfig {
             network: ClassLimits {
                 queries: queries(64, 120),
                 bytes: rate(MIB, 32 * KIB),
-                scan: rate(4_000_000, 400_000),
+                scan: rate(400_000, 40_000),
             },
             validated_network: ClassLimits {
                 queries: queries(512, 1_200),
                 bytes: rate(8 * MIB, 256 * KIB),
-                scan: rate(16_000_000, 2_000_000),
+                scan: rate(2_000_000, 400_000),
             },
             unproven: rate(MIB, MIB),
-            core_scan: rate(20_000_000, 10_000_000),
+            core_scan: rate(2_000_000, 1_000_000),
             source_challenges: queries(64, 120),
             core_challenges: queries(100_000, 3_000_000),
             fine_bytes: 4 * KIB,
@@ -1313,7 +1316,7 @@ mod tests {
     #[test]
     fn an_expensive_filter_flood_is_stopped_by_the_scan_budgets() {
         let mut ad = Admission::new(T0, AdmissionConfig::default());
-        // 2,000 /24s, each asking once for a filter that examines 65,536 candidates.
+        // 2,000 /24s, each asking once for a filter that takes 65,536 units.
         let mut scanned = 0u64;
         for i in 0..2000u32 {
             let from = SocketAddr::from((std::net::Ipv4Addr::from(0x0A00_0000 + (i << 8)), 1));
@@ -1324,8 +1327,13 @@ mod tests {
                 scanned += 65_536;
             }
         }
-        // Unvalidated sources stop at half the core's 20M burst.
-        assert!(scanned <= 10_000_000 + 65_536, "{scanned}");
+        // Unvalidated sources stop at half the core's 2M burst.
+        assert!(scanned <= 1_000_000 + 65_536, "{scanned}");
+        // A small scan (an index answers it) still runs; a large one from a fresh source not.
+        let fresh = a("198.51.100.2:27005");
+        let g = ad.admit_query(T0, fresh).unwrap();
+        assert_eq!(ad.admit_scan(T0, g, 231), Ok(()));
+        assert_eq!(ad.admit_scan(T0, g, 65_536), Err(Drop::Scan));
         // A validated browser still scans.
         let browser = a("198.51.100.1:27005");
         let g = prove(&mut ad, T0, browser, 1);

@@ -37,8 +37,13 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Candidates a filtered Valve query examines at most.
+/// Scan work one query may take, in units (candidates × the filter's
+/// [`scan_weight`](matcher::scan_weight)): 65,536 candidates of a cheap filter, fewer of a costly
+/// one — ~9 ms of a core at most, whatever the filter.
 pub const MAX_SCAN: usize = 65_536;
+/// Random candidates a walk's start tries before counting every match (rejection sampling: a
+/// filter that matches one candidate in eight finds its start in about eight tries).
+pub const WALK_START_TRIES: usize = 64;
 /// Packets a [`DpStream`] encodes per step.
 pub const STREAM_PACKETS: usize = 8;
 
@@ -114,12 +119,43 @@ impl ValvePage {
 }
 
 /// What answering a Valve query took.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Scan {
     /// Candidates the filter was evaluated on.
     pub examined: usize,
     /// [`MAX_SCAN`] stopped the scan.
     pub capped: bool,
+    /// Units of work each candidate cost ([`scan_weight`](matcher::scan_weight)).
+    pub weight: usize,
+}
+
+impl Default for Scan {
+    fn default() -> Self {
+        Scan {
+            examined: 0,
+            capped: false,
+            weight: 1,
+        }
+    }
+}
+
+impl Scan {
+    fn of(filter: &Filter<'_>) -> Scan {
+        Scan {
+            weight: matcher::scan_weight(filter),
+            ..Scan::default()
+        }
+    }
+
+    /// Candidates this scan may examine under [`MAX_SCAN`] (at least one).
+    fn limit(&self) -> usize {
+        (MAX_SCAN / self.weight.max(1)).max(1)
+    }
+
+    /// Units of work taken: what admission charges.
+    pub fn units(&self) -> usize {
+        self.examined.saturating_mul(self.weight)
+    }
 }
 
 /// The Valve list: IPv4 Valve-family servers in wire order, their 6-byte encoding, and positions
@@ -593,14 +629,17 @@ impl List {
         if let Some(p) = self.exact_index(region, filter) {
             return p.len().min(MAX_PAGE_ENTRIES);
         }
+        let scan = Scan::of(filter);
         self.candidates(region, filter)
             .len(self.valve.refs.len())
-            .min(MAX_SCAN)
+            .min(scan.limit())
+            .saturating_mul(scan.weight)
     }
 
     /// Where a walk for `filter` (and `region`) starts: a match chosen uniformly at random by
-    /// `random`, among the matches found in at most [`MAX_SCAN`] candidates (none: `None`, the
-    /// walk is address order). Unfiltered, O(1); filtered, one pass (reservoir sampling).
+    /// `random` (none: `None`). Unfiltered or answered by one index, O(1); otherwise up to
+    /// [`WALK_START_TRIES`] random candidates, then one pass of reservoir sampling over what
+    /// [`MAX_SCAN`] allows.
     ///
     /// Uniform over the matches, not over the list: the entry that ends the walk's first page is
     /// then one of M whatever the filter, never more likely for a match behind a long gap.
@@ -611,7 +650,7 @@ impl List {
         random: u64,
     ) -> (Option<[u8; 6]>, Scan) {
         let n = self.valve.refs.len();
-        let mut scan = Scan::default();
+        let scan = Scan::default();
         if n == 0 {
             return (None, scan);
         }
@@ -624,11 +663,41 @@ impl List {
             return (p.get(at).map(|&pos| self.entry(pos as usize)), scan);
         }
         let candidates = self.candidates(region, filter);
+        let mut scan = Scan::of(filter);
         let mut rng = random | 1;
+        let mut next = move || {
+            // xorshift64
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        // Rejection sampling: a random candidate, kept if it matches — uniform over the matches.
+        let count = candidates.len(n);
+        for _ in 0..WALK_START_TRIES.min(count) {
+            let k = usize::try_from(next().checked_rem(count as u64).unwrap_or(0)).unwrap_or(0);
+            let pos = match &candidates {
+                Candidates::All => Some(k),
+                Candidates::Range(r) => r.start.checked_add(k),
+                Candidates::Positions(p) => p.get(k).map(|&x| x as usize),
+            };
+            scan.examined = scan.examined.saturating_add(1);
+            if let Some((s, strings)) = pos
+                .and_then(|p| self.valve.refs.get(p))
+                .and_then(|&r| self.server(r))
+                && matcher::valve_matches(region, filter, s, strings)
+            {
+                return (Some(s.addr.v4_entry()), scan);
+            }
+        }
+        // Few matches: one pass over the candidates, keeping the k-th match with probability 1/k
+        // (reservoir sampling) — uniform over the matches too.
+        let limit = scan.limit();
+        scan.examined = 0;
         let mut matches = 0u64;
         let mut chosen = None;
         for pos in self.positions_in(&candidates, 0..n) {
-            if scan.examined >= MAX_SCAN {
+            if scan.examined >= limit {
                 scan.capped = true;
                 break;
             }
@@ -643,14 +712,11 @@ impl List {
                 continue;
             }
             matches = matches.saturating_add(1);
-            // xorshift64: keep the k-th match with probability 1/k.
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            if rng.checked_rem(matches) == Some(0) {
+            if next().checked_rem(matches) == Some(0) {
                 chosen = Some(s.addr.v4_entry());
             }
         }
+        scan.examined = scan.examined.saturating_add(WALK_START_TRIES.min(count));
         (chosen, scan)
     }
 
@@ -705,13 +771,14 @@ impl List {
         let mut last_ip: Option<[u8; 4]> = collapse.then(|| [seed[0], seed[1], seed[2], seed[3]]);
         out.extend_from_slice(&PAGE_HEADER);
         let mut count = 0usize;
-        let mut scan = Scan::default();
+        let mut scan = Scan::of(filter);
+        let limit = scan.limit();
         let candidates = self.candidates(region, filter);
         let positions = self
             .positions_in(&candidates, first)
             .chain(self.positions_in(&candidates, then));
         for pos in positions {
-            if scan.examined >= MAX_SCAN {
+            if scan.examined >= limit {
                 scan.capped = true;
                 // Cut short: a partial page is legal, the client continues from its last entry;
                 // with no match at all the list ends here.
@@ -766,11 +833,12 @@ impl List {
     ) -> Scan {
         out.clear();
         let mut w = BurstWriter::new(v6, key, &mut out.bytes, &mut out.ends);
-        let mut scan = Scan::default();
+        let mut scan = Scan::of(filter);
+        let limit = scan.limit();
         let collapse = filter.collapse_addr_hash();
         let mut last_ip: Option<IpAddr> = None;
         let mut visit = |r: Ref, scan: &mut Scan| -> bool {
-            if scan.examined >= MAX_SCAN {
+            if scan.examined >= limit {
                 scan.capped = true;
                 return false;
             }
@@ -1391,7 +1459,8 @@ mod tests {
         for r in 0..20_000u64 {
             let random = r.wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let (start, scan) = list.valve_walk_start(Region::All, &f, random);
-            assert_eq!(scan.examined, 400);
+            // Random tries first (1 in 20 matches: about 20), rarely the whole pass after them.
+            assert!(scan.examined <= WALK_START_TRIES + 400, "{scan:?}");
             *counts.entry(start.unwrap()).or_default() += 1;
         }
         assert_eq!(counts.len(), 20);
@@ -1402,5 +1471,33 @@ mod tests {
         // No match: no start; no servers: no start.
         let none = Filter::parse(b"\\map\\nowhere").unwrap();
         assert_eq!(list.valve_walk_start(Region::All, &none, 7).0, None);
+        // Three matches in 2,000 (one right after a gap of 1,500): the random tries mostly miss,
+        // the pass after them picks among the three alike.
+        let mut t = Table::new(Time::ZERO, limits());
+        for i in 0..2000u32 {
+            let f = Fields {
+                map: if [3, 1500, 1501].contains(&i) {
+                    b"de_dust"
+                } else {
+                    b"cs_office"
+                },
+                ..fields(i)
+            };
+            t.upsert(Time::from_secs(1), addr(i), Family::Valve, &f)
+                .unwrap();
+        }
+        let list = build(&mut [&mut t]);
+        let f = Filter::parse(b"\\map\\de_dust").unwrap();
+        let mut counts: std::collections::HashMap<[u8; 6], u32> = Default::default();
+        for r in 0..3000u64 {
+            let (start, _) =
+                list.valve_walk_start(Region::All, &f, r.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            *counts.entry(start.unwrap()).or_default() += 1;
+        }
+        assert_eq!(counts.len(), 3);
+        assert!(
+            counts.values().all(|&c| (850..1150).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

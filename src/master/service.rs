@@ -356,7 +356,7 @@ impl Master {
         if scan.capped {
             inc(&mut self.counters.scan_capped);
         }
-        self.admission.charge_scan(now, grant, scan.examined);
+        self.admission.charge_scan(now, grant, scan.units());
     }
 
     /// The empty final page (header and terminator: 12 bytes, under 3× the shortest query).
@@ -420,8 +420,8 @@ impl Master {
                 let (start, scan) = self.list.valve_walk_start(q.region, &filter, random);
                 self.account_scan(now, grant, scan);
                 if start.is_none() {
-                    // Nothing matches (within MAX_SCAN candidates, where a page's own scan would
-                    // stop too): the empty final page, without scanning them all again.
+                    // Nothing matches (within MAX_SCAN, where a page's own scan would stop too):
+                    // the empty final page, without scanning them all again.
                     return self.empty_final_page(now, from, local, grant);
                 }
                 let start = start.unwrap_or([0; 6]);
@@ -498,14 +498,16 @@ impl Master {
         inc(&mut self.counters.xash_queries);
         // Nothing built for a burst the master-wide budget would refuse.
         self.admission.unproven_open(now, grant)?;
-        // A burst visits the whole candidate list: its size bounds the work.
-        let estimate = if from.is_ipv6() {
+        // A burst visits the whole candidate list: its size (in units) bounds the work.
+        let candidates = if from.is_ipv6() {
             self.list.valve6_len()
         } else {
             self.list.valve_len()
         };
-        self.admission
-            .admit_scan(now, grant, estimate.min(super::list::MAX_SCAN))?;
+        let estimate = candidates
+            .saturating_mul(super::matcher::scan_weight(filter))
+            .min(super::list::MAX_SCAN);
+        self.admission.admit_scan(now, grant, estimate)?;
         let v6 = from.is_ipv6();
         let mut packets = Packets::default();
         let update = self
