@@ -149,7 +149,7 @@ impl Scan {
 
     /// Candidates this scan may examine under [`MAX_SCAN`] (at least one).
     fn limit(&self) -> usize {
-        (MAX_SCAN / self.weight.max(1)).max(1)
+        MAX_SCAN.checked_div(self.weight).unwrap_or(MAX_SCAN).max(1)
     }
 
     /// Units of work taken: what admission charges.
