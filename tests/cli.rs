@@ -45,6 +45,7 @@ fn help_explains_every_option() {
         "--trust",
         "--no-gso",
         "--http",
+        "--public-http",
         "--state-file",
         "--ban",
     ] {
@@ -69,6 +70,21 @@ fn a_port_in_use_is_one_clear_line_and_a_failure() {
         line.contains(&addr) && line.contains("already in use"),
         "{line}"
     );
+}
+
+#[test]
+fn a_restart_right_after_kill_9_gets_the_same_port() {
+    // The killed process's io_uring lets go of its sockets a moment after it dies (~0.3 s here):
+    // the new master waits for the port (engine::socket::REBIND_WAIT) instead of failing.
+    let m = Served::start(&["--listen", "127.0.0.1:0", "--cores", "2"]);
+    let addr = m.addr.to_string();
+    m.kill9();
+    for _ in 0..3 {
+        // Started at once after the kill; `start` fails the test if the master exits instead.
+        let m = Served::start(&["--listen", &addr, "--cores", "2"]);
+        assert_eq!(m.addr.to_string(), addr);
+        m.kill9();
+    }
 }
 
 #[test]

@@ -198,13 +198,19 @@ fn a_huge_content_length_is_refused_and_the_connection_closed() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let t = start(120);
     for addr in [t.m.http, t.public] {
-        for path in ["/healthz", "/v1/servers/valve"] {
+        for (path, length) in [
+            ("/healthz", "18446744073709551615"),
+            ("/v1/servers/valve", "18446744073709551615"),
+            ("/healthz", "1000000000000"),
+        ] {
             let req = format!(
-                "GET {path} HTTP/1.1\r\nHost: m\r\nContent-Length: 18446744073709551615\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nHost: m\r\nContent-Length: {length}\r\n\r\n"
             );
             let (answer, closed) = exchange(addr, req.as_bytes(), PATIENCE);
+            // hyper refuses a length past its largest (431) before routing; a smaller one that
+            // still announces a body is ours to refuse (413). Either way nothing is read.
             assert!(
-                matches!(status_of(&answer), 413 | 400),
+                matches!(status_of(&answer), 413 | 431),
                 "{addr}{path}: {answer:?}"
             );
             assert!(closed, "the connection is closed after the refusal");

@@ -92,6 +92,13 @@ pub struct Conn {
     pub evicted: Arc<Notify>,
 }
 
+impl Conn {
+    /// The listener's counters.
+    pub fn counters(&self) -> Arc<ConnCounters> {
+        self.registry.counters.clone()
+    }
+}
+
 impl Drop for Conn {
     fn drop(&mut self) {
         self.registry.remove(self.id);

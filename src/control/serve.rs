@@ -10,7 +10,7 @@
 //! - heavy work (encoding operator answers, compressing) on one blocking thread
 //!   ([`MAX_BLOCKING_THREADS`]), so `/healthz` is answered on the runtime's thread meanwhile.
 
-use super::conns::{ConnCounters, Registry};
+use super::conns::{Conn, ConnCounters, Registry};
 use super::limits::{
     HttpLimits, LISTEN_BACKLOG, MAX_BLOCKING_THREADS, MAX_HEAD_BYTES, MAX_HEADERS,
 };
@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 
 /// How long accepting pauses after the process ran out of file descriptors (or another accept
@@ -149,42 +150,7 @@ async fn accept_loop<A: App>(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let counters = registry.counters.clone();
-                tokio::spawn(async move {
-                    let clock = Clock {
-                        idle_timeout: limits.idle_timeout,
-                        write_timeout: limits.write_timeout,
-                        min_send_rate: limits.min_send_rate,
-                    };
-                    let io = TokioIo::new(Guarded::new(
-                        stream,
-                        clock,
-                        conn.busy.clone(),
-                        counters.clone(),
-                    ));
-                    let busy = conn.busy.clone();
-                    let service_counters = counters.clone();
-                    let svc = hyper::service::service_fn(move |req| {
-                        handle(req, app.clone(), busy.clone(), service_counters.clone())
-                    });
-                    let mut b = hyper::server::conn::http1::Builder::new();
-                    b.timer(TokioTimer::new())
-                        .header_read_timeout(limits.header_timeout)
-                        .max_buf_size(MAX_HEAD_BYTES.max(8192))
-                        .max_headers(MAX_HEADERS)
-                        .keep_alive(true);
-                    let served = b.serve_connection(io, svc);
-                    tokio::select! {
-                        r = served => {
-                            if let Err(e) = r && e.is_timeout() {
-                                counters.timed_out.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        _ = conn.evicted.notified() => {}
-                    }
-                    drop(conn);
-                });
+                tokio::spawn(serve_conn(stream, conn, app.clone(), limits));
             }
             Err(e) => {
                 // EMFILE and the like: say so now and then, and pause instead of spinning.
@@ -197,6 +163,78 @@ async fn accept_loop<A: App>(
         }
     }
 }
+
+/// Serves one registered connection until it ends, times out or is evicted.
+async fn serve_conn<IO, A>(io: IO, conn: Conn, app: Arc<A>, limits: HttpLimits)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    A: App,
+{
+    let counters = conn.counters();
+    let clock = Clock {
+        idle_timeout: limits.idle_timeout,
+        write_timeout: limits.write_timeout,
+        min_send_rate: limits.min_send_rate,
+    };
+    let io = TokioIo::new(Guarded::new(io, clock, conn.busy.clone(), counters.clone()));
+    let busy = conn.busy.clone();
+    let service_counters = counters.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        handle(req, app.clone(), busy.clone(), service_counters.clone())
+    });
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES.max(8192))
+        .max_headers(MAX_HEADERS)
+        // A client may shut its side once it has sent its request (`nc -N`, this module's
+        // `exchange`): answer it, then close.
+        .half_close(true)
+        .keep_alive(true);
+    let served = b.serve_connection(io, svc);
+    tokio::select! {
+        r = served => {
+            if let Err(e) = r && e.is_timeout() {
+                counters.timed_out.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        _ = conn.evicted.notified() => {}
+    }
+    drop(conn);
+}
+
+/// Runs `request` (raw bytes, as a client would send them, the client then closing its side)
+/// through everything a connection goes through — hyper's parser, the checks, `app` — in memory,
+/// and returns every byte answered. For the fuzz target and property tests; never for serving.
+pub fn exchange<A: App>(app: Arc<A>, limits: HttpLimits, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    rt.block_on(async {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let registry = Registry::new(limits.max_connections, limits.max_connections_per_source);
+        let Some(conn) = registry.admit(std::net::Ipv4Addr::LOCALHOST.into()) else {
+            return Vec::new();
+        };
+        let task = tokio::spawn(serve_conn(server, conn, app, limits));
+        let mut answer = Vec::new();
+        let talk = async {
+            let _ = client.write_all(request).await;
+            let _ = client.shutdown().await;
+            let _ = client.read_to_end(&mut answer).await;
+        };
+        let _ = tokio::time::timeout(EXCHANGE_LIMIT, talk).await;
+        task.abort();
+        answer
+    })
+}
+
+/// How long [`exchange`] waits for the answer.
+pub const EXCHANGE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Clears the connection's busy flag when the response body is done (sent or abandoned).
 struct BusyGuard(Arc<AtomicBool>);
@@ -347,4 +385,131 @@ fn response(r: &Resource, c: Chosen, close: bool, guard: BusyGuard) -> Response<
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::http::{Operator, Snapshot};
+    use crate::control::lists::PublicApp;
+    use proptest::prelude::*;
+    use tokio::sync::watch;
+
+    fn operator() -> Arc<Operator> {
+        let (_tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+        Arc::new(Operator::new(rx))
+    }
+
+    fn public() -> Arc<PublicApp> {
+        let (_tx, rx) = watch::channel(None);
+        Arc::new(PublicApp::new(rx, Duration::from_secs(5)))
+    }
+
+    fn status(answer: &[u8]) -> u16 {
+        answer
+            .get(9..12)
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Every status line in a (possibly pipelined) answer.
+    fn statuses(answer: &[u8]) -> Vec<u16> {
+        answer
+            .windows(9)
+            .enumerate()
+            .filter(|(_, w)| *w == b"HTTP/1.1 ")
+            .map(|(i, _)| status(&answer[i..]))
+            .collect()
+    }
+
+    #[test]
+    fn requests_in_memory_get_the_answers_their_checks_say() {
+        let l = HttpLimits::default();
+        let op = operator();
+        let a = exchange(op.clone(), l, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        // No core has reported in a default view: healthy is "every core reports" of zero cores.
+        assert_eq!(status(&a), 200, "{}", String::from_utf8_lossy(&a));
+        let a = exchange(
+            op.clone(),
+            l,
+            b"GET /healthz HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n",
+        );
+        assert!(matches!(status(&a), 413 | 431), "{}", String::from_utf8_lossy(&a));
+        let a = exchange(op.clone(), l, b"GET /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(status(&a), 413);
+        assert!(String::from_utf8_lossy(&a).contains("connection: close"));
+        let a = exchange(op.clone(), l, b"DELETE / HTTP/1.1\r\n\r\n");
+        assert_eq!(status(&a), 405);
+        assert!(String::from_utf8_lossy(&a).contains("allow: GET, HEAD"));
+        let a = exchange(op.clone(), l, b"HEAD / HTTP/1.1\r\n\r\n");
+        assert_eq!(status(&a), 200);
+        let text = String::from_utf8_lossy(&a);
+        assert!(text.ends_with("\r\n\r\n"), "HEAD: no body: {text}");
+        assert!(text.contains(&format!("content-length: {}", crate::control::http::PAGE.len())));
+        let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(64 * 1024));
+        assert_eq!(status(&exchange(op.clone(), l, long.as_bytes())), 431);
+        let target = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(4000));
+        assert_eq!(status(&exchange(op.clone(), l, target.as_bytes())), 414);
+        // Pipelined requests, each answered in order.
+        let two = b"GET /nope HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n";
+        assert_eq!(statuses(&exchange(op, l, two)), [404, 200]);
+        let p = public();
+        assert_eq!(
+            statuses(&exchange(p.clone(), l, b"GET /v1/servers/valve HTTP/1.1\r\n\r\n")),
+            [503],
+            "nothing published yet"
+        );
+        assert_eq!(statuses(&exchange(p, l, b"GET / HTTP/1.1\r\n\r\n")), [200]);
+    }
+
+    fn token() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("/".to_owned()),
+            Just("/healthz".to_owned()),
+            Just("/api/v1/servers".to_owned()),
+            Just("/v1/servers/valve".to_owned()),
+            Just("/api/servers".to_owned()),
+            "[ -~]{0,40}",
+            "/[a-z%0-9/._?=&+-]{0,60}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// Whatever the method, target and headers, each listener answers with a status its
+        /// checks allow, and never fails to answer a well-framed request.
+        #[test]
+        fn any_request_gets_a_well_formed_answer(
+            method in prop_oneof![
+                Just("GET".to_owned()),
+                Just("HEAD".to_owned()),
+                Just("POST".to_owned()),
+                "[A-Z]{1,8}",
+            ],
+            path in token(),
+            query in "[a-z_=&%0-9.+-]{0,80}",
+            headers in proptest::collection::vec(("[A-Za-z-]{1,20}", "[ -~]{0,60}"), 0..6),
+            public_side in any::<bool>(),
+        ) {
+            let target = if query.is_empty() { path } else { format!("{path}?{query}") };
+            let mut req = format!("{method} {target} HTTP/1.1\r\nHost: m\r\n");
+            for (k, v) in &headers {
+                req.push_str(&format!("{k}: {v}\r\n"));
+            }
+            req.push_str("\r\n");
+            let l = HttpLimits::default();
+            let a = if public_side {
+                exchange(public(), l, req.as_bytes())
+            } else {
+                exchange(operator(), l, req.as_bytes())
+            };
+            let s = status(&a);
+            prop_assert!(
+                [200, 304, 400, 404, 405, 413, 414, 431, 503].contains(&s),
+                "{req:?} → {:?}",
+                String::from_utf8_lossy(&a)
+            );
+        }
+    }
 }
