@@ -64,7 +64,9 @@ fn help_explains_every_option() {
 fn a_port_in_use_is_one_clear_line_and_a_failure() {
     let held = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = held.local_addr().unwrap().to_string();
-    let o = run(&["serve", "--listen", &addr, "--cores", "1"]);
+    // No HTTP: this master waits REBIND_WAIT for the UDP port, and must not hold the default
+    // HTTP port meanwhile (other tests start masters with the defaults).
+    let o = run(&["serve", "--listen", &addr, "--cores", "1", "--http", "off"]);
     let line = one_line_error(&o);
     assert!(
         line.contains(&addr) && line.contains("already in use"),
@@ -90,7 +92,7 @@ fn a_restart_right_after_kill_9_gets_the_same_port() {
 #[test]
 fn too_little_locked_memory_is_one_clear_line_and_a_failure() {
     let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--cores", "1"]);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--cores", "1", "--http", "off"]);
     // SAFETY: setrlimit is async-signal-safe; the child lowers only its own limit.
     unsafe {
         cmd.pre_exec(|| {

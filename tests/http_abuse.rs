@@ -97,7 +97,9 @@ fn healthz_in_time(addr: SocketAddr) -> Result<Duration, String> {
     loop {
         let l = left();
         if l.is_zero() {
-            return Err(format!("no full answer within {HEALTHZ_DEADLINE:?}: {got:?}"));
+            return Err(format!(
+                "no full answer within {HEALTHZ_DEADLINE:?}: {got:?}"
+            ));
         }
         s.set_read_timeout(Some(l)).unwrap();
         match s.read(&mut buf) {
@@ -203,9 +205,7 @@ fn a_huge_content_length_is_refused_and_the_connection_closed() {
             ("/v1/servers/valve", "18446744073709551615"),
             ("/healthz", "1000000000000"),
         ] {
-            let req = format!(
-                "GET {path} HTTP/1.1\r\nHost: m\r\nContent-Length: {length}\r\n\r\n"
-            );
+            let req = format!("GET {path} HTTP/1.1\r\nHost: m\r\nContent-Length: {length}\r\n\r\n");
             let (answer, closed) = exchange(addr, req.as_bytes(), PATIENCE);
             // hyper refuses a length past its largest (431) before routing; a smaller one that
             // still announces a body is ours to refuse (413). Either way nothing is read.
@@ -266,7 +266,8 @@ fn ten_thousand_idle_connections_lock_nobody_out() {
     for i in 0..10_000u32 {
         let src = Ipv4Addr::new(127, 2, (i % 250 / 250) as u8, (i % 250) as u8 + 1);
         let addr = if i % 2 == 0 { t.m.http } else { t.public };
-        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         sock.bind(&SocketAddr::V4(SocketAddrV4::new(src, 0)).into())
             .unwrap();
         match sock.connect_timeout(&addr.into(), PATIENCE) {
@@ -276,7 +277,10 @@ fn ten_thousand_idle_connections_lock_nobody_out() {
         if i % 2500 == 2499 {
             t.still_serving(&format!("{} idle connections", i + 1));
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "bounded in time");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "bounded in time"
+        );
     }
     t.still_serving("10,000 idle connections");
     for listener in ["operator", "public"] {
@@ -300,15 +304,14 @@ fn header_lines_of_64_kib_are_refused() {
     for i in 0..40 {
         let addr = if i % 2 == 0 { t.m.http } else { t.public };
         let req = format!("GET /healthz HTTP/1.1\r\nHost: m\r\nX-Long: {long}\r\n\r\n");
-        pending.push(std::thread::spawn(move || exchange(addr, req.as_bytes(), PATIENCE)));
+        pending.push(std::thread::spawn(move || {
+            exchange(addr, req.as_bytes(), PATIENCE)
+        }));
     }
     // A 64 KiB request line too.
     let line = format!("GET /{long} HTTP/1.1\r\nHost: m\r\n\r\n");
     let (answer, closed) = exchange(t.public, line.as_bytes(), PATIENCE);
-    assert!(
-        matches!(status_of(&answer), 414 | 431 | 400),
-        "{answer:?}"
-    );
+    assert!(matches!(status_of(&answer), 414 | 431 | 400), "{answer:?}");
     assert!(closed);
     t.still_serving("64 KiB header lines");
     for p in pending {

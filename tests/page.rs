@@ -188,8 +188,7 @@ fn the_public_server_browser_searches_and_sorts_ten_thousand_servers() {
     assert_eq!(done.answered, 10_000);
     assert!(eventually(|| {
         let (_, body) = http_get(public, "/api/v1/servers");
-        serde_json::from_str::<serde_json::Value>(&body)
-            .is_ok_and(|j| j["listed"] == 10_000)
+        serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|j| j["listed"] == 10_000)
     }));
 
     // Sorted by name, ascending: all 10,000 loaded, the first 2,000 drawn, in order.
@@ -221,11 +220,18 @@ fn the_public_server_browser_searches_and_sorts_ten_thousand_servers() {
     );
     // Search by map, with players only: every row on that map, none empty.
     let dom = rendered_dom(&format!("http://{public}/#q=stalkyard&not_empty=1"));
-    let shown: usize = attr(&dom, "servers", "data-shown").unwrap().parse().unwrap();
+    let shown: usize = attr(&dom, "servers", "data-shown")
+        .unwrap()
+        .parse()
+        .unwrap();
     // Maps cycle every 5 servers, players every 17: server i is on stalkyard when i % 5 == 3.
     let want = (0..10_000u32).filter(|i| i % 5 == 3 && i % 17 != 0).count();
     assert_eq!(shown, want);
-    assert!(rows(&dom, "rows").iter().all(|row| row[2] == "stalkyard" && players(row) > 0));
+    assert!(
+        rows(&dom, "rows")
+            .iter()
+            .all(|row| row[2] == "stalkyard" && players(row) > 0)
+    );
     m.terminate();
     let _ = std::fs::remove_file(cfg);
 }

@@ -195,7 +195,8 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 fn v6_socket() -> UdpSocket {
     let s = UdpSocket::bind("[::1]:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     s
 }
 
@@ -231,13 +232,24 @@ fn fwgs_list_read_with_the_engines_rules_is_exactly_the_xash3d_and_goldsrc_serve
     // Listed by the UDP master, but not for the engine's HTTP list: a Source server (protocol
     // 17) of gamedir valve, a Xash3D server behind NAT, DarkPlaces servers.
     let source = sockets(104, 1, 2);
-    let info = |c: u32| format!("\\protocol\\17\\challenge\\{c}\\players\\0\\max\\8\\gamedir\\valve\\map\\crossfire\\type\\d\\os\\l\\region\\255\\product\\valve\\version\\1.0\n");
+    let info = |c: u32| {
+        format!(
+            "\\protocol\\17\\challenge\\{c}\\players\\0\\max\\8\\gamedir\\valve\\map\\crossfire\\type\\d\\os\\l\\region\\255\\product\\valve\\version\\1.0\n"
+        )
+    };
     assert_eq!(valve_register_info(m.addr, &source, info).answered, 2);
     let natted = sockets(105, 1, 1);
-    let nat = |c: u32| format!("\\protocol\\49\\challenge\\{c}\\players\\1\\max\\16\\bots\\0\\gamedir\\valve\\map\\crossfire\\type\\d\\os\\w\\region\\255\\product\\valve\\version\\0.21\\nat\\1");
+    let nat = |c: u32| {
+        format!(
+            "\\protocol\\49\\challenge\\{c}\\players\\1\\max\\16\\bots\\0\\gamedir\\valve\\map\\crossfire\\type\\d\\os\\w\\region\\255\\product\\valve\\version\\0.21\\nat\\1"
+        )
+    };
     assert_eq!(valve_register_info(m.addr, &natted, nat).answered, 1);
     let dp = sockets(106, 1, 2);
-    assert_eq!(dp_register(m.addr, &dp, "DarkPlaces", NEXUIZ_INFO).answered, 2);
+    assert_eq!(
+        dp_register(m.addr, &dp, "DarkPlaces", NEXUIZ_INFO).answered,
+        2
+    );
 
     let mut want: BTreeSet<Record> = BTreeSet::new();
     want.extend(addrs(&xash).into_iter().map(|a| (false, a)));
@@ -262,15 +274,19 @@ fn fwgs_list_read_with_the_engines_rules_is_exactly_the_xash3d_and_goldsrc_serve
         "IPv6 servers are listed in brackets and read back"
     );
     let (_, cs, _) = read("cstrike");
+    assert_eq!(cs, addrs(&cstrike).into_iter().map(|a| (true, a)).collect());
     assert_eq!(
-        cs,
-        addrs(&cstrike).into_iter().map(|a| (true, a)).collect()
+        read("VALVE").1,
+        want,
+        "gamedirs match without regard to case"
     );
-    assert_eq!(read("VALVE").1, want, "gamedirs match without regard to case");
     let (status, _, body) = get(public, "/v1/servers/nosuchgame", "");
     assert_eq!(status, 200, "an unknown gamedir is an empty list");
     assert!(fwgs_parse(&body).is_empty());
-    assert!(!body.is_empty(), "a comment line, so the engine says 0 servers, not no data");
+    assert!(
+        !body.is_empty(),
+        "a comment line, so the engine says 0 servers, not no data"
+    );
 
     // The public listener serves nothing of the operator's.
     for path in ["/metrics", "/api/stats", "/healthz", "/api/servers"] {
@@ -297,7 +313,10 @@ fn the_json_api_walks_every_server_once_filters_and_answers_304_and_gzip() {
     let valve = sockets(111, 8, 1200);
     assert_eq!(valve_register(m.addr, &valve, "cstrike").answered, 1200);
     let dp = sockets(112, 2, 30);
-    assert_eq!(dp_register(m.addr, &dp, "DarkPlaces", NEXUIZ_INFO).answered, 30);
+    assert_eq!(
+        dp_register(m.addr, &dp, "DarkPlaces", NEXUIZ_INFO).answered,
+        30
+    );
 
     let walk = |query: &str| -> (Vec<SocketAddr>, usize) {
         let mut out = Vec::new();
@@ -344,7 +363,11 @@ fn the_json_api_walks_every_server_once_filters_and_answers_304_and_gzip() {
     let etag = header(&h, "etag").unwrap().to_owned();
     assert_eq!(header(&h, "cache-control"), Some("public, max-age=1"));
     assert_eq!(header(&h, "access-control-allow-origin"), Some("*"));
-    let (status, _, none) = get(public, "/api/v1/servers", &format!("If-None-Match: {etag}\r\n"));
+    let (status, _, none) = get(
+        public,
+        "/api/v1/servers",
+        &format!("If-None-Match: {etag}\r\n"),
+    );
     assert_eq!((status, none.len()), (304, 0));
     let (status, h, gz) = get(public, "/api/v1/servers", "Accept-Encoding: gzip\r\n");
     assert_eq!(status, 200);
@@ -360,7 +383,9 @@ fn the_json_api_walks_every_server_once_filters_and_answers_304_and_gzip() {
     // The browser page: no external fetches allowed by its policy.
     let (status, h, page) = get(public, "/", "");
     assert_eq!(status, 200);
-    assert!(header(&h, "content-security-policy").is_some_and(|c| c.contains("default-src 'none'")));
+    assert!(
+        header(&h, "content-security-policy").is_some_and(|c| c.contains("default-src 'none'"))
+    );
     assert!(String::from_utf8_lossy(&page).contains("browser.js"));
     assert_eq!(get(public, "/browser.js", "").0, 200);
     let _ = std::fs::remove_file(cfg);

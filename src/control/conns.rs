@@ -130,9 +130,12 @@ impl Registry {
         let held = inner.by_source.get(&source).map_or(0, VecDeque::len);
         if held >= self.max_per_source {
             let oldest_idle = inner.by_source.get(&source).and_then(|ids| {
-                ids.iter()
-                    .copied()
-                    .find(|id| inner.conns.get(id).is_some_and(|e| !e.busy.load(Ordering::Relaxed)))
+                ids.iter().copied().find(|id| {
+                    inner
+                        .conns
+                        .get(id)
+                        .is_some_and(|e| !e.busy.load(Ordering::Relaxed))
+                })
             });
             match oldest_idle {
                 Some(id) => self.evict(inner, id),

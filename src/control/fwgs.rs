@@ -95,7 +95,10 @@ mod tests {
             &server("[2001:db8::1]:27016", Family::Valve, 48, flags::DEDICATED)
         ));
         // Source (protocol 17), a DarkPlaces server, a Xash3D server behind NAT.
-        assert!(!record(&mut out, &server("192.0.2.11:27015", Family::Valve, 17, 0)));
+        assert!(!record(
+            &mut out,
+            &server("192.0.2.11:27015", Family::Valve, 17, 0)
+        ));
         assert!(!record(
             &mut out,
             &server("192.0.2.12:26000", Family::DarkPlaces, 49, 0)

@@ -134,7 +134,12 @@ impl Operator {
 }
 
 fn resource(r: Reply) -> Arc<Resource> {
-    Arc::new(Resource::new(r.status, r.content_type, Cache::NoStore, Bytes::from(r.body)))
+    Arc::new(Resource::new(
+        r.status,
+        r.content_type,
+        Cache::NoStore,
+        Bytes::from(r.body),
+    ))
 }
 
 impl App for Operator {

@@ -105,7 +105,9 @@ fn hex(s: &str) -> Option<Vec<u8>> {
         .chunks(2)
         .map(|p| {
             let h = std::str::from_utf8(p).ok()?;
-            u8::from_str_radix(h, 16).ok().filter(|_| h.bytes().all(|c| c.is_ascii_hexdigit()))
+            u8::from_str_radix(h, 16)
+                .ok()
+                .filter(|_| h.bytes().all(|c| c.is_ascii_hexdigit()))
         })
         .collect()
 }
@@ -268,7 +270,10 @@ impl Published {
         let mut at = 0usize;
         while at < rows.len() {
             let g = rows.get(at).map_or(0, |r| r.0);
-            let end = at + rows.get(at..).map_or(0, |r| r.iter().take_while(|x| x.0 == g).count());
+            let end = at
+                + rows
+                    .get(at..)
+                    .map_or(0, |r| r.iter().take_while(|x| x.0 == g).count());
             if let Some(r) = game_ranges.get_mut(g as usize) {
                 *r = at..end;
             }
@@ -330,7 +335,11 @@ impl Published {
             .collect();
         let mut empty = Vec::new();
         fwgs::header(&mut empty, 0);
-        let pages = |n: usize| (0..n.div_ceil(PAGE_SERVERS).max(1)).map(|_| OnceLock::new()).collect();
+        let pages = |n: usize| {
+            (0..n.div_ceil(PAGE_SERVERS).max(1))
+                .map(|_| OnceLock::new())
+                .collect()
+        };
         Published {
             epoch: list.epoch,
             built_unix,
@@ -442,7 +451,9 @@ impl Published {
             .then(|| grid.and_then(|g| g.get((start - range.start) / PAGE_SERVERS)))
             .flatten();
         let make = || {
-            let next = (end < range.end).then(|| end.checked_sub(1).and_then(|i| self.cursor_of(i))).flatten();
+            let next = (end < range.end)
+                .then(|| end.checked_sub(1).and_then(|i| self.cursor_of(i)))
+                .flatten();
             let mut body = Vec::with_capacity(
                 self.offsets
                     .get(end)
@@ -514,9 +525,14 @@ impl Published {
     }
 
     fn page_resource(&self, body: Vec<u8>) -> Resource {
-        Resource::new(200, JSON, public_cache(self.refresh_secs), Bytes::from(body))
-            .tagged()
-            .with(LISTS)
+        Resource::new(
+            200,
+            JSON,
+            public_cache(self.refresh_secs),
+            Bytes::from(body),
+        )
+        .tagged()
+        .with(LISTS)
     }
 }
 
@@ -536,9 +552,14 @@ impl Static {
         };
         let make = |ct, body: &'static str| {
             Arc::new(
-                Resource::new(200, ct, Cache::Public(refresh_secs), Bytes::from_static(body.as_bytes()))
-                    .tagged()
-                    .with(page),
+                Resource::new(
+                    200,
+                    ct,
+                    Cache::Public(refresh_secs),
+                    Bytes::from_static(body.as_bytes()),
+                )
+                .tagged()
+                .with(page),
             )
         };
         Static {
@@ -608,7 +629,9 @@ mod tests {
     }
 
     fn list(servers: &[S], tables: usize) -> Arc<List> {
-        let mut ts: Vec<Table> = (0..tables).map(|_| Table::new(Time::ZERO, limits())).collect();
+        let mut ts: Vec<Table> = (0..tables)
+            .map(|_| Table::new(Time::ZERO, limits()))
+            .collect();
         for (i, x) in servers.iter().enumerate() {
             let f = Fields {
                 game: x.game,
@@ -670,14 +693,24 @@ mod tests {
     fn routes() {
         assert_eq!(route("/", ""), Route::Browser);
         assert_eq!(route("/browser.js", ""), Route::BrowserScript);
-        assert_eq!(route("/v1/servers/Valve", ""), Route::Fwgs(b"valve".to_vec()));
+        assert_eq!(
+            route("/v1/servers/Valve", ""),
+            Route::Fwgs(b"valve".to_vec())
+        );
         assert_eq!(route("/v1/servers/a%2Fb", ""), Route::NotFound);
         assert_eq!(route("/v1/servers/", ""), Route::NotFound);
         assert_eq!(route("/v1/servers", ""), Route::NotFound);
-        assert_eq!(route("/metrics", ""), Route::NotFound, "operator paths are not public");
+        assert_eq!(
+            route("/metrics", ""),
+            Route::NotFound,
+            "operator paths are not public"
+        );
         assert_eq!(route("/healthz", ""), Route::NotFound);
         assert_eq!(
-            route("/api/v1/servers", "game=CStrike&map=De_Dust2&not_empty=1&not_full"),
+            route(
+                "/api/v1/servers",
+                "game=CStrike&map=De_Dust2&not_empty=1&not_full"
+            ),
             Route::Api(ApiQuery {
                 game: Some(b"cstrike".to_vec()),
                 map: Some(b"de_dust2".to_vec()),
@@ -686,7 +719,10 @@ mod tests {
                 cursor: None,
             })
         );
-        assert!(matches!(route("/api/v1/servers", "cursor=zz"), Route::Bad(_)));
+        assert!(matches!(
+            route("/api/v1/servers", "cursor=zz"),
+            Route::Bad(_)
+        ));
         let c = Cursor {
             game: b"valve".to_vec(),
             addr: AddrKey::new("[2001:db8::1]:27015".parse().unwrap()),
@@ -717,7 +753,11 @@ mod tests {
         let lines: Vec<&str> = valve.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
             lines,
-            ["ip 192.0.2.1:27015", "gs 192.0.2.2:27015", "ip [2001:db8::7]:27015"]
+            [
+                "ip 192.0.2.1:27015",
+                "gs 192.0.2.2:27015",
+                "ip [2001:db8::7]:27015"
+            ]
         );
         assert!(valve.starts_with("# muster "));
         assert_eq!(
@@ -743,7 +783,11 @@ mod tests {
         for (i, a) in addrs.iter().enumerate() {
             let mut x = s(a, if i % 3 == 0 { b"cstrike" } else { b"valve" }, 48);
             x.players = (i % 9) as u8;
-            x.map = if i % 2 == 0 { b"de_dust2" } else { b"crossfire" };
+            x.map = if i % 2 == 0 {
+                b"de_dust2"
+            } else {
+                b"crossfire"
+            };
             servers.push(x);
         }
         let p = Published::build(&list(&servers, 2), 5, 0);
@@ -754,9 +798,15 @@ mod tests {
         assert_eq!(all.len(), 1234);
         assert_eq!(all.iter().collect::<HashSet<_>>().len(), 1234, "each once");
         let first = page(&p, "");
-        assert_eq!((first["count"].as_u64(), first["listed"].as_u64()), (Some(500), Some(1234)));
+        assert_eq!(
+            (first["count"].as_u64(), first["listed"].as_u64()),
+            (Some(500), Some(1234))
+        );
         let x = &first["servers"][0];
-        assert_eq!(x["name"], "a \"quoted\" <name>\n", "names survive JSON escaping");
+        assert_eq!(
+            x["name"], "a \"quoted\" <name>\n",
+            "names survive JSON escaping"
+        );
         assert_eq!(x["game"], "cstrike", "cstrike sorts before valve");
 
         let (cs, _) = walk(&p, "game=CSTRIKE");
@@ -811,7 +861,10 @@ mod tests {
     #[test]
     fn before_the_first_publication_lists_answer_503_and_pages_200() {
         let pages = Static::new(5);
-        assert_eq!(answer(&Route::Fwgs(b"valve".to_vec()), None, &pages).status, 503);
+        assert_eq!(
+            answer(&Route::Fwgs(b"valve".to_vec()), None, &pages).status,
+            503
+        );
         assert_eq!(answer(&Route::Browser, None, &pages).status, 200);
         assert_eq!(answer(&Route::NotFound, None, &pages).status, 404);
         assert_eq!(answer(&Route::Bad("x"), None, &pages).status, 400);

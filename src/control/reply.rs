@@ -195,7 +195,10 @@ mod tests {
         assert_eq!(etag, etag_of(&body), "the same bytes, the same tag");
 
         let plain = block(choose(&r, Wants::default()));
-        assert_eq!((plain.status, plain.gzip, plain.body.clone()), (200, false, body.clone()));
+        assert_eq!(
+            (plain.status, plain.gzip, plain.body.clone()),
+            (200, false, body.clone())
+        );
 
         let gz = block(choose(
             &r,

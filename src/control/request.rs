@@ -157,9 +157,7 @@ pub fn none_match(value: &[u8], etags: &[&str]) -> bool {
             return true;
         }
         let t = t.strip_prefix("W/").unwrap_or(t);
-        etags
-            .iter()
-            .any(|e| e.strip_prefix("W/").unwrap_or(e) == t)
+        etags.iter().any(|e| e.strip_prefix("W/").unwrap_or(e) == t)
     })
 }
 
@@ -182,7 +180,12 @@ mod tests {
         assert_eq!(check(&head(b"HEAD", b"/", &[b"0"], false)), Ok(true));
         // The request that used to panic the control thread, and the one that froze it.
         assert_eq!(
-            check(&head(b"GET", b"/healthz", &[b"18446744073709551615"], false)),
+            check(&head(
+                b"GET",
+                b"/healthz",
+                &[b"18446744073709551615"],
+                false
+            )),
             Err(Refusal::Body)
         );
         assert_eq!(

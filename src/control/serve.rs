@@ -43,8 +43,7 @@ pub const STOP_GRACE: Duration = Duration::from_millis(500);
 /// What a listener serves: a resource for each routed GET/HEAD (the checks common to every
 /// request are done before).
 pub trait App: Send + Sync + 'static {
-    fn answer(&self, path: &str, query: &str)
-    -> impl Future<Output = Arc<Resource>> + Send + '_;
+    fn answer(&self, path: &str, query: &str) -> impl Future<Output = Arc<Resource>> + Send + '_;
 }
 
 /// Binds a TCP listener (address reuse, non-blocking, [`LISTEN_BACKLOG`]) — before anything else
@@ -259,7 +258,12 @@ impl hyper::body::Body for Body {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.data.take().filter(|d| !d.is_empty()).map(|d| Ok(Frame::data(d))))
+        Poll::Ready(
+            self.data
+                .take()
+                .filter(|d| !d.is_empty())
+                .map(|d| Ok(Frame::data(d))),
+        )
     }
 
     fn is_end_stream(&self) -> bool {
@@ -350,7 +354,11 @@ fn response(r: &Resource, c: Chosen, close: bool, guard: BusyGuard) -> Response<
             }
         }
     }
-    if let Some(e) = c.etag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+    if let Some(e) = c
+        .etag
+        .as_deref()
+        .and_then(|e| HeaderValue::from_str(e).ok())
+    {
         h.insert(header::ETAG, e);
     }
     if r.compressible() {
@@ -435,8 +443,16 @@ mod tests {
             l,
             b"GET /healthz HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n",
         );
-        assert!(matches!(status(&a), 413 | 431), "{}", String::from_utf8_lossy(&a));
-        let a = exchange(op.clone(), l, b"GET /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\n");
+        assert!(
+            matches!(status(&a), 413 | 431),
+            "{}",
+            String::from_utf8_lossy(&a)
+        );
+        let a = exchange(
+            op.clone(),
+            l,
+            b"GET /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+        );
         assert_eq!(status(&a), 413);
         assert!(String::from_utf8_lossy(&a).contains("connection: close"));
         let a = exchange(op.clone(), l, b"DELETE / HTTP/1.1\r\n\r\n");
@@ -446,7 +462,10 @@ mod tests {
         assert_eq!(status(&a), 200);
         let text = String::from_utf8_lossy(&a);
         assert!(text.ends_with("\r\n\r\n"), "HEAD: no body: {text}");
-        assert!(text.contains(&format!("content-length: {}", crate::control::http::PAGE.len())));
+        assert!(text.contains(&format!(
+            "content-length: {}",
+            crate::control::http::PAGE.len()
+        )));
         let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(64 * 1024));
         assert_eq!(status(&exchange(op.clone(), l, long.as_bytes())), 431);
         let target = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(4000));
@@ -456,7 +475,11 @@ mod tests {
         assert_eq!(statuses(&exchange(op, l, two)), [404, 200]);
         let p = public();
         assert_eq!(
-            statuses(&exchange(p.clone(), l, b"GET /v1/servers/valve HTTP/1.1\r\n\r\n")),
+            statuses(&exchange(
+                p.clone(),
+                l,
+                b"GET /v1/servers/valve HTTP/1.1\r\n\r\n"
+            )),
             [503],
             "nothing published yet"
         );

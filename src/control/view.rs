@@ -2,13 +2,13 @@
 //! file and config reloads last did — and the answers built from it (`/api/stats`,
 //! `/api/servers`). Pure: the thread feeds it, the HTTP handlers read it.
 
+use super::conns::ConnCounters;
 use super::history::{Cumulative, History, Point};
 use crate::engine::{CoreDump, CoreStatus, EngineCounters};
 use crate::master::counters::{Counters, Drop};
 use crate::master::record::{Family, Server};
 use crate::master::refused::{self, Source};
 use serde::Serialize;
-use super::conns::ConnCounters;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 

@@ -225,8 +225,8 @@ mod tests {
     #[test]
     fn a_port_that_comes_free_while_waiting_is_bound_and_a_live_group_is_never_joined() {
         // Held by a reuseport group of "another master": waiting never joins it.
-        let other = bind_within("127.0.0.1:0".parse().unwrap(), 2, 1 << 16, Duration::ZERO)
-            .unwrap();
+        let other =
+            bind_within("127.0.0.1:0".parse().unwrap(), 2, 1 << 16, Duration::ZERO).unwrap();
         let addr = other.addr;
         let e = bind_within(addr, 2, 1 << 16, Duration::from_millis(300)).unwrap_err();
         assert!(matches!(e, BindError::InUse { .. }), "{e}");
