@@ -92,7 +92,15 @@ fn a_restart_right_after_kill_9_gets_the_same_port() {
 #[test]
 fn too_little_locked_memory_is_one_clear_line_and_a_failure() {
     let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--cores", "1", "--http", "off"]);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "1",
+        "--http",
+        "off",
+    ]);
     // SAFETY: setrlimit is async-signal-safe; the child lowers only its own limit.
     unsafe {
         cmd.pre_exec(|| {

@@ -233,11 +233,17 @@ fn a_huge_content_length_is_refused_and_the_connection_closed() {
 fn a_withheld_body_neither_blocks_nor_holds_anything() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let t = start(122);
-    // 200 connections announce a 2000-byte body and never send it, on both listeners.
+    // 200 connections announce a 2000-byte body and never send it, on both listeners, from 20
+    // sources (10 each, under the per-source cap: none is evicted before it is answered).
     let mut held = Vec::new();
-    for i in 0..200 {
+    for i in 0..200u8 {
         let addr = if i % 2 == 0 { t.m.http } else { t.public };
-        let mut s = TcpStream::connect_timeout(&addr, PATIENCE).unwrap();
+        let src = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 3, 0, 1 + i % 20), 0));
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.bind(&src.into()).unwrap();
+        sock.connect_timeout(&addr.into(), PATIENCE).unwrap();
+        let mut s: TcpStream = sock.into();
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: m\r\nContent-Length: 2000\r\n\r\n")
             .unwrap();
         held.push(s);

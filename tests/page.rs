@@ -11,9 +11,15 @@ use std::time::Duration;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
+/// One Chromium at a time (a profile each; two at once on two CPUs only slow each other).
+static CHROMIUM_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static PROFILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// The page's DOM after its scripts ran (`--virtual-time-budget` lets fetches and timers finish).
 fn rendered_dom(url: &str) -> String {
-    let profile = std::env::temp_dir().join(format!("muster-chromium-{}", std::process::id()));
+    let _one = CHROMIUM_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let n = PROFILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let profile = std::env::temp_dir().join(format!("muster-chromium-{}-{n}", std::process::id()));
     let o = run_bounded(
         std::process::Command::new(CHROMIUM).args([
             "--headless",

@@ -192,49 +192,56 @@ pub fn start(engine: EngineHandle, mut s: ControlSettings) -> Result<Control, Co
         s.bind_public(s.public_http)?;
     }
     let thread_err = |e: std::io::Error| ControlError::Thread(e.to_string());
+    let (operator_listener, public_listener) =
+        (s.operator_listener.take(), s.public_listener.take());
+    let (limits, public_refresh, housekeeping) = (s.http_limits, s.public_refresh, s.housekeeping);
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(http::Snapshot::default()));
+    let reload = s.reload.take();
+    // The view exists before any request can arrive: the first answers already know the state
+    // file's fate, the config, the version.
+    let mut t = Thread::new(engine.clone(), s, reload, snapshot_tx);
+    t.publish();
     let mut counters = Vec::new();
-    let operator = match s.operator_listener.take() {
+    let operator = match operator_listener {
         Some(l) => {
             let app = Arc::new(http::Operator::new(snapshot_rx));
-            let r = serve::spawn("muster-http", l, s.http_limits, app).map_err(thread_err)?;
+            let r = serve::spawn("muster-http", l, limits, app).map_err(thread_err)?;
             counters.push(("operator", r.counters.clone()));
             Some(r)
         }
         None => None,
     };
     let stop_public = Arc::new(AtomicBool::new(false));
-    let (public, public_builder) = match s.public_listener.take() {
+    let (public, public_builder) = match public_listener {
         Some(l) => {
             let lists = engine.lists.clone().ok_or(ControlError::NoLists)?;
             let (tx, rx) = watch::channel(None);
             let args = lists::BuilderArgs {
                 lists,
                 published: tx,
-                refresh: s.public_refresh,
+                refresh: public_refresh,
                 stop: stop_public.clone(),
-                housekeeping: s.housekeeping,
+                housekeeping,
             };
             let builder = std::thread::Builder::new()
                 .name("muster-public-lists".to_owned())
                 .spawn(move || lists::run(args))
                 .map_err(thread_err)?;
-            let app = Arc::new(lists::PublicApp::new(rx, s.public_refresh));
-            let r = serve::spawn("muster-public", l, s.http_limits, app).map_err(thread_err)?;
+            let app = Arc::new(lists::PublicApp::new(rx, public_refresh));
+            let r = serve::spawn("muster-public", l, limits, app).map_err(thread_err)?;
             counters.push(("public", r.counters.clone()));
             (Some(r), Some(builder))
         }
         None => (None, None),
     };
+    t.view.http = counters;
+    t.publish();
     let finish = Arc::new(AtomicBool::new(false));
     let done = finish.clone();
-    let reload = s.reload.take();
     let thread = std::thread::Builder::new()
         .name("muster-control".to_owned())
         .spawn(move || {
-            let _guard = StopOnPanic(engine.clone());
-            let mut t = Thread::new(engine, s, reload, snapshot_tx);
-            t.view.http = counters;
+            let _guard = StopOnPanic(engine);
             t.run(&done);
         })
         .map_err(thread_err)?;

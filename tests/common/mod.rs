@@ -492,21 +492,51 @@ pub fn client_flags(trusted_hi: u8) -> Vec<String> {
     .collect()
 }
 
-/// Runs a client to its end, killing it (and failing) past `limit`.
+/// Runs a client to its end, killing it (and failing) past `limit`. Its output is read as it
+/// comes (a client writing more than a pipe holds would otherwise wait on us forever).
 pub fn run_bounded(cmd: &mut std::process::Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!("{what} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
-    child.wait_with_output().unwrap()
 }
