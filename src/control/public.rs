@@ -66,13 +66,14 @@ pub struct Cursor {
 impl Cursor {
     /// `<game hex>.<address key hex><family hex>`.
     pub fn encode(&self) -> String {
+        use std::fmt::Write as _;
         let mut s = String::with_capacity(self.game.len() * 2 + 42);
-        for b in self.game.iter().chain([0u8; 0].iter()) {
-            s.push_str(&format!("{b:02x}"));
+        for b in &self.game {
+            let _ = write!(s, "{b:02x}");
         }
         s.push('.');
         for b in self.addr.0.iter().chain(std::iter::once(&self.family)) {
-            s.push_str(&format!("{b:02x}"));
+            let _ = write!(s, "{b:02x}");
         }
         s
     }
