@@ -57,6 +57,10 @@ pub struct File {
     pub ban: Vec<String>,
     /// The operator's HTTP listener (status page, metrics, JSON API); "off" disables it.
     pub http_listen: String,
+    /// The public HTTP listener (read-only lists, server browser); "" or "off": none.
+    pub public_http: String,
+    /// `[http]`: the bounds of both HTTP listeners.
+    pub http: HttpFile,
     /// Where listed servers are kept across restarts ("" = nowhere).
     pub state_file: String,
     pub state_interval_secs: u64,
@@ -75,6 +79,19 @@ pub struct GameFile {
     pub send_empty: bool,
     #[serde(default)]
     pub send_full: bool,
+}
+
+/// `[http]`: what one HTTP connection may cost (both listeners).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    pub header_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub write_timeout_secs: u64,
+    pub min_send_rate_bytes: u64,
+    pub public_refresh_secs: u64,
 }
 
 /// `[xash]`: Xash3D FWGS behaviours behind switches.
@@ -200,6 +217,7 @@ pub struct Overrides {
     pub no_gso: bool,
     pub ban: Vec<String>,
     pub http_listen: Option<String>,
+    pub public_http: Option<String>,
     pub state_file: Option<String>,
 }
 
@@ -281,20 +299,92 @@ impl File {
         if let Some(v) = &o.http_listen {
             self.http_listen.clone_from(v);
         }
+        if let Some(v) = &o.public_http {
+            self.public_http.clone_from(v);
+        }
         if let Some(v) = &o.state_file {
             self.state_file.clone_from(v);
         }
     }
 
-    /// The operator's side: HTTP listener and state file, checked.
+    /// The operator's side: HTTP listeners and their bounds, the state file, checked.
     pub fn operations(&self) -> Result<Operations, ConfigError> {
-        let http = match self.http_listen.trim() {
-            "" | "off" => None,
-            a => Some(a.parse::<SocketAddr>().map_err(|_| ConfigError::Invalid {
-                key: "http_listen",
-                why: format!("{a:?} is not an address:port (or \"off\")"),
-            })?),
+        let listener = |key: &'static str, v: &str| match v.trim() {
+            "" | "off" => Ok(None),
+            a => a
+                .parse::<SocketAddr>()
+                .map(Some)
+                .map_err(|_| ConfigError::Invalid {
+                    key,
+                    why: format!("{a:?} is not an address:port (or \"off\")"),
+                }),
         };
+        let http = listener("http_listen", &self.http_listen)?;
+        let public_http = listener("public_http", &self.public_http)?;
+        if let (Some(a), Some(b)) = (http, public_http)
+            && a == b
+            && a.port() != 0
+        {
+            return Err(ConfigError::Invalid {
+                key: "public_http",
+                why: format!("{a} is the operator's listener too (`http_listen`)"),
+            });
+        }
+        let h = &self.http;
+        let in_range = |key, v: usize, r: std::ops::RangeInclusive<usize>| {
+            if r.contains(&v) {
+                Ok(v)
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    why: format!("{v} is not in {}..={}", r.start(), r.end()),
+                })
+            }
+        };
+        let secs = |key, v: u64, r: std::ops::RangeInclusive<u64>| {
+            if r.contains(&v) {
+                Ok(Duration::from_secs(v))
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    why: format!("{v} is not in {}..={}", r.start(), r.end()),
+                })
+            }
+        };
+        use crate::control::limits as l;
+        let http_limits = l::HttpLimits {
+            max_connections: in_range(
+                "http.max_connections",
+                h.max_connections,
+                l::MAX_CONNECTIONS_RANGE,
+            )?,
+            max_connections_per_source: in_range(
+                "http.max_connections_per_source",
+                h.max_connections_per_source,
+                l::MAX_CONNECTIONS_RANGE,
+            )?,
+            header_timeout: secs(
+                "http.header_timeout_secs",
+                h.header_timeout_secs,
+                l::TIMEOUT_SECS_RANGE,
+            )?,
+            idle_timeout: secs(
+                "http.idle_timeout_secs",
+                h.idle_timeout_secs,
+                l::TIMEOUT_SECS_RANGE,
+            )?,
+            write_timeout: secs(
+                "http.write_timeout_secs",
+                h.write_timeout_secs,
+                l::TIMEOUT_SECS_RANGE,
+            )?,
+            min_send_rate: h.min_send_rate_bytes,
+        };
+        let public_refresh = secs(
+            "http.public_refresh_secs",
+            h.public_refresh_secs,
+            l::PUBLIC_REFRESH_SECS_RANGE,
+        )?;
         if !(1..=MAX_STATE_INTERVAL_SECS).contains(&self.state_interval_secs) {
             return Err(ConfigError::Invalid {
                 key: "state_interval_secs",
@@ -303,6 +393,9 @@ impl File {
         }
         Ok(Operations {
             http,
+            public_http,
+            http_limits,
+            public_refresh,
             state_file: (!self.state_file.is_empty()).then(|| PathBuf::from(&self.state_file)),
             state_interval: Duration::from_secs(self.state_interval_secs),
         })
@@ -419,6 +512,7 @@ impl File {
             housekeeping: None,
             dump_every: None,
             restore: None,
+            publish_lists: false,
         })
     }
 }
@@ -538,6 +632,10 @@ fn parse_net(t: &str, key: &'static str) -> Result<ipnet::IpNet, ConfigError> {
 pub struct Operations {
     /// Where the status page, metrics and JSON API are served (`None`: nowhere).
     pub http: Option<SocketAddr>,
+    /// Where the public lists are served (`None`: nowhere, the default).
+    pub public_http: Option<SocketAddr>,
+    pub http_limits: crate::control::limits::HttpLimits,
+    pub public_refresh: Duration,
     pub state_file: Option<PathBuf>,
     pub state_interval: Duration,
 }

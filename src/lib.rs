@@ -40,10 +40,16 @@
 //!   for the control thread ([`engine::CoreDump`]), takes reloaded configurations
 //!   ([`engine::EngineHandle::reconfigure`]), restores its share of a state file at start, and a
 //!   core that dies stops them all ([`engine::Engine::join`]).
-//! - [`control`]: the operator's side, on a thread of its own off the packet cores — HTTP with the
-//!   status page, Prometheus metrics and the JSON API ([`control::http`], [`control::metrics`],
-//!   [`control::view`]), the last hour of rates ([`control::history`]), the minute's summary line,
-//!   the state file written on an interval and at shutdown, SIGHUP reloads, systemd's watchdog.
+//! - [`control`]: the operator's side, on a thread of its own off the packet cores — the last hour
+//!   of rates ([`control::history`]), the minute's summary line, the state file written on an
+//!   interval and at shutdown, SIGHUP reloads, systemd's watchdog — and the HTTP side on threads of
+//!   its own (hyper on a small tokio runtime per listener, every connection bounded:
+//!   [`control::serve`], [`control::limits`], [`control::conns`], [`control::stall`],
+//!   [`control::request`], [`control::reply`]): the operator's listener with the status page,
+//!   Prometheus metrics and the JSON API ([`control::http`], [`control::metrics`],
+//!   [`control::view`]), and the public one with read-only lists built once per list publication
+//!   ([`control::lists`], [`control::public`], [`control::fwgs`]: Xash3D FWGS's HTTP server list,
+//!   a JSON API, a server browser page).
 //! - [`state`]: the state file's versioned, checksummed format (pure encode/decode) and its atomic
 //!   write.
 //! - [`config`]: the `serve` configuration — the embedded commented TOML defaults, files laid over

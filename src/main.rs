@@ -84,6 +84,11 @@ struct Serve {
     /// [default: 127.0.0.1:27080]
     #[arg(long, value_name = "ADDR:PORT|off")]
     http: Option<String>,
+    /// The public HTTP listener: read-only lists for anyone (Xash3D FWGS's
+    /// /v1/servers/<gamedir>, the JSON API /api/v1/servers, a server browser at /), or `off`.
+    /// [default: off]
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    public_http: Option<String>,
     /// Keep the list across restarts in this file (written every `state_interval_secs` and at
     /// shutdown, read at start).
     #[arg(long, value_name = "FILE")]
@@ -156,6 +161,7 @@ fn overrides(s: &Serve) -> Overrides {
         no_gso: s.no_gso,
         ban: s.ban.clone(),
         http_listen: s.http.clone(),
+        public_http: s.public_http.clone(),
         state_file: s.state_file.as_ref().map(|p| p.display().to_string()),
     }
 }
@@ -208,6 +214,8 @@ fn needs_restart(old: &config::File, new: &config::File) -> Vec<&'static str> {
     check(old.pacing != new.pacing, "pacing");
     check(old.sockets != new.sockets, "sockets");
     check(old.http_listen != new.http_listen, "http_listen");
+    check(old.public_http != new.public_http, "public_http");
+    check(old.http != new.http, "http");
     check(old.state_file != new.state_file, "state_file");
     check(
         old.state_interval_secs != new.state_interval_secs,
@@ -245,6 +253,11 @@ fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
         control.state_at_start = Some(msg);
     }
     control.bind_http(ops.http)?;
+    control.bind_public(ops.public_http)?;
+    control.http_limits = ops.http_limits;
+    control.public_refresh = ops.public_refresh;
+    control.housekeeping = Some(release_freed_memory);
+    settings.publish_lists = ops.public_http.is_some();
     let cores = settings.cores;
     let restoring = settings.restore.is_some();
     let engine = engine::start(settings)?;
@@ -295,6 +308,11 @@ fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
     );
     if let Some(http) = control.http_addr() {
         println!("muster: status page on http://{http}/ (metrics: /metrics)");
+    }
+    if let Some(public) = control.public_addr() {
+        println!(
+            "muster: public lists on http://{public}/ (Xash3D FWGS: masterstatic http://{public})"
+        );
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let report = engine.join();

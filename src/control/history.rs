@@ -71,7 +71,7 @@ pub fn rates(from: &Cumulative, to: &Cumulative, secs: f64, t: f64, servers: u64
 }
 
 /// A ring of at most [`MAX_HISTORY`] points, oldest first.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct History {
     points: VecDeque<Point>,
 }

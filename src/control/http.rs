@@ -1,4 +1,5 @@
-//! The operator's HTTP endpoints, served by `tiny_http` on the control thread:
+//! The operator's HTTP endpoints (served by [`super::serve`] on the operator's listener, from the
+//! control thread's latest [`View`], never on the control thread itself):
 //!
 //! | path | what |
 //! |---|---|
@@ -9,16 +10,32 @@
 //! | `/api/history` | the last hour of rates |
 //! | `/healthz` | `ok` while every core reports, 503 otherwise |
 //!
-//! Only GET (and HEAD). No authentication: the default listener is loopback.
+//! Only GET (and HEAD). No authentication: the default listener is loopback. `/healthz` is
+//! answered on the listener's own thread; everything else is encoded on its blocking thread, so a
+//! burst of heavy requests never delays it.
 
+use super::reply::{Cache, HTML, JSON, Resource, TEXT};
+use super::request::param;
+use super::serve::App;
 use super::view::View;
-use tiny_http::{Header, Method, Request, Response};
+use bytes::Bytes;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::watch;
 
 /// The status page, embedded: no external fetches.
 pub const PAGE: &str = include_str!("page.html");
 
 /// A core whose report is older than this makes `/healthz` fail (it reports every tick).
 pub const HEALTHY_REPORT_AGE_MS: u64 = 5_000;
+
+/// What the control thread hands the operator's listener every tick.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub view: View,
+    /// Between points of `/api/history`.
+    pub history_interval_secs: u64,
+}
 
 /// A reply: status, content type, body.
 pub struct Reply {
@@ -37,13 +54,19 @@ fn reply(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> R
 
 fn json(v: &impl serde::Serialize) -> Reply {
     match serde_json::to_vec(v) {
-        Ok(b) => reply(200, "application/json", b),
-        Err(e) => reply(500, "text/plain; charset=utf-8", e.to_string()),
+        Ok(b) => reply(200, JSON, b),
+        Err(e) => reply(500, TEXT, e.to_string()),
     }
 }
 
 /// Why the engine is not healthy, if it is not.
 pub fn unhealthy(view: &View) -> Option<String> {
+    unhealthy_at(view, view.now_unix_ms)
+}
+
+/// The same, at `now_ms` (the HTTP side asks with the time of the request: a control thread that
+/// stopped taking reports makes the engine look unhealthy, as it should).
+pub fn unhealthy_at(view: &View, now_ms: u64) -> Option<String> {
     for (core, s) in view.status.iter().enumerate() {
         if s.is_none() {
             return Some(format!("core {core} has not reported"));
@@ -51,7 +74,7 @@ pub fn unhealthy(view: &View) -> Option<String> {
         let age = view
             .report_seen_unix_ms
             .get(core)
-            .map_or(u64::MAX, |at| view.now_unix_ms.saturating_sub(*at));
+            .map_or(u64::MAX, |at| now_ms.saturating_sub(*at));
         if age > HEALTHY_REPORT_AGE_MS {
             return Some(format!("core {core} last reported {age} ms ago"));
         }
@@ -59,46 +82,11 @@ pub fn unhealthy(view: &View) -> Option<String> {
     None
 }
 
-/// The value of `key` in a query string (`a=1&b=2`), percent-decoded.
-fn param(query: &str, key: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == key).then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (c, hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Answers `GET url`.
 pub fn route(view: &View, url: &str, history_interval_secs: u64) -> Reply {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     match path {
-        "/" | "/index.html" => reply(200, "text/html; charset=utf-8", PAGE),
+        "/" | "/index.html" => reply(200, HTML, PAGE),
         "/metrics" => reply(
             200,
             super::metrics::CONTENT_TYPE,
@@ -112,54 +100,84 @@ pub fn route(view: &View, url: &str, history_interval_secs: u64) -> Reply {
                 None => 0,
                 Some(Ok(p)) => p,
                 Some(Err(_)) => {
-                    return reply(400, "text/plain; charset=utf-8", "page must be a number\n");
+                    return reply(400, TEXT, "page must be a number\n");
                 }
             };
             json(&view.servers_page(game.as_deref(), page))
         }
         "/healthz" => match unhealthy(view) {
-            None => reply(200, "text/plain; charset=utf-8", "ok\n"),
-            Some(why) => reply(503, "text/plain; charset=utf-8", format!("{why}\n")),
+            None => reply(200, TEXT, "ok\n"),
+            Some(why) => reply(503, TEXT, format!("{why}\n")),
         },
-        _ => reply(404, "text/plain; charset=utf-8", "not found\n"),
+        _ => reply(404, TEXT, "not found\n"),
     }
 }
 
-/// Answers one request (errors writing to a client that went away are its own business).
-pub fn respond(view: &View, req: Request, history_interval_secs: u64) {
-    let r = match req.method() {
-        Method::Get | Method::Head => route(view, req.url(), history_interval_secs),
-        _ => reply(405, "text/plain; charset=utf-8", "GET only\n"),
-    };
-    let mut resp = Response::from_data(r.body).with_status_code(r.status);
-    if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], r.content_type.as_bytes()) {
-        resp = resp.with_header(h);
+/// The operator's listener: answers from the latest [`Snapshot`].
+pub struct Operator {
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    page: Arc<Resource>,
+}
+
+impl Operator {
+    pub fn new(snapshot: watch::Receiver<Arc<Snapshot>>) -> Operator {
+        Operator {
+            snapshot,
+            page: Arc::new(Resource::new(
+                200,
+                HTML,
+                Cache::NoStore,
+                Bytes::from_static(PAGE.as_bytes()),
+            )),
+        }
     }
-    if let Ok(h) = Header::from_bytes(&b"Cache-Control"[..], &b"no-store"[..]) {
-        resp = resp.with_header(h);
+}
+
+fn resource(r: Reply) -> Arc<Resource> {
+    Arc::new(Resource::new(
+        r.status,
+        r.content_type,
+        Cache::NoStore,
+        Bytes::from(r.body),
+    ))
+}
+
+impl App for Operator {
+    fn answer(&self, path: &str, query: &str) -> impl Future<Output = Arc<Resource>> + Send + '_ {
+        let snap = self.snapshot.borrow().clone();
+        let url = if query.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{query}")
+        };
+        async move {
+            match url.as_str() {
+                "/healthz" => {
+                    let now = crate::engine::unix_now_ms();
+                    resource(match unhealthy_at(&snap.view, now) {
+                        None => reply(200, TEXT, "ok\n"),
+                        Some(why) => reply(503, TEXT, format!("{why}\n")),
+                    })
+                }
+                "/" | "/index.html" => self.page.clone(),
+                _ => {
+                    let done = tokio::task::spawn_blocking(move || {
+                        route(&snap.view, &url, snap.history_interval_secs)
+                    })
+                    .await;
+                    match done {
+                        Ok(r) => resource(r),
+                        Err(_) => Arc::new(Resource::text(500, "internal error\n")),
+                    }
+                }
+            }
+        }
     }
-    let _ = req.respond(resp);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_parameters() {
-        assert_eq!(param("game=cstrike&page=2", "page").as_deref(), Some("2"));
-        assert_eq!(
-            param("game=Team%20Fortress+2", "game").as_deref(),
-            Some("Team Fortress 2")
-        );
-        assert_eq!(
-            param("game=a%zz", "game").as_deref(),
-            Some("a%zz"),
-            "bad escapes kept"
-        );
-        assert_eq!(param("game", "game").as_deref(), Some(""));
-        assert_eq!(param("", "game"), None);
-    }
 
     #[test]
     fn routes_and_health() {

@@ -63,6 +63,65 @@ fn int(v: impl TryInto<i64>) -> i64 {
     v.try_into().unwrap_or(i64::MAX)
 }
 
+/// Each HTTP listener's connections and requests, labelled `listener="operator"|"public"`.
+fn http(r: &Reg, view: &View) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let each = |f: &dyn Fn(&super::conns::ConnCounters) -> u64| -> Vec<(Vec<String>, u64)> {
+        view.http
+            .iter()
+            .map(|(name, c)| (vec![(*name).to_owned()], f(c)))
+            .collect()
+    };
+    let l = &["listener"];
+    r.counters(
+        "muster_http_connections_total",
+        "HTTP connections accepted.",
+        l,
+        &each(&|c| c.accepted.load(Relaxed)),
+    );
+    r.counters(
+        "muster_http_evicted_total",
+        "Idle HTTP connections closed to make room for a new one (a cap was reached).",
+        l,
+        &each(&|c| c.evicted.load(Relaxed)),
+    );
+    r.counters(
+        "muster_http_refused_total",
+        "HTTP connections refused: every connection at the cap was busy.",
+        l,
+        &each(&|c| c.refused.load(Relaxed)),
+    );
+    r.counters(
+        "muster_http_timeouts_total",
+        "HTTP connections closed by a timeout (request head, idle, slow reader).",
+        l,
+        &each(&|c| c.timed_out.load(Relaxed)),
+    );
+    r.counters(
+        "muster_http_requests_total",
+        "HTTP requests answered.",
+        l,
+        &each(&|c| c.requests.load(Relaxed)),
+    );
+    r.counters(
+        "muster_http_bodies_refused_total",
+        "HTTP requests refused for announcing a body (413).",
+        l,
+        &each(&|c| c.bodies_refused.load(Relaxed)),
+    );
+    let open: Vec<(Vec<String>, i64)> = view
+        .http
+        .iter()
+        .map(|(name, c)| (vec![(*name).to_owned()], int(c.open.load(Relaxed))))
+        .collect();
+    r.gauges(
+        "muster_http_open_connections",
+        "HTTP connections open now.",
+        l,
+        &open,
+    );
+}
+
 /// The exposition text.
 pub fn render(view: &View) -> String {
     let r = Reg(Registry::new());
@@ -282,6 +341,7 @@ pub fn render(view: &View) -> String {
         "Config reloads refused (the old config kept).",
         view.config.reload_errors,
     );
+    http(&r, view);
     r.gauge(
         "muster_start_time_seconds",
         "When this process started, Unix seconds.",

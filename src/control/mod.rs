@@ -2,22 +2,44 @@
 //! ([`CoreStatus`](crate::engine::CoreStatus), every tick) and dumps ([`CoreDump`], every
 //! [`DUMP_EVERY`]) from bounded channels the cores never wait on, and from them
 //!
-//! - serves HTTP ([`http`]): the status page, Prometheus metrics ([`metrics`]), the JSON API;
+//! - hands the HTTP side a fresh [`View`] every tick (the operator's listener answers from it);
 //! - keeps the last hour of rates ([`history`]) and logs a summary line every minute;
 //! - writes the state file every `state_interval` and once more at shutdown ([`crate::state`]);
 //! - reloads the config on SIGHUP and hands it to every core;
 //! - tells systemd it is alive (`WATCHDOG=1`) only while every core reports.
+//!
+//! HTTP is never served on that thread: each listener runs on a thread of its own
+//! ([`serve`]), the operator's from the control thread's [`View`], the public one (`public_http`,
+//! off by default) from the lists a builder thread makes of each list publication ([`lists`]).
 //!
 //! | module | job |
 //! |---|---|
 //! | [`view`] | what the thread knows, and the JSON answers built from it |
 //! | [`history`] | the ring of rate points behind the charts |
 //! | [`metrics`] | the Prometheus exposition |
-//! | [`http`] | routing, the embedded page, `/healthz` |
+//! | [`http`] | the operator's routes, the embedded status page, `/healthz` |
+//! | [`serve`] | one listener: tokio runtime thread, hyper HTTP/1, limits on every connection |
+//! | [`limits`] | every HTTP bound and default |
+//! | [`conns`] | connections per source and in all, the stalest idle one evicted at a cap |
+//! | [`stall`] | idle and slow-reader timeouts on a connection's socket |
+//! | [`request`] | sans-IO checks of a request (bodies, methods, targets), query strings, conditional and gzip headers |
+//! | [`reply`] | a shared answer with its ETag and gzip copy; `304` / gzip / HEAD per request |
+//! | [`public`] | the public lists of one publication: FWGS text, the JSON API's pages, the browser page |
+//! | [`fwgs`] | Xash3D FWGS's HTTP server list format |
+//! | [`lists`] | the public lists' builder thread and the public listener's app |
 
+pub mod conns;
+pub mod fwgs;
 pub mod history;
 pub mod http;
+pub mod limits;
+pub mod lists;
 pub mod metrics;
+pub mod public;
+pub mod reply;
+pub mod request;
+pub mod serve;
+pub mod stall;
 pub mod view;
 
 use crate::engine::{EngineHandle, unix_now_ms};
@@ -30,12 +52,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use view::View;
 
 /// How often each core dumps its shard for the control thread when HTTP or a state file is on
 /// (the API's freshness; the state file is written from the latest dumps).
 pub const DUMP_EVERY: Duration = Duration::from_secs(1);
-/// The control loop's longest wait (for an HTTP request) before it sees to its other duties.
+/// The control loop's period: it takes reports and dumps, hands the HTTP side a fresh view and
+/// sees to its duties this often.
 pub const TICK: Duration = Duration::from_millis(100);
 /// The log's summary line, this often.
 pub const DEFAULT_SUMMARY_EVERY: Duration = Duration::from_secs(60);
@@ -51,7 +75,17 @@ pub struct Reloaded {
 pub type Reload = Box<dyn FnMut() -> Result<Reloaded, String> + Send>;
 
 pub struct ControlSettings {
+    /// The operator's listener.
     pub http: Option<SocketAddr>,
+    /// The public listener (read-only lists); the engine must have been started with
+    /// [`Settings::publish_lists`](crate::engine::Settings::publish_lists).
+    pub public_http: Option<SocketAddr>,
+    /// The bounds both listeners run with.
+    pub http_limits: limits::HttpLimits,
+    /// How often the public lists are rebuilt at most (and their `Cache-Control: max-age`).
+    pub public_refresh: Duration,
+    /// The allocator's hook (see [`crate::engine::Settings::housekeeping`]).
+    pub housekeeping: Option<fn(bool)>,
     pub state_file: Option<PathBuf>,
     pub state_interval: Duration,
     /// Between points of the charts' history.
@@ -64,14 +98,19 @@ pub struct ControlSettings {
     pub reload: Option<Reload>,
     /// Set by the SIGHUP handler; the thread takes it.
     pub hup: Arc<AtomicBool>,
-    /// The HTTP listener, once bound ([`ControlSettings::bind_http`]).
-    server: Option<tiny_http::Server>,
+    /// The listeners, once bound ([`ControlSettings::bind_http`], [`ControlSettings::bind_public`]).
+    operator_listener: Option<std::net::TcpListener>,
+    public_listener: Option<std::net::TcpListener>,
 }
 
 impl ControlSettings {
     pub fn new(version: &'static str) -> Self {
         Self {
             http: None,
+            public_http: None,
+            http_limits: limits::HttpLimits::default(),
+            public_refresh: limits::DEFAULT_PUBLIC_REFRESH,
+            housekeeping: None,
             state_file: None,
             state_interval: Duration::from_secs(10),
             sample_every: Duration::from_secs(history::DEFAULT_SAMPLE_EVERY_SECS),
@@ -81,32 +120,45 @@ impl ControlSettings {
             state_at_start: None,
             reload: None,
             hup: Arc::new(AtomicBool::new(false)),
-            server: None,
+            operator_listener: None,
+            public_listener: None,
         }
     }
 
-    /// Binds the HTTP listener now (before the engine starts, so a port in use fails the start
-    /// with nothing else done); [`start`] serves on it.
+    /// Binds the operator's listener now (before the engine starts, so a port in use fails the
+    /// start with nothing else done); [`start`] serves on it.
     pub fn bind_http(&mut self, addr: Option<SocketAddr>) -> Result<(), ControlError> {
         self.http = addr;
-        self.server = match addr {
-            Some(addr) => Some(
-                tiny_http::Server::http(addr).map_err(|e| ControlError::Http {
-                    addr,
-                    why: e.to_string(),
-                })?,
-            ),
-            None => None,
-        };
+        self.operator_listener = addr.map(bind).transpose()?;
+        Ok(())
+    }
+
+    /// Binds the public listener now, as [`ControlSettings::bind_http`] does.
+    pub fn bind_public(&mut self, addr: Option<SocketAddr>) -> Result<(), ControlError> {
+        self.public_http = addr;
+        self.public_listener = addr.map(bind).transpose()?;
         Ok(())
     }
 }
 
-/// The running control thread.
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ControlError> {
+    serve::bind(addr).map_err(|e| ControlError::Http {
+        addr,
+        why: if e.kind() == std::io::ErrorKind::AddrInUse {
+            "the address is already in use".to_owned()
+        } else {
+            e.to_string()
+        },
+    })
+}
+
+/// The running control thread and HTTP listeners.
 pub struct Control {
     thread: Option<JoinHandle<()>>,
     finish: Arc<AtomicBool>,
-    http: Option<SocketAddr>,
+    operator: Option<serve::Running>,
+    public: Option<serve::Running>,
+    public_builder: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +167,8 @@ pub enum ControlError {
     Http { addr: SocketAddr, why: String },
     #[error("the control thread: {0}")]
     Thread(String),
+    #[error("the public listener needs the engine to publish its lists (Settings::publish_lists)")]
+    NoLists,
 }
 
 /// Sets the engine's stop flag if the control thread dies by a panic: a master whose operator
@@ -129,41 +183,105 @@ impl Drop for StopOnPanic {
     }
 }
 
-/// Binds the HTTP listener (if any) and starts the thread.
+/// Binds the listeners (if not yet bound), starts them and the control thread.
 pub fn start(engine: EngineHandle, mut s: ControlSettings) -> Result<Control, ControlError> {
-    if s.server.is_none() && s.http.is_some() {
+    if s.operator_listener.is_none() && s.http.is_some() {
         s.bind_http(s.http)?;
     }
-    let server = s.server.take();
-    let http = server.as_ref().and_then(|srv| srv.server_addr().to_ip());
+    if s.public_listener.is_none() && s.public_http.is_some() {
+        s.bind_public(s.public_http)?;
+    }
+    let thread_err = |e: std::io::Error| ControlError::Thread(e.to_string());
+    let (operator_listener, public_listener) =
+        (s.operator_listener.take(), s.public_listener.take());
+    let (limits, public_refresh, housekeeping) = (s.http_limits, s.public_refresh, s.housekeeping);
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(http::Snapshot::default()));
+    let reload = s.reload.take();
+    // The view exists before any request can arrive: the first answers already know the state
+    // file's fate, the config, the version.
+    let mut t = Thread::new(engine.clone(), s, reload, snapshot_tx);
+    t.publish();
+    let mut counters = Vec::new();
+    let operator = match operator_listener {
+        Some(l) => {
+            let app = Arc::new(http::Operator::new(snapshot_rx));
+            let r = serve::spawn("muster-http", l, limits, app).map_err(thread_err)?;
+            counters.push(("operator", r.counters.clone()));
+            Some(r)
+        }
+        None => None,
+    };
+    let stop_public = Arc::new(AtomicBool::new(false));
+    let (public, public_builder) = match public_listener {
+        Some(l) => {
+            let lists = engine.lists.clone().ok_or(ControlError::NoLists)?;
+            let (tx, rx) = watch::channel(None);
+            let args = lists::BuilderArgs {
+                lists,
+                published: tx,
+                refresh: public_refresh,
+                stop: stop_public.clone(),
+                housekeeping,
+            };
+            let builder = std::thread::Builder::new()
+                .name("muster-public-lists".to_owned())
+                .spawn(move || lists::run(args))
+                .map_err(thread_err)?;
+            let app = Arc::new(lists::PublicApp::new(rx, public_refresh));
+            let r = serve::spawn("muster-public", l, limits, app).map_err(thread_err)?;
+            counters.push(("public", r.counters.clone()));
+            (Some(r), Some(builder))
+        }
+        None => (None, None),
+    };
+    t.view.http = counters;
+    t.publish();
     let finish = Arc::new(AtomicBool::new(false));
     let done = finish.clone();
-    let reload = s.reload.take();
     let thread = std::thread::Builder::new()
         .name("muster-control".to_owned())
         .spawn(move || {
-            let _guard = StopOnPanic(engine.clone());
-            Thread::new(engine, s, reload, server).run(&done);
+            let _guard = StopOnPanic(engine);
+            t.run(&done);
         })
-        .map_err(|e| ControlError::Thread(e.to_string()))?;
+        .map_err(thread_err)?;
     Ok(Control {
         thread: Some(thread),
         finish,
-        http,
+        operator,
+        public,
+        // The builder stops with the engine (its list channel closes) or with this flag.
+        public_builder: public_builder.map(|b| (stop_public, b)),
     })
 }
 
 impl Control {
-    /// Where HTTP is served (the port resolved).
+    /// Where the operator's HTTP is served (the port resolved).
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http
+        self.operator.as_ref().map(|r| r.addr)
     }
 
-    /// Takes the cores' last dumps, writes the state file, and stops. Call after the engine
-    /// stopped. `Err` if the thread had died (a panic).
+    /// Where the public lists are served (the port resolved).
+    pub fn public_addr(&self) -> Option<SocketAddr> {
+        self.public.as_ref().map(|r| r.addr)
+    }
+
+    /// Takes the cores' last dumps, writes the state file, stops the listeners, and stops. Call
+    /// after the engine stopped. `Err` if the control thread had died (a panic).
     pub fn finish(mut self) -> Result<(), ControlError> {
         self.finish.store(true, Ordering::Relaxed);
-        match self.thread.take().map(JoinHandle::join) {
+        let joined = self.thread.take().map(JoinHandle::join);
+        if let Some(r) = self.public.take() {
+            r.stop();
+        }
+        if let Some(r) = self.operator.take() {
+            r.stop();
+        }
+        if let Some((stop, t)) = self.public_builder.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = t.join();
+        }
+        match joined {
             Some(Err(p)) => Err(ControlError::Thread(format!(
                 "panicked: {}",
                 crate::engine::panic_message(&*p)
@@ -177,7 +295,8 @@ struct Thread {
     engine: EngineHandle,
     s: ControlSettings,
     reload: Option<Reload>,
-    server: Option<tiny_http::Server>,
+    /// Where each tick's view goes for the operator's listener.
+    snapshots: watch::Sender<Arc<http::Snapshot>>,
     view: View,
     /// Each core's last report time (`at_ms`), to see it advance.
     last_at: Vec<u64>,
@@ -194,7 +313,7 @@ impl Thread {
         engine: EngineHandle,
         s: ControlSettings,
         reload: Option<Reload>,
-        server: Option<tiny_http::Server>,
+        snapshots: watch::Sender<Arc<http::Snapshot>>,
     ) -> Self {
         let cores = engine.cores;
         let now_ms = unix_now_ms();
@@ -217,6 +336,7 @@ impl Thread {
                 ..Default::default()
             },
             clock: Some(engine.clone()),
+            http: Vec::new(),
         };
         let state_blocked = s
             .state_file
@@ -234,7 +354,7 @@ impl Thread {
             engine,
             s,
             reload,
-            server,
+            snapshots,
             view,
             last_at: vec![0; cores],
             sampled: (start, Cumulative::default()),
@@ -244,27 +364,28 @@ impl Thread {
         }
     }
 
-    fn run(mut self, finish: &AtomicBool) {
+    fn run(&mut self, finish: &AtomicBool) {
         loop {
-            let req = match &self.server {
-                Some(srv) => srv.recv_timeout(TICK).ok().flatten(),
-                None => {
-                    std::thread::sleep(TICK);
-                    None
-                }
-            };
+            std::thread::sleep(TICK);
             self.refresh();
-            if let Some(req) = req {
-                http::respond(&self.view, req, self.s.sample_every.as_secs().max(1));
-            }
+            self.publish();
             if finish.load(Ordering::Relaxed) {
                 // The engine has stopped: its cores' last dumps are in (or never will be).
                 self.refresh();
+                self.publish();
                 self.write_state("shutdown");
                 return;
             }
             self.duties();
         }
+    }
+
+    /// Hands the operator's listener the current view (a cheap copy: the dumps are shared).
+    fn publish(&self) {
+        self.snapshots.send_replace(Arc::new(http::Snapshot {
+            view: self.view.clone(),
+            history_interval_secs: self.s.sample_every.as_secs().max(1),
+        }));
     }
 
     /// Takes in every core's newest report and dump.
@@ -286,7 +407,7 @@ impl Thread {
         while let Ok(d) = self.engine.dumps.try_recv() {
             let core = d.core;
             if let Some(slot) = self.view.dumps.get_mut(core) {
-                *slot = Some(d);
+                *slot = Some(Arc::new(d));
             }
         }
     }
@@ -391,7 +512,8 @@ impl Thread {
             tracing::debug!(why, "state file not written: not every core has dumped yet");
             return;
         }
-        let dumps: Vec<&crate::engine::CoreDump> = self.view.dumps.iter().flatten().collect();
+        let dumps: Vec<&crate::engine::CoreDump> =
+            self.view.dumps.iter().flatten().map(|d| &**d).collect();
         let shards: Vec<&crate::master::table::ShardDump> =
             dumps.iter().map(|d| &d.shard).collect();
         let engine = &self.engine;

@@ -2,6 +2,7 @@
 //! file and config reloads last did — and the answers built from it (`/api/stats`,
 //! `/api/servers`). Pure: the thread feeds it, the HTTP handlers read it.
 
+use super::conns::ConnCounters;
 use super::history::{Cumulative, History, Point};
 use crate::engine::{CoreDump, CoreStatus, EngineCounters};
 use crate::master::counters::{Counters, Drop};
@@ -9,6 +10,7 @@ use crate::master::record::{Family, Server};
 use crate::master::refused::{self, Source};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Servers per page of `/api/servers`.
 pub const PAGE_SIZE: usize = 500;
@@ -25,8 +27,9 @@ pub fn family_name(f: Family) -> &'static str {
     }
 }
 
-/// Everything the control thread holds.
-#[derive(Debug, Default)]
+/// Everything the control thread holds. Cheap to clone (the dumps are shared): the control thread
+/// hands a copy to the HTTP side every tick, which answers from it on its own threads.
+#[derive(Clone, Debug, Default)]
 pub struct View {
     pub version: &'static str,
     pub started_unix_ms: u64,
@@ -34,12 +37,14 @@ pub struct View {
     pub status: Vec<Option<CoreStatus>>,
     /// Unix ms at which each core's report last advanced.
     pub report_seen_unix_ms: Vec<u64>,
-    pub dumps: Vec<Option<CoreDump>>,
+    pub dumps: Vec<Option<Arc<CoreDump>>>,
     pub history: History,
     pub state: StateInfo,
     pub config: ConfigInfo,
     /// The engine, for its clock: converts dump times (engine clock) to Unix times.
     pub clock: Option<crate::engine::EngineHandle>,
+    /// Each HTTP listener's counters, by name (`operator`, `public`).
+    pub http: Vec<(&'static str, Arc<ConnCounters>)>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -270,7 +275,7 @@ impl View {
                         .get(s.game)
                         .eq_ignore_ascii_case(g.as_bytes())
                 }) {
-                    hits.push((s, seen, d));
+                    hits.push((s, seen, d.as_ref()));
                 }
             }
         }

@@ -21,6 +21,9 @@ pub const BUILD_DUTY: u32 = 5;
 pub struct BuilderArgs {
     pub snapshots: Vec<Receiver<Arc<ShardSnapshot>>>,
     pub lists: Vec<Sender<Arc<List>>>,
+    /// Also gets every list (a channel of one; a reader that has not taken the last one gets the
+    /// newest when it does). Not counted as delivered: a slow reader never delays housekeeping.
+    pub observer: Option<Sender<Arc<List>>>,
     pub max_packet: usize,
     pub stop: Arc<AtomicBool>,
     /// How long to wait for snapshots before checking the stop flag.
@@ -35,6 +38,7 @@ pub fn run(args: BuilderArgs) -> BuildStats {
     let BuilderArgs {
         snapshots,
         lists,
+        observer,
         max_packet,
         stop,
         tick,
@@ -49,6 +53,7 @@ pub fn run(args: BuilderArgs) -> BuildStats {
     let mut builder = ListBuilder::new(snapshots.len(), max_packet);
     // Lists not yet taken by a core (it had not taken the one before).
     let mut pending: Vec<Option<Arc<List>>> = vec![None; lists.len()];
+    let mut observer_pending: Option<Arc<List>> = None;
     while !stop.load(Ordering::Relaxed) {
         let mut sel = Select::new();
         for r in &snapshots {
@@ -75,6 +80,9 @@ pub fn run(args: BuilderArgs) -> BuildStats {
             let rebuilds = builder.stats().rebuilds;
             if let Some(list) = builder.build() {
                 pending.iter_mut().for_each(|p| *p = Some(list.clone()));
+                if observer.is_some() {
+                    observer_pending = Some(list.clone());
+                }
             }
             if builder.stats().rebuilds != rebuilds {
                 rebuilt = true;
@@ -90,6 +98,12 @@ pub fn run(args: BuilderArgs) -> BuildStats {
                     Ok(()) | Err(TrySendError::Disconnected(_)) => {}
                     Err(TrySendError::Full(list)) => *slot = Some(list),
                 }
+            }
+        }
+        if let (Some(tx), Some(list)) = (&observer, observer_pending.take()) {
+            match tx.try_send(list) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Full(list)) => observer_pending = Some(list),
             }
         }
         // Once every core holds the new list, the old one is gone: give its memory back now.

@@ -61,6 +61,9 @@ pub struct Settings {
     pub dump_every: Option<Duration>,
     /// Servers to list at start (a state file), each core taking those steered to it.
     pub restore: Option<Arc<crate::state::Body>>,
+    /// The list builder also hands every list it publishes to [`EngineHandle::lists`] (the public
+    /// HTTP listener's lists are made from them). Off, nothing is held for a reader that never comes.
+    pub publish_lists: bool,
 }
 
 /// How often [`Engine::join`] looks for an engine thread that ended on its own.
@@ -120,6 +123,8 @@ pub struct EngineHandle {
     pub local: Vec<SocketAddr>,
     pub status: Arc<status::StatusBoard>,
     pub dumps: crossbeam_channel::Receiver<CoreDump>,
+    /// Every list the builder publishes, newest waiting ([`Settings::publish_lists`]).
+    pub lists: Option<crossbeam_channel::Receiver<Arc<crate::master::list::List>>>,
     reconfig: Vec<crossbeam_channel::Sender<Arc<MasterConfig>>>,
     wall: WallClock,
     stop: Arc<AtomicBool>,
@@ -277,10 +282,18 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
     let mut threads = Vec::with_capacity(cores);
     let tick =
         (settings.list_refresh / 5).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    let (observer_tx, observer_rx) = match settings.publish_lists {
+        true => {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
     let builder = {
         let args = builder::BuilderArgs {
             snapshots: snap_rx,
             lists: list_tx,
+            observer: observer_tx,
             max_packet: settings.master.max_dp_packet,
             stop: stop.clone(),
             tick,
@@ -334,6 +347,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
         local: local.clone(),
         status: status.clone(),
         dumps: dump_rx,
+        lists: observer_rx,
         reconfig: reconfig_tx,
         wall: WallClock { started_unix_ms },
         stop: stop.clone(),

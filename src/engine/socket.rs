@@ -10,6 +10,14 @@ use crate::master::steer;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How long binding waits for a port in use to come free before giving up: a master restarted
+/// right after `kill -9` finds its port held for a moment (the dead process's io_uring still
+/// holds its sockets, ~0.3 s here). A port held longer belongs to a live process.
+pub const REBIND_WAIT: Duration = Duration::from_secs(5);
+/// Between tries while waiting.
+pub const REBIND_RETRY_EVERY: Duration = Duration::from_millis(100);
 
 /// The sockets of one listen address: `sockets[i]` belongs to core `i`.
 #[derive(Debug)]
@@ -38,8 +46,47 @@ fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
     Ok(s)
 }
 
-/// Binds `cores` sockets to `addr` in one reuseport group.
+/// Binds `cores` sockets to `addr` in one reuseport group, waiting up to [`REBIND_WAIT`] for a
+/// port in use to come free.
 pub fn bind(addr: SocketAddr, cores: usize, recv_buffer: usize) -> Result<Listener, BindError> {
+    bind_within(addr, cores, recv_buffer, REBIND_WAIT)
+}
+
+/// [`bind`], waiting at most `wait` for `EADDRINUSE` to clear (logged once). The wait never joins
+/// another process's group: every try is the probe without `SO_REUSEPORT`.
+pub fn bind_within(
+    addr: SocketAddr,
+    cores: usize,
+    recv_buffer: usize,
+    wait: Duration,
+) -> Result<Listener, BindError> {
+    let deadline = Instant::now() + wait;
+    let mut logged = false;
+    loop {
+        match bind_once(addr, cores, recv_buffer) {
+            Err(BindError::InUse { .. }) if Instant::now() < deadline => {
+                if !logged {
+                    tracing::warn!(
+                        %addr,
+                        wait_secs = wait.as_secs_f32(),
+                        "address in use; waiting for it to come free (a master that just stopped?)"
+                    );
+                    logged = true;
+                }
+                std::thread::sleep(REBIND_RETRY_EVERY);
+            }
+            Ok(l) => {
+                if logged {
+                    tracing::info!(%addr, "address free again; bound");
+                }
+                return Ok(l);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn bind_once(addr: SocketAddr, cores: usize, recv_buffer: usize) -> Result<Listener, BindError> {
     let other = |source: io::Error| {
         if source.raw_os_error() == Some(libc::EADDRINUSE) {
             BindError::InUse { addr }
@@ -170,9 +217,32 @@ mod tests {
     fn a_port_held_by_another_socket_is_reported_in_use() {
         let held = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = held.local_addr().unwrap();
-        let e = bind(addr, 2, 1 << 16).unwrap_err();
+        let e = bind_within(addr, 2, 1 << 16, Duration::from_millis(300)).unwrap_err();
         assert!(matches!(e, BindError::InUse { .. }), "{e}");
         assert!(e.to_string().contains("already in use"));
+    }
+
+    #[test]
+    fn a_port_that_comes_free_while_waiting_is_bound_and_a_live_group_is_never_joined() {
+        // Held by a reuseport group of "another master": waiting never joins it.
+        let other =
+            bind_within("127.0.0.1:0".parse().unwrap(), 2, 1 << 16, Duration::ZERO).unwrap();
+        let addr = other.addr;
+        let e = bind_within(addr, 2, 1 << 16, Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(e, BindError::InUse { .. }), "{e}");
+        // The holder goes away while we wait: bound.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let releaser = std::thread::spawn(move || {
+            // Released once the binder has had to wait (it reports the first failure by trying).
+            std::thread::sleep(Duration::from_millis(300));
+            drop(other);
+            tx.send(()).unwrap();
+        });
+        let l = bind_within(addr, 2, 1 << 16, Duration::from_secs(30)).unwrap();
+        rx.recv().unwrap();
+        releaser.join().unwrap();
+        assert_eq!(l.addr, addr);
+        assert_eq!(l.sockets.len(), 2);
     }
 
     #[test]

@@ -143,6 +143,20 @@ pub fn valve_register(master: SocketAddr, servers: &[UdpSocket], gamedir: &str) 
     })
 }
 
+/// Registers every socket as a Valve-family game server with the heartbeat `info(challenge)`
+/// (an infostring, without the `0\n`).
+pub fn valve_register_info(
+    master: SocketAddr,
+    servers: &[UdpSocket],
+    info: impl Fn(u32) -> String,
+) -> Handshakes {
+    handshake(master, servers, b"q", |reply| {
+        assert_eq!(&reply[..6], b"\xFF\xFF\xFF\xFFs\n", "challenge reply");
+        let challenge = u32::from_le_bytes(reply[6..10].try_into().unwrap());
+        format!("0\n{}", info(challenge)).into_bytes()
+    })
+}
+
 /// Registers every socket as a DP/Q3 game server: `heartbeat <tag>` → `getinfo` → `infoResponse`.
 pub fn dp_register(master: SocketAddr, servers: &[UdpSocket], tag: &str, info: &str) -> Handshakes {
     let hb = [OOB, format!("heartbeat {tag}\n").as_bytes()].concat();
@@ -268,7 +282,11 @@ pub fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
 pub struct Served {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// Every listen address, in `--listen` order.
+    pub addrs: Vec<SocketAddr>,
     pub http: SocketAddr,
+    /// The public listener, when started with `--public-http`.
+    pub public: Option<SocketAddr>,
 }
 
 impl Drop for Served {
@@ -315,6 +333,13 @@ impl Served {
             );
         };
         let addr = addr.parse().unwrap();
+        let addrs = line
+            .strip_prefix("muster: serving on ")
+            .and_then(|r| r.split(" (").next())
+            .unwrap_or("")
+            .split(", ")
+            .filter_map(|a| a.parse().ok())
+            .collect();
         // "muster: status page on http://127.0.0.1:PORT/ (metrics: /metrics)"
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
@@ -324,10 +349,22 @@ impl Served {
             .unwrap_or_else(|| panic!("unexpected second line: {line:?}"))
             .parse()
             .unwrap();
+        // "muster: public lists on http://127.0.0.1:PORT/ (…)"
+        let public = args.contains(&"--public-http").then(|| {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            line.strip_prefix("muster: public lists on http://")
+                .and_then(|r| r.split('/').next())
+                .unwrap_or_else(|| panic!("unexpected third line: {line:?}"))
+                .parse()
+                .unwrap()
+        });
         Served {
             child: Some(child),
             addr,
+            addrs,
             http,
+            public,
         }
     }
 
@@ -455,21 +492,51 @@ pub fn client_flags(trusted_hi: u8) -> Vec<String> {
     .collect()
 }
 
-/// Runs a client to its end, killing it (and failing) past `limit`.
+/// Runs a client to its end, killing it (and failing) past `limit`. Its output is read as it
+/// comes (a client writing more than a pipe holds would otherwise wait on us forever).
 pub fn run_bounded(cmd: &mut std::process::Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!("{what} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
-    child.wait_with_output().unwrap()
 }
