@@ -48,7 +48,13 @@ fn start(hi: u8) -> Master {
     let cfg = std::env::temp_dir().join(format!("muster-abuse-{}-{hi}.toml", std::process::id()));
     std::fs::write(
         &cfg,
-        "[http]\nheader_timeout_secs = 3\nidle_timeout_secs = 2\nwrite_timeout_secs = 2\npublic_refresh_secs = 1\n",
+        // The checking client (trusted) lists the UDP list back to back through every flood: the
+        // trusted budgets are raised so admission control does not ration it (this suite is
+        // about the HTTP side).
+        "[http]\nheader_timeout_secs = 3\nidle_timeout_secs = 2\nwrite_timeout_secs = 2\npublic_refresh_secs = 1\n\
+         [admission.trusted_network]\nqueries_burst = 1000000\nqueries_per_minute = 60000000\n\
+         reply_burst_kib = 1000000\nreply_kib_per_sec = 1000000\nscan_burst = 1000000000\n\
+         scan_per_sec = 1000000000\n",
     )
     .unwrap();
     let mut args = client_flags(hi);
