@@ -524,7 +524,10 @@ fn valve_pages_to_an_unproven_walk_hold_three_times_the_query_until_its_proof() 
         "5 entries, then 231, then the last 4 and the terminator"
     );
     let r = e.stop().unwrap();
-    assert_eq!(r.shard.walk_proofs, 1, "only the real client proved its walk");
+    assert_eq!(
+        r.shard.walk_proofs, 1,
+        "only the real client proved its walk"
+    );
     // The first guess continued the victim's walk from no page end: counted (and the source
     // barred). A guess that drew the walk's final page ended the walk; later ones continue
     // nothing (where the walk started is random, so how many is not fixed).
