@@ -5,9 +5,9 @@
 use super::conns::ConnCounters;
 use super::history::{Cumulative, History, Point};
 use crate::engine::{CoreDump, CoreStatus, EngineCounters};
-use crate::master::counters::{Counters, Drop};
-use crate::master::record::{Family, Server};
-use crate::master::refused::{self, Source};
+use crate::master::admission::refused::{self, Source};
+use crate::master::{Counters, DropReason};
+use crate::master::{Family, Server};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -217,7 +217,7 @@ impl View {
                 datagrams_sent: t.e.datagrams_sent,
                 dropped: t.c.dropped_total(),
             },
-            dropped: Drop::ALL
+            dropped: DropReason::ALL
                 .iter()
                 .filter(|d| t.c.dropped(**d) > 0)
                 .map(|d| (d.name(), t.c.dropped(*d)))

@@ -111,7 +111,7 @@ pub struct Engine {
     status: Arc<status::StatusBoard>,
     handle: EngineHandle,
     threads: Vec<std::thread::JoinHandle<Result<core::CoreReport, String>>>,
-    builder: Option<std::thread::JoinHandle<crate::master::builder::BuildStats>>,
+    builder: Option<std::thread::JoinHandle<crate::master::list::builder::BuildStats>>,
 }
 
 /// What the operator's control thread needs of a running engine: each core's reports and dumps,
@@ -264,12 +264,12 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
     // Each core drops its reference once it has restored its share: the decoded file (~130 MB at
     // a million servers) is gone once every core is serving.
     let restore = settings.restore.take();
-    settings.master.budget = Some(crate::master::budget::Budget::shared(
+    settings.master.budget = Some(crate::master::table::budget::Budget::shared(
         settings.master.limits.max_servers,
         cores,
     ));
     // One budget for replies to unproven addresses, whatever the number of cores.
-    settings.master.unproven = Some(crate::master::unproven::Unproven::new(cores));
+    settings.master.unproven = Some(crate::master::admission::unproven::Unproven::new(cores));
     let (ready_tx, ready_rx) = mpsc::channel();
     let (status_tx, status) = status::channel(cores);
     let status = Arc::new(status);

@@ -22,8 +22,8 @@
 //! while the budget is saturated, new sources share what is left fairly per /24
 //! ([`Unproven::fair_share`]).
 
-use super::bucket::Rate;
-use super::time::Time;
+use crate::master::admission::bucket::Rate;
+use crate::master::time::Time;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 

@@ -3,7 +3,7 @@
 //! after every step it checks the invariants the master promises. The cargo-fuzz target
 //! `master_handle` runs it under libFuzzer; the unit tests below run it on random scripts.
 //!
-//! Built only for tests and with the `exercise` feature (the fuzz crate turns it on).
+//! Built only for tests and with the `invariants` feature (the fuzz crate turns it on).
 //!
 //! Every byte string is a valid script (a missing byte reads as 0), so random input reaches deep
 //! states: the script can answer the challenge the master really sent, as a game server would.
@@ -21,12 +21,14 @@
 //! - list replies decode, stay within their size bounds, and name only servers on the list;
 //!   a registration message draws at most one small datagram.
 
-use super::builder::ListBuilder;
-use super::counters::{Counters, Drop};
-use super::policy::{IpKey, Limits};
-use super::record::AddrKey;
-use super::steer::shard_for;
-use super::{Config, Master, Time};
+use crate::master::Config;
+use crate::master::Master;
+use crate::master::Time;
+use crate::master::counters::{Counters, DropReason};
+use crate::master::list::builder::ListBuilder;
+use crate::master::policy::{IpKey, Limits};
+use crate::master::steer::shard_for;
+use crate::master::table::record::AddrKey;
 use crate::wire::dp_list::ListResponse;
 use crate::wire::dp_server::{GetInfo, InfoResponse};
 use crate::wire::valve_heartbeat::{ChallengeReply, Heartbeat, HeartbeatEnd};
@@ -129,7 +131,7 @@ struct Run {
 }
 
 fn canonical(a: SocketAddr) -> AddrKey {
-    AddrKey::new(super::policy::canonical(a))
+    AddrKey::new(crate::master::policy::canonical(a))
 }
 
 /// Runs `data` as a script; `Err` names the first invariant broken. The first byte chooses the
@@ -142,7 +144,7 @@ pub fn run(data: &[u8]) -> Result<Reached, String> {
     let mut config = Config::with_secret(secret);
     let (mode, data) = data.split_first().map_or((0, data), |(m, rest)| (*m, rest));
     if mode % 2 == 1 {
-        config.admission = super::admission::AdmissionConfig::unlimited();
+        config.admission = crate::master::admission::AdmissionConfig::unlimited();
     }
     // The whole of every reply at once, so a reply can be checked as a whole.
     config.tx.window = usize::MAX / 4;
@@ -197,7 +199,7 @@ const DP_QUERIES: [&[u8]; 6] = [
 impl Run {
     fn new(now: Time, config: &Config) -> Run {
         let mut config = config.clone();
-        config.budget = Some(super::budget::Budget::shared(
+        config.budget = Some(crate::master::table::budget::Budget::shared(
             config.limits.max_servers,
             SHARDS,
         ));
@@ -530,7 +532,7 @@ impl Run {
                     return Err(format!("{} servers share the address of {addr}", *n));
                 }
             }
-            if m.counters().dropped(Drop::Unknown) > m.counters().received {
+            if m.counters().dropped(DropReason::Unknown) > m.counters().received {
                 return Err("more drops than datagrams".to_owned());
             }
         }
@@ -590,7 +592,7 @@ mod tests {
         // From the private host (address 5): no challenge, nothing listed.
         let reached = run(&[0, 1, 5, 2, 5, 1, 1, 0, 0, 7, 0, 1]).unwrap();
         assert_eq!(reached.counters.registered, 0);
-        assert_eq!(reached.counters.dropped(Drop::PrivateAddress), 2);
+        assert_eq!(reached.counters.dropped(DropReason::PrivateAddress), 2);
     }
 
     #[test]
@@ -627,12 +629,12 @@ mod tests {
         assert!(total.counters.expired > 100, "{:?}", total.counters);
         assert!(total.list_replies > 1000);
         assert!(
-            total.counters.dropped(Drop::PerIpCap) > 0,
+            total.counters.dropped(DropReason::PerIpCap) > 0,
             "{:?}",
             total.counters
         );
         assert!(
-            total.counters.dropped(Drop::TableFull) > 0,
+            total.counters.dropped(DropReason::TableFull) > 0,
             "{:?}",
             total.counters
         );
