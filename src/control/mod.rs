@@ -335,7 +335,7 @@ impl Thread {
                 loaded_unix: now_ms / 1000,
                 ..Default::default()
             },
-            clock: Some(engine.clone()),
+            clock: Some(engine.wall()),
             http: Vec::new(),
         };
         let state_blocked = s

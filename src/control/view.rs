@@ -41,8 +41,8 @@ pub struct View {
     pub history: History,
     pub state: StateInfo,
     pub config: ConfigInfo,
-    /// The engine, for its clock: converts dump times (engine clock) to Unix times.
-    pub clock: Option<crate::engine::EngineHandle>,
+    /// The engine's clock against Unix time: converts dump times (engine clock) to Unix times.
+    pub clock: Option<crate::engine::WallClock>,
     /// Each HTTP listener's counters, by name (`operator`, `public`).
     pub http: Vec<(&'static str, Arc<ConnCounters>)>,
 }
@@ -177,7 +177,7 @@ impl View {
 
     fn unix_secs_of(&self, secs_on_clock: u32) -> u64 {
         match &self.clock {
-            Some(h) => h.unix_ms(crate::master::Time::from_secs(u64::from(secs_on_clock))) / 1000,
+            Some(w) => w.unix_ms(crate::master::Time::from_secs(u64::from(secs_on_clock))) / 1000,
             None => u64::from(secs_on_clock),
         }
     }

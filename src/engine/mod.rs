@@ -13,6 +13,7 @@
 
 pub mod builder;
 pub mod core;
+mod restore;
 pub mod socket;
 pub mod stats;
 pub mod status;
@@ -64,6 +65,18 @@ pub struct Settings {
     /// The list builder also hands every list it publishes to [`EngineHandle::lists`] (the public
     /// HTTP listener's lists are made from them). Off, nothing is held for a reader that never comes.
     pub publish_lists: bool,
+}
+
+/// Main-loop ticks per `list_refresh`.
+pub const TICKS_PER_REFRESH: u32 = 5;
+
+impl Settings {
+    /// The cores' main-loop tick and the list builder's: a fifth of `list_refresh`, between 1 ms
+    /// and 100 ms (a list reaches every core within about two refreshes).
+    pub fn tick(&self) -> Duration {
+        (self.list_refresh / TICKS_PER_REFRESH)
+            .clamp(Duration::from_millis(1), Duration::from_millis(100))
+    }
 }
 
 /// How often [`Engine::join`] looks for an engine thread that ended on its own.
@@ -144,6 +157,11 @@ impl EngineHandle {
     }
 
     /// When the engine started, Unix milliseconds.
+    /// The engine's clock against Unix time (what the operator's side converts dump times with).
+    pub fn wall(&self) -> WallClock {
+        self.wall
+    }
+
     pub fn started_unix_ms(&self) -> u64 {
         self.wall.started_unix_ms
     }
@@ -280,8 +298,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
     let started_unix_ms = unix_now_ms();
     let settings = Arc::new(settings);
     let mut threads = Vec::with_capacity(cores);
-    let tick =
-        (settings.list_refresh / 5).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    let tick = settings.tick();
     let (observer_tx, observer_rx) = match settings.publish_lists {
         true => {
             let (tx, rx) = crossbeam_channel::bounded(1);

@@ -27,7 +27,7 @@ use crate::master::policy::{self};
 use crate::master::table::budget::Budget;
 use crate::master::table::{ShardDump, ShardSnapshot, Table};
 use crate::master::time::Time;
-use crate::master::transmit::{Payload, Transmit, TxQueue};
+use crate::master::transmit::{Transmit, TxQueue};
 use crate::wire::{Kind, classify};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -256,15 +256,6 @@ impl Master {
     /// The kernel refused GSO: send one datagram per transmit from now on.
     pub fn disable_gso(&mut self) {
         self.tx.disable_gso();
-    }
-
-    /// Queues a one-datagram reply.
-    fn reply(&mut self, to: SocketAddr, local: u8, payload: Payload) -> Result<(), DropReason> {
-        self.tx
-            .send(to, local, payload)
-            .map_err(|_| DropReason::TxFull)?;
-        inc(&mut self.counters.answered);
-        Ok(())
     }
 
     /// Expires silent servers, visiting at most `budget` expiry entries. Returns `true` when all due

@@ -4,7 +4,7 @@
 
 use crate::master::admission::{Grant, Step, unproven_page_entries};
 use crate::master::counters::{DropReason, add, inc};
-use crate::master::list::{DpReply, List, Packets, Scan, ValvePage};
+use crate::master::list::{DpReply, DpStream, List, Packets, Scan, ValvePage};
 use crate::master::time::Time;
 use crate::master::transmit::Payload;
 use crate::wire::dp_list::ListQuery as DpQuery;
@@ -18,7 +18,84 @@ use std::sync::Arc;
 
 use super::Master;
 
+/// A query's answer, as the transmit queue takes it.
+enum Answer {
+    /// One datagram.
+    One(Payload),
+    /// Packets encoded already (shared or owned), paced as one flow.
+    Packets(Arc<Packets>),
+    /// A DP answer encoded as it is sent; charged its bound (what it can take at most).
+    Stream(Box<DpStream>, usize),
+}
+
+impl Answer {
+    fn bytes(&self) -> usize {
+        match self {
+            Answer::One(p) => p.len(),
+            Answer::Packets(p) => p.bytes.len(),
+            Answer::Stream(_, bound) => *bound,
+        }
+    }
+}
+
+/// Whose budget an answer draws on beyond its source's and network's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Budgets {
+    /// The source's and network's only (Valve pages: they hold 3× the query until proven).
+    Own,
+    /// Also the master-wide budget for replies to unproven addresses (DarkPlaces, Xash3D).
+    Unproven,
+}
+
 impl Master {
+    /// Sends `answer` to `to` — the one way every list reply leaves: room in the transmit queue,
+    /// then (for DarkPlaces and Xash3D) the master-wide budget, then the charge to every budget the
+    /// query was admitted against, then the queue; what it did is counted.
+    fn send(
+        &mut self,
+        now: Time,
+        grant: Grant,
+        to: SocketAddr,
+        local: u8,
+        answer: Answer,
+        budgets: Budgets,
+    ) -> Result<(), DropReason> {
+        let bytes = answer.bytes();
+        if !self.tx.has_room(bytes) {
+            return Err(DropReason::TxFull);
+        }
+        if budgets == Budgets::Unproven {
+            self.admission.admit_unproven(now, grant, bytes)?;
+        }
+        self.admission.charge(now, grant, bytes);
+        let before = self.tx.stats();
+        match answer {
+            Answer::One(payload) => {
+                inc(&mut self.counters.answered);
+                self.tx.send(to, local, payload)
+            }
+            Answer::Packets(packets) => {
+                add(&mut self.counters.answered, packets.ends.len() as u64);
+                self.tx.send_packets(now, to, local, packets)
+            }
+            Answer::Stream(stream, bound) => {
+                inc(&mut self.counters.dp_streams);
+                self.tx.send_stream(now, to, local, stream, bound)
+            }
+        }
+        .map_err(|_| DropReason::TxFull)?;
+        let after = self.tx.stats();
+        add(
+            &mut self.counters.paced,
+            after.paced.wrapping_sub(before.paced),
+        );
+        add(
+            &mut self.counters.superseded,
+            after.superseded.wrapping_sub(before.superseded),
+        );
+        Ok(())
+    }
+
     /// Counts a scan and charges it to the budgets it was admitted against.
     pub(super) fn account_scan(&mut self, now: Time, grant: Grant, scan: Scan) {
         add(&mut self.counters.scanned, scan.examined as u64);
@@ -41,11 +118,7 @@ impl Master {
             h.copy_from_slice(&PAGE_HEADER);
         }
         let payload = Payload::small(&page).ok_or(DropReason::Malformed)?;
-        if !self.tx.has_room(page.len()) {
-            return Err(DropReason::TxFull);
-        }
-        self.admission.charge(now, grant, page.len());
-        self.reply(from, local, payload)
+        self.send(now, grant, from, local, Answer::One(payload), Budgets::Own)
     }
 
     /// A Valve query: a page of the client's walk (`admission.rs`: the QUIC rule until the walk is
@@ -139,16 +212,12 @@ impl Master {
             }
         };
         self.scratch = out;
-        let len = payload.len();
-        if !self.tx.has_room(len) {
-            return Err(DropReason::TxFull);
-        }
-        self.admission.charge(now, grant, len);
+        self.send(now, grant, from, local, Answer::One(payload), Budgets::Own)?;
         if step != Step::Plain {
             self.admission
                 .page_sent(grant, walk, end.filter(|_| !final_page));
         }
-        self.reply(from, local, payload)
+        Ok(())
     }
 
     /// A Xash3D query: the whole filtered list at once, as a burst ([`crate::wire::xash`]); a
@@ -196,24 +265,9 @@ impl Master {
                 .xash_burst(v6, q.region, filter, x.key, &mut packets);
             self.account_scan(now, grant, scan);
         }
-        let bound = packets.bytes.len();
-        if !self.tx.has_room(bound) {
-            return Err(DropReason::TxFull);
-        }
         // No round trip proves a Xash3D client: the master-wide budget for unproven addresses.
-        self.admission.admit_unproven(now, grant, bound)?;
-        self.admission.charge(now, grant, bound);
-        add(&mut self.counters.answered, packets.ends.len() as u64);
-        let before = self.tx.stats();
-        self.tx
-            .send_packets(now, from, local, Arc::new(packets))
-            .map_err(|_| DropReason::TxFull)?;
-        let after = self.tx.stats();
-        add(
-            &mut self.counters.paced,
-            after.paced.wrapping_sub(before.paced),
-        );
-        Ok(())
+        let answer = Answer::Packets(Arc::new(packets));
+        self.send(now, grant, from, local, answer, Budgets::Unproven)
     }
 
     pub(super) fn dp_query(
@@ -234,36 +288,14 @@ impl Master {
         inc(&mut self.counters.dp_queries);
         let sends = self.config.game_props.sends(game);
         let reply = List::dp_reply(&self.list, &q, game, sends, self.config.max_dp_packet);
-        let bound = reply.bound();
-        if !self.tx.has_room(bound) {
-            return Err(DropReason::TxFull);
-        }
         // No round trip proves a DP client: the master-wide budget for unproven addresses. A
         // stream is charged what it can take at most (it is filtered as it goes).
-        self.admission.admit_unproven(now, grant, bound)?;
-        self.admission.charge(now, grant, bound);
-        let before = self.tx.stats();
-        match reply {
-            DpReply::Shared(packets) => {
-                add(&mut self.counters.answered, packets.ends.len() as u64);
-                self.tx.send_packets(now, from, local, packets)
-            }
-            DpReply::Stream(stream) => {
-                inc(&mut self.counters.dp_streams);
-                self.tx.send_stream(now, from, local, stream, bound)
-            }
-        }
-        .map_err(|_| DropReason::TxFull)?;
-        let after = self.tx.stats();
-        add(
-            &mut self.counters.paced,
-            after.paced.wrapping_sub(before.paced),
-        );
-        add(
-            &mut self.counters.superseded,
-            after.superseded.wrapping_sub(before.superseded),
-        );
-        Ok(())
+        let bound = reply.bound();
+        let answer = match reply {
+            DpReply::Shared(packets) => Answer::Packets(packets),
+            DpReply::Stream(stream) => Answer::Stream(stream, bound),
+        };
+        self.send(now, grant, from, local, answer, Budgets::Unproven)
     }
 }
 

@@ -21,6 +21,21 @@ fn is_one(v: Option<&[u8]>) -> bool {
 }
 
 impl Master {
+    /// Queues a challenge (one small datagram; the challenge budgets admitted it).
+    fn send_challenge(
+        &mut self,
+        to: SocketAddr,
+        local: u8,
+        payload: Payload,
+    ) -> Result<(), DropReason> {
+        self.tx
+            .send(to, local, payload)
+            .map_err(|_| DropReason::TxFull)?;
+        inc(&mut self.counters.answered);
+        inc(&mut self.counters.challenges_sent);
+        Ok(())
+    }
+
     /// No challenge to a server that could not be listed (dpmaster 2.2 sends no `getinfo` then):
     /// a full table or address spends nothing on handshakes that would be dropped.
     pub(super) fn could_list(&self, from: SocketAddr) -> Result<(), DropReason> {
@@ -53,9 +68,7 @@ impl Master {
                 let mut b = Vec::with_capacity(16);
                 ChallengeReply { challenge, nonce }.encode(&mut b);
                 let payload = Payload::small(&b).ok_or(DropReason::Malformed)?;
-                self.reply(from, local, payload)?;
-                inc(&mut self.counters.challenges_sent);
-                Ok(())
+                self.send_challenge(from, local, payload)
             }
             ServerMessage::Heartbeat(hb) => {
                 self.address_ok(from)?;
@@ -95,9 +108,7 @@ impl Master {
         .encode(&mut b)
         .map_err(|_| DropReason::Malformed)?;
         let payload = Payload::small(&b).ok_or(DropReason::Malformed)?;
-        self.reply(from, local, payload)?;
-        inc(&mut self.counters.challenges_sent);
-        Ok(())
+        self.send_challenge(from, local, payload)
     }
 
     pub(super) fn dp_info(
