@@ -77,6 +77,8 @@ pub struct Reached {
     pub steps: usize,
     pub handshakes_answered: usize,
     pub list_replies: usize,
+    /// Servers listed from a (scripted) state file.
+    pub restored: usize,
     pub syncs: usize,
     pub counters: Counters,
 }
@@ -250,6 +252,24 @@ impl Run {
                 self.deliver(from, &hb, Expect::Registration)?;
             }
             4 => self.dp_info_response(s, from, op)?,
+            5 if op & 0x80 != 0 => {
+                // A Xash3D FWGS client: the whole list as a keyed burst, no paging.
+                let key = u32::from(s.byte()).wrapping_mul(0x0101_0101) | 1;
+                let filter = s.pick(&VALVE_FILTERS).unwrap_or_default();
+                let text = [filter, format!("\\clver\\0.21\\key\\{key:x}").as_bytes()].concat();
+                let mut q = Vec::new();
+                let query = ListQuery {
+                    region: Region::All,
+                    seed: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                    filter: &text,
+                    well_formed: true,
+                };
+                if query.encode(&mut q).is_ok() {
+                    let v6 = from.is_ipv6() && super::policy::canonical(from).is_ipv6();
+                    self.deliver(from, &q, Expect::XashBurst { key, v6 })?;
+                }
+            }
+            6 if op & 0x80 != 0 => self.restore(s, from)?,
             5 => {
                 let filter = s.pick(&VALVE_FILTERS).unwrap_or_default();
                 let seed = match s.byte() % 3 {
@@ -288,6 +308,46 @@ impl Run {
                 self.now = self.now.plus_millis(ms);
                 self.sync()?;
             }
+        }
+        Ok(())
+    }
+
+    /// A server from a state file, listed on the shard its address steers to as the engine's
+    /// restore does (caps, address and game policy still apply): it joins the servers that may
+    /// be listed without a handshake of their own.
+    fn restore(&mut self, s: &mut Script<'_>, from: SocketAddr) -> Result<(), String> {
+        let family = if s.byte() % 2 == 0 {
+            super::Family::Valve
+        } else {
+            super::Family::DarkPlaces
+        };
+        let game = match family {
+            super::Family::Valve => s.pick(&GAMEDIRS).unwrap_or_default(),
+            _ => s.pick(&DP_GAMES).unwrap_or(None).unwrap_or_default(),
+        };
+        let fields = super::Fields {
+            game,
+            map: s.pick(&MAPS).unwrap_or_default(),
+            players: s.byte(),
+            max_players: s.byte(),
+            protocol: 3,
+            ..super::Fields::default()
+        };
+        // Expiring within 0–255 s: some already expired (then not listed).
+        let expires = self
+            .now
+            .plus_secs(u64::from(s.byte()))
+            .plus_millis(1)
+            .min(self.now.plus_millis(TIMEOUT_MS));
+        let first_seen = self.now.secs_u32();
+        let shard = shard_for(from.ip(), SHARDS);
+        let master = self
+            .masters
+            .get_mut(shard)
+            .ok_or("the steering function named a shard that does not exist")?;
+        if let Ok(true) = master.restore(self.now, from, family, &fields, expires, first_seen) {
+            self.completed.insert(canonical(from));
+            self.reached.restored = self.reached.restored.saturating_add(1);
         }
         Ok(())
     }
@@ -439,6 +499,26 @@ impl Run {
                     return Err(format!("a Valve page names {a}, not on the list"));
                 }
             }
+            Expect::XashBurst { key, v6 } => {
+                self.reached.list_replies = self.reached.list_replies.saturating_add(1);
+                let max = if v6 { 1280 } else { 510 };
+                for d in &datagrams {
+                    if d.len() > max {
+                        return Err(format!(
+                            "a Xash3D datagram of {} bytes (max {max})",
+                            d.len()
+                        ));
+                    }
+                    let b = crate::wire::xash::BurstDatagram::decode(d, v6, true)
+                        .map_err(|e| format!("a Xash3D burst datagram: {e}"))?;
+                    if b.key != Some(key) {
+                        return Err(format!("a burst keyed {:?}, asked {key:x}", b.key));
+                    }
+                    if let Some(a) = b.servers.iter().find(|a| !listed(**a)) {
+                        return Err(format!("a Xash3D burst names {a}, not on the list"));
+                    }
+                }
+            }
             Expect::DpList => {
                 self.reached.list_replies = self.reached.list_replies.saturating_add(1);
                 let max = self.masters.first().map_or(0, |m| m.config().max_dp_packet);
@@ -548,6 +628,11 @@ enum Expect {
     Registration,
     ValvePage,
     DpList,
+    /// A Xash3D query's burst (keyed with this key), to an IPv6 client or not.
+    XashBurst {
+        key: u32,
+        v6: bool,
+    },
 }
 
 impl Expect {
@@ -623,8 +708,11 @@ mod tests {
             let r = run(&data).unwrap_or_else(|e| panic!("{e}\nscript: {data:?}"));
             total.handshakes_answered += r.handshakes_answered;
             total.list_replies += r.list_replies;
+            total.restored += r.restored;
             total.counters += &r.counters;
         }
+        assert!(total.restored > 100, "restores reached: {}", total.restored);
+        assert!(total.counters.xash_queries > 100, "{:?}", total.counters);
         assert!(total.counters.registered > 1000, "{:?}", total.counters);
         assert!(total.counters.expired > 100, "{:?}", total.counters);
         assert!(total.list_replies > 1000);

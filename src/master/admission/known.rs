@@ -1,6 +1,6 @@
 //! The sources a core has answered recently: who was there before a flood.
 //!
-//! When a flood saturates the master-wide budget for unproven replies (`unproven.rs`), nothing in
+//! When a flood saturates the master-wide budget for unproven replies ([`super::unproven`]), nothing in
 //! a DarkPlaces query proves who is real. What a core can know is who asked *before*: a returning
 //! player, a server-list website. A source that got a reply in the hour before the budget
 //! saturated keeps its own budget ([`Tier::Known`](crate::master::admission::unproven::Tier)), while the flood's fresh

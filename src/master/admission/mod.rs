@@ -37,7 +37,7 @@
 //!
 //! **DarkPlaces and Xash3D** have no round trip. Every reply to a source off the trusted networks
 //! is charged to [`Unproven`], one budget for the whole master. When a flood saturates it, a source
-//! that queried in the hour before (`known.rs`) or proved a Valve walk is served before new
+//! that queried in the hour before ([`known`]) or proved a Valve walk is served before new
 //! sources, and new sources share what is left fairly per /24.
 //!
 //! A query refused for its source's rate costs the source a fine in reply bytes (at most one burst

@@ -1,6 +1,6 @@
 //! The master as a pure state machine: `handle(now, from, local, datagram)` queues what to send,
 //! `poll_transmit(now)` / `poll_timeout()` hand it out when due (`transmit.rs`), `tick(now, budget)`
-//! expires servers. Every list reply is admitted first (`admission.rs`).
+//! expires servers. Every list reply is admitted first ([`crate::master::admission`]).
 //!
 //! One [`Master`] is one shard (one core). Registration touches only its own table; list queries are
 //! answered from the [`List`] every shard shares: each shard publishes a snapshot of its table

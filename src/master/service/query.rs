@@ -121,7 +121,7 @@ impl Master {
         self.send(now, grant, from, local, Answer::One(payload), Budgets::Own)
     }
 
-    /// A Valve query: a page of the client's walk (`admission.rs`: the QUIC rule until the walk is
+    /// A Valve query: a page of the client's walk ([`crate::master::admission`]: the QUIC rule until the walk is
     /// proven), or a Xash3D burst, or the empty final page for a filter muster cannot read.
     pub(super) fn valve_query(
         &mut self,

@@ -141,7 +141,7 @@ impl Master {
         f: &Fields<'_>,
     ) -> Result<(), DropReason> {
         // A completed handshake lists the server; it proves nothing about list queries from its
-        // address (game servers are what DDoS attacks aim at: admission.rs).
+        // address (game servers are what DDoS attacks aim at: [`crate::master::admission`]).
         match self.table.upsert(now, from, family, f)? {
             Upserted::Inserted => inc(&mut self.counters.registered),
             Upserted::Refreshed => inc(&mut self.counters.refreshed),
