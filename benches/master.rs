@@ -2,12 +2,12 @@
 //! admission.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use muster::master::builder::ListBuilder;
+use muster::master::Limits;
+use muster::master::ListBuilder;
+use muster::master::Time;
 use muster::master::list::{DpReply, List, Packets};
-use muster::master::policy::Limits;
-use muster::master::record::{Family, Server};
-use muster::master::table::{Fields, Table};
-use muster::master::time::Time;
+use muster::master::{Family, Server};
+use muster::master::{Fields, Table};
 use muster::wire::dp_list::ListQuery as DpQuery;
 use muster::wire::filter::Filter;
 use muster::wire::valve_list::Region;

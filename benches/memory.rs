@@ -11,13 +11,13 @@
 //! Run: `cargo bench --bench memory` (add `-- 100000` for a quicker run). Prints a table; asserts
 //! nothing (the bound itself is tested in `master::table`; the figures go to docs/benchmarks.md).
 
-use muster::master::budget::Budget;
-use muster::master::builder::ListBuilder;
-use muster::master::policy::Limits;
-use muster::master::record::Family;
+use muster::master::Budget;
+use muster::master::Family;
+use muster::master::Limits;
+use muster::master::ListBuilder;
+use muster::master::Time;
 use muster::master::steer;
-use muster::master::table::{Fields, Table};
-use muster::master::time::Time;
+use muster::master::{Fields, Table};
 use muster::wire::dp_list::MAX_RESPONSE_LEN;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 

@@ -3,10 +3,10 @@
 //! (the binary, once at start). Bytes per server are printed once.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use muster::master::policy::Limits;
-use muster::master::record::Family;
-use muster::master::table::{Fields, Table};
-use muster::master::time::Time;
+use muster::master::Family;
+use muster::master::Limits;
+use muster::master::Time;
+use muster::master::{Fields, Table};
 use muster::state::{read, write_dumps};
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};

@@ -4,13 +4,13 @@
 
 use crate::engine::Settings;
 use crate::master::Config as MasterConfig;
+use crate::master::TxConfig;
+use crate::master::XashConfig;
+use crate::master::admission::bucket::{MAX_BURST, Rate};
 use crate::master::admission::{AdmissionConfig, ClassLimits, QUERY};
-use crate::master::bans::{MAX_BANS, NetSet};
-use crate::master::bucket::{MAX_BURST, Rate};
-use crate::master::games::{GameProps, Games};
-use crate::master::policy::{GamePolicy, Limits};
-use crate::master::service::XashConfig;
-use crate::master::transmit::TxConfig;
+use crate::master::policy::bans::{MAX_BANS, NetSet};
+use crate::master::policy::games::{GameProps, Games};
+use crate::master::{GamePolicy, Limits};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -358,7 +358,7 @@ fn log_report(r: &Report) {
         snapshots_sent = e.snapshots_sent,
         "stopped; totals of every core"
     );
-    let drops: Vec<String> = muster::master::counters::Drop::ALL
+    let drops: Vec<String> = muster::master::counters::DropReason::ALL
         .iter()
         .filter(|d| c.dropped(**d) > 0)
         .map(|d| format!("{}={}", d.name(), c.dropped(*d)))

@@ -17,9 +17,9 @@
 //! A missing, truncated, corrupt, foreign or newer file is refused whole with one [`StateError`]:
 //! a partial list is never presented as the list.
 
-use crate::master::intern::Sym;
-use crate::master::record::{Family, Server};
-use crate::master::table::{Fields, ShardDump};
+use crate::master::table::intern::Sym;
+use crate::master::{Family, Server};
+use crate::master::{Fields, ShardDump};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::io::{Seek, Write};
@@ -461,9 +461,9 @@ mod tests {
 
     #[test]
     fn streams_a_tables_servers_and_reads_them_back() {
-        use crate::master::policy::Limits;
-        use crate::master::table::Table;
-        use crate::master::time::Time;
+        use crate::master::Limits;
+        use crate::master::Table;
+        use crate::master::Time;
         let mut tables: Vec<Table> = (0..2)
             .map(|_| {
                 Table::new(

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use muster::master::counters::Drop;
+use muster::master::DropReason;
 use muster::master::steer::shard_for;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -200,7 +200,7 @@ fn a_list_larger_than_the_default_buffer_arrives_whole_because_it_is_paced() {
     let r = e.stop().unwrap();
     // The one list asked for (readiness came from the cores' status, not from queries).
     assert_eq!(r.shard.paced, 1, "the reply beyond the window was paced");
-    assert_eq!(r.shard.dropped(Drop::TxFull), 0);
+    assert_eq!(r.shard.dropped(DropReason::TxFull), 0);
 }
 
 /// Sends `datagrams` from `s` to `to` with `sendmmsg`, 64 per call (a burst the master receives
@@ -329,7 +329,7 @@ fn registrations_go_through_a_query_flood() {
     assert!(r.shard.valve_queries + r.shard.dropped_total() > 4096);
     // When the cores found their queues backing up, queries were shed, never registrations.
     if r.engine.saturated_batches > 0 {
-        assert!(r.shard.dropped(Drop::Shed) > 0);
+        assert!(r.shard.dropped(DropReason::Shed) > 0);
     }
 }
 
@@ -483,7 +483,7 @@ fn one_budget_for_unproven_replies_holds_across_cores_and_a_returning_client_sti
     // dpmaster would have sent 2,000 lists: ~8.4 MB for {sent} bytes in.
     assert!(received < 2000 * 4_000 / 10, "{received} for {sent} sent");
     let r = e.stop().unwrap();
-    assert!(r.shard.dropped(Drop::UnprovenBytes) > 0);
+    assert!(r.shard.dropped(DropReason::UnprovenBytes) > 0);
 }
 
 #[test]

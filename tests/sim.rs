@@ -4,9 +4,9 @@
 
 mod simnet;
 
+use muster::master::DropReason;
+use muster::master::Limits;
 use muster::master::Time;
-use muster::master::counters::Drop;
-use muster::master::policy::Limits;
 use muster::wire::dp_list::{ListQuery as DpQuery, ListResponse};
 use muster::wire::dp_server::InfoResponse;
 use muster::wire::valve_heartbeat::{Heartbeat, HeartbeatEnd, ServerMessage};
@@ -32,7 +32,7 @@ fn thousands_register_through_both_handshakes_with_loss_on_two_shards() {
         assert!(m.counters().registered > 1000);
         assert_eq!(m.list().len(), 4000);
     }
-    assert_eq!(sim.dropped(Drop::BadChallenge), 0);
+    assert_eq!(sim.dropped(DropReason::BadChallenge), 0);
 }
 
 #[test]
@@ -187,7 +187,7 @@ fn spoofed_heartbeats_and_shutdowns_change_nothing() {
         let _ = m.handle(now, *victim, 0, &ir);
         // Spoofed shutdowns in every form.
         for b in [&b"b"[..], b"b\n", b"\xff\xff\xff\xffb\n"] {
-            assert_eq!(m.handle(now, *victim, 0, b), Err(Drop::Shutdown));
+            assert_eq!(m.handle(now, *victim, 0, b), Err(DropReason::Shutdown));
             assert!(m.transmits(now).is_empty(), "nothing is sent back");
         }
         let mut sd = Vec::new();
@@ -199,12 +199,12 @@ fn spoofed_heartbeats_and_shutdowns_change_nothing() {
         .unwrap();
         let _ = m.handle(now, *victim, 0, &sd);
     }
-    assert_eq!(m.counters().dropped(Drop::BadChallenge), 300);
-    assert_eq!(m.counters().dropped(Drop::Shutdown), 400);
+    assert_eq!(m.counters().dropped(DropReason::BadChallenge), 300);
+    assert_eq!(m.counters().dropped(DropReason::Shutdown), 400);
     sim.refresh();
     assert_eq!(sim.listed(), before, "nothing listed, delisted or changed");
     let strings = sim.masters[0].table().strings();
-    assert!((0..1000).all(|s| strings.get(muster::master::intern::Sym(s)) != b"evil"));
+    assert!((0..1000).all(|s| strings.get(muster::master::table::intern::Sym(s)) != b"evil"));
 }
 
 #[test]
@@ -247,9 +247,9 @@ fn per_ip_cap_and_private_addresses() {
     }
     sim.run_until(Time::from_secs(5));
     assert_eq!(sim.listed().len(), 4);
-    assert_eq!(sim.dropped(Drop::PerIpCap), 6);
+    assert_eq!(sim.dropped(DropReason::PerIpCap), 6);
     assert_eq!(
-        sim.dropped(Drop::PrivateAddress),
+        sim.dropped(DropReason::PrivateAddress),
         3,
         "no challenge is even sent to private addresses"
     );
@@ -317,7 +317,7 @@ fn the_per_address_cap_holds_across_shards_because_a_host_has_one_shard() {
         assert_eq!(m.list().len(), 26 * 3, "every shard's merged list");
     }
     // Three heartbeat rounds: the 5 refused per host are refused again each round (never listed).
-    assert!(sim.dropped(Drop::PerIpCap) >= 26 * 5);
+    assert!(sim.dropped(DropReason::PerIpCap) >= 26 * 5);
 }
 
 #[test]

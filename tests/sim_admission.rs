@@ -12,7 +12,7 @@
 
 mod simnet;
 
-use muster::master::counters::Drop;
+use muster::master::DropReason;
 use muster::master::{Config, Time};
 use muster::wire::dp_list::ListResponse;
 use muster::wire::valve_list::{ListPage, NULL_ADDR};
@@ -172,11 +172,11 @@ fn the_dumb_flood_gets_three_times_its_valve_bytes_and_the_budget_for_the_rest()
         "{total} bytes to the victims"
     );
     let refused: u64 = [
-        Drop::SourceQueries,
-        Drop::SourceBytes,
-        Drop::NetworkBytes,
-        Drop::NetworkQueries,
-        Drop::UnprovenBytes,
+        DropReason::SourceQueries,
+        DropReason::SourceBytes,
+        DropReason::NetworkBytes,
+        DropReason::NetworkQueries,
+        DropReason::UnprovenBytes,
     ]
     .iter()
     .map(|d| sim.dropped(*d))
@@ -207,7 +207,7 @@ fn one_fresh_source_per_24_below_every_budget_draws_only_the_master_wide_budget(
         total <= unproven_bound(31, 2000 * 7 + 100),
         "{total} bytes to 2,000 spoofed /24s"
     );
-    assert!(sim.dropped(Drop::UnprovenBytes) > 0);
+    assert!(sim.dropped(DropReason::UnprovenBytes) > 0);
     // Counted: what the shards admitted is what the victims got (plus the returning client's).
     let admitted: u64 = sim
         .masters
@@ -251,7 +251,7 @@ fn spoofing_the_addresses_of_listed_game_servers_earns_nothing_more() {
         total <= unproven_bound(21, 2313 * 7 + 100),
         "{total} bytes for {bytes_in} in"
     );
-    assert!(sim.dropped(Drop::UnprovenBytes) > 0);
+    assert!(sim.dropped(DropReason::UnprovenBytes) > 0);
 }
 
 #[test]
@@ -268,7 +268,7 @@ fn xash3d_bursts_draw_only_the_master_wide_budget() {
         total <= unproven_bound(21, 49 * 510),
         "{total} bytes of Xash3D bursts"
     );
-    assert!(sim.dropped(Drop::UnprovenBytes) > 0);
+    assert!(sim.dropped(DropReason::UnprovenBytes) > 0);
 }
 
 #[test]
@@ -340,7 +340,7 @@ fn a_forged_trusted_address_draws_the_trusted_budget_and_no_more() {
     let c = config(|c| {
         c.admission.trusted = vec!["198.18.0.0/15".parse().unwrap()];
         // Small enough to see the bound in a short run.
-        c.admission.trusted_limits.bytes = muster::master::bucket::Rate {
+        c.admission.trusted_limits.bytes = muster::master::admission::bucket::Rate {
             burst: 1024 * 1024,
             per_sec: 512 * 1024,
         };
@@ -358,7 +358,10 @@ fn a_forged_trusted_address_draws_the_trusted_budget_and_no_more() {
     // Per core: 1 MiB + 512 KiB/s × 10 s, plus one list.
     let bound = 2 * (MIB + MIB / 2 * 10 + 2000 * 7 + 100);
     assert!(total <= bound, "{total} > {bound}");
-    assert!(sim.dropped(Drop::SourceBytes) > 0, "the budget is finite");
+    assert!(
+        sim.dropped(DropReason::SourceBytes) > 0,
+        "the budget is finite"
+    );
     assert!(
         total >= MIB,
         "{total}: a trusted crawler gets far more than anyone else"
@@ -428,7 +431,7 @@ fn a_flood_of_fresh_sources_evicts_neither_a_validated_browser_nor_a_fined_victi
 fn an_expensive_filter_flood_is_held_to_the_scan_budgets() {
     // A filter no index narrows and nothing matches: every query examines the whole list.
     let c = config(|c| {
-        c.admission.core_scan = muster::master::bucket::Rate {
+        c.admission.core_scan = muster::master::admission::bucket::Rate {
             burst: 2_000_000,
             per_sec: 1_000_000,
         };
@@ -466,7 +469,7 @@ fn an_expensive_filter_flood_is_held_to_the_scan_budgets() {
         3 * scanned <= 2 * (1_000_000 + 11_000_000 + 30_000),
         "{scanned}"
     );
-    assert!(sim.dropped(Drop::Scan) > 0);
+    assert!(sim.dropped(DropReason::Scan) > 0);
     assert_eq!(sim.listed().len(), 20_050, "registrations went on");
     assert_valve_rule(&sim, &sent);
     // A fresh client's unfiltered walk costs no scan and goes through.
@@ -476,11 +479,11 @@ fn an_expensive_filter_flood_is_held_to_the_scan_budgets() {
     );
     // So does a fresh client's filtered one that an index answers, flood or not.
     let start = sim.now.plus_secs(1);
-    let before = sim.dropped(Drop::Scan);
+    let before = sim.dropped(DropReason::Scan);
     let sent = flood(&mut sim, &victims, &[q_again()], 700, 5, start);
     sim.run_until(start.plus_secs(2));
     assert!(
-        sim.dropped(Drop::Scan) > before,
+        sim.dropped(DropReason::Scan) > before,
         "the flood is being refused"
     );
     let client: SocketAddr = "198.51.100.4:5000".parse().unwrap();
@@ -515,12 +518,12 @@ fn a_human_pace_is_always_answered_and_a_fast_client_recovers_after_the_refill()
     // Thirty at once: the burst of 10 is answered, the rest refused (and counted).
     let fast: SocketAddr = "198.51.100.11:5000".parse().unwrap();
     let at = sim.now.plus_secs(1);
-    let before = sim.dropped(Drop::SourceQueries);
+    let before = sim.dropped(DropReason::SourceQueries);
     for i in 0..30 {
         sim.inject(at.plus_millis(i), fast, DP_QUERY.to_vec());
     }
     sim.run_until(at.plus_secs(1));
-    assert_eq!(sim.dropped(Drop::SourceQueries) - before, 20);
+    assert_eq!(sim.dropped(DropReason::SourceQueries) - before, 20);
     // A minute later it is answered again.
     let later = sim.now.plus_secs(60);
     assert_eq!(dp_entries(&mut sim, fast, later), (200, true));

@@ -11,11 +11,7 @@ use muster::control::limits::HttpLimits;
 use muster::control::lists::PublicApp;
 use muster::control::public::{self, Cursor, Published};
 use muster::control::{request, serve};
-use muster::master::builder::ListBuilder;
-use muster::master::policy::Limits;
-use muster::master::record::Family;
-use muster::master::table::{Fields, Table};
-use muster::master::time::Time;
+use muster::master::{Family, Fields, Limits, ListBuilder, Table, Time};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
 

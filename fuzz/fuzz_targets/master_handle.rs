@@ -2,13 +2,13 @@
 
 //! `Master::handle` driven by scripts of datagrams from a few addresses with time advancing, over
 //! two shards steered as the engine steers them; every step checks the master's invariants (see
-//! `muster::master::exercise`).
+//! `muster::master::invariants`).
 
 use libfuzzer_sys::fuzz_target;
-use muster::master::exercise;
+use muster::master::invariants;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(violation) = exercise::run(data) {
+    if let Err(violation) = invariants::run(data) {
         panic!("invariant broken: {violation}");
     }
 });

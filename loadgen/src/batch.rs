@@ -52,6 +52,27 @@ impl Slots {
         }
     }
 
+    /// Reads what waits on `fd`, one `recvmmsg` of at most the slots' count after another, until
+    /// less than that came or `max` messages were read: `f(bytes, from, header)` for each. Returns
+    /// the messages read. Every receive loop of the load generator goes through here.
+    pub fn drain(
+        &mut self,
+        fd: RawFd,
+        max: usize,
+        mut f: impl FnMut(&[u8], SocketAddr, &libc::msghdr),
+    ) -> io::Result<usize> {
+        let mut messages = 0;
+        while messages < max {
+            let want = self.addrs.len().min(max - messages);
+            let n = self.recv(fd, want, &mut f)?;
+            messages += n;
+            if n < want {
+                break;
+            }
+        }
+        Ok(messages)
+    }
+
     /// One `recvmmsg` of at most `want` messages, without waiting: `f(bytes, from, header)` for
     /// each. Returns how many came (0: nothing waits). Interrupted calls and ICMP errors (which
     /// surface here on some kernels; they are not datagrams) are retried.
@@ -161,23 +182,15 @@ impl BatchRecv {
         mut f: impl FnMut(&[u8], SocketAddr),
     ) -> io::Result<usize> {
         let mut seen = 0;
-        let mut messages = 0;
-        while messages < max {
-            let want = BATCH.min(max - messages);
-            let n = self.slots.recv(fd, want, |buf, from, h| {
-                let seg = gro_segment(h)
-                    .filter(|&s| s > 0)
-                    .unwrap_or(buf.len().max(1));
-                for d in buf.chunks(seg) {
-                    seen += 1;
-                    f(d, from);
-                }
-            })?;
-            messages += n;
-            if n < want {
-                break;
+        self.slots.drain(fd, max, |buf, from, h| {
+            let seg = gro_segment(h)
+                .filter(|&s| s > 0)
+                .unwrap_or(buf.len().max(1));
+            for d in buf.chunks(seg) {
+                seen += 1;
+                f(d, from);
             }
-        }
+        })?;
         Ok(seen)
     }
 }

@@ -217,20 +217,11 @@ impl RecvBatch {
         max: usize,
         mut f: impl FnMut(&[u8], SocketAddr, IpAddr),
     ) -> io::Result<usize> {
-        let mut seen = 0;
-        while seen < max {
-            let want = BATCH.min(max - seen);
-            let n = self.slots.recv(fd, want, |buf, from, h| {
-                if let Some(to) = get_pktinfo(h) {
-                    f(buf, from, to);
-                }
-            })?;
-            seen += n;
-            if n < want {
-                break;
+        self.slots.drain(fd, max, |buf, from, h| {
+            if let Some(to) = get_pktinfo(h) {
+                f(buf, from, to);
             }
-        }
-        Ok(seen)
+        })
     }
 }
 

@@ -232,7 +232,7 @@ fn fleet_query_crawl_flood_report_exact_counts() {
     assert_eq!(
         report
             .shard
-            .dropped(muster::master::counters::Drop::BadChallenge),
+            .dropped(muster::master::counters::DropReason::BadChallenge),
         100
     );
     std::fs::remove_dir_all(&dir).unwrap();

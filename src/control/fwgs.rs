@@ -6,7 +6,7 @@
 //! servers it can reach that way are listed: Valve-family, protocol 49 or 48, and not behind NAT
 //! (`\nat\1` servers need the UDP master's punching, which HTTP has not).
 
-use crate::master::record::{Family, Server, flags};
+use crate::master::table::record::{Family, Server, flags};
 use std::io::Write;
 
 /// The protocol a Xash3D FWGS server registers with (xash3d-fwgs `sv_main.c`, SV_AddToMaster:
@@ -70,7 +70,7 @@ pub fn record(out: &mut Vec<u8>, s: &Server) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::master::record::AddrKey;
+    use crate::master::AddrKey;
 
     fn server(addr: &str, family: Family, protocol: u32, f: u16) -> Server {
         Server {

@@ -1,7 +1,7 @@
 //! The last hour in memory: one point of rates every sample interval, for the status page's charts.
 
 use crate::engine::EngineCounters;
-use crate::master::counters::Counters;
+use crate::master::Counters;
 use serde::Serialize;
 use std::collections::VecDeque;
 
@@ -22,13 +22,13 @@ pub struct Cumulative {
 
 impl Cumulative {
     pub fn of(c: &Counters, e: &EngineCounters) -> Self {
-        use crate::master::counters::Drop;
+        use crate::master::DropReason;
         Self {
             registrations: c.registered,
             queries: c.valve_queries.wrapping_add(c.dp_queries),
             bytes_out: e.bytes_sent,
             drops: c.dropped_total(),
-            refused: Drop::ALL
+            refused: DropReason::ALL
                 .iter()
                 .filter(|d| d.is_refusal())
                 .fold(0u64, |a, d| a.wrapping_add(c.dropped(*d))),

@@ -6,7 +6,7 @@ use super::limits::PUBLIC_BUILD_DUTY;
 use super::public::{self, Published, Static};
 use super::reply::Resource;
 use super::serve::App;
-use crate::master::list::List;
+use crate::master::List;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::future::Future;
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! `game="(other)"`: a flood of invented game names cannot blow up the scraper's series.
 
 use super::view::View;
-use crate::master::counters::Drop;
+use crate::master::DropReason;
 use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -189,7 +189,7 @@ pub fn render(view: &View) -> String {
             (vec!["dp".into()], c.dp_queries),
         ],
     );
-    let drops: Vec<(Vec<String>, u64)> = Drop::ALL
+    let drops: Vec<(Vec<String>, u64)> = DropReason::ALL
         .iter()
         .map(|d| (vec![d.name().to_owned()], c.dropped(*d)))
         .collect();

@@ -1,5 +1,5 @@
 //! The operator's side, on a thread of its own off the packet cores: it takes each core's reports
-//! ([`CoreStatus`](crate::engine::CoreStatus), every tick) and dumps ([`CoreDump`], every
+//! ([`CoreStatus`](crate::engine::CoreStatus), every tick) and dumps ([`CoreDump`](crate::engine::CoreDump), every
 //! [`DUMP_EVERY`]) from bounded channels the cores never wait on, and from them
 //!
 //! - hands the HTTP side a fresh [`View`] every tick (the operator's listener answers from it);
@@ -335,7 +335,7 @@ impl Thread {
                 loaded_unix: now_ms / 1000,
                 ..Default::default()
             },
-            clock: Some(engine.clone()),
+            clock: Some(engine.wall()),
             http: Vec::new(),
         };
         let state_blocked = s

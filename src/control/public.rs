@@ -19,8 +19,8 @@ use super::fwgs;
 use super::limits::MAX_TARGET_BYTES;
 use super::reply::{Cache, Extra, HTML, JS, JSON, Resource, TEXT};
 use super::request::{flag, param, percent_decode_bytes};
-use crate::master::list::List;
-use crate::master::record::{AddrKey, Family, Server, flags};
+use crate::master::List;
+use crate::master::table::record::{AddrKey, Family, Server, flags};
 use bytes::Bytes;
 use serde::Serialize;
 use std::borrow::Cow;
@@ -239,7 +239,7 @@ impl Published {
     pub fn build(list: &List, refresh_secs: u64, built_unix: u64) -> Published {
         let mut game_ids: HashMap<Box<[u8]>, u32> = HashMap::new();
         let mut maps: HashMap<Box<[u8]>, u32> = HashMap::new();
-        let mut rows: Vec<(u32, &Server, &crate::master::intern::Strings)> =
+        let mut rows: Vec<(u32, &Server, &crate::master::table::intern::Strings)> =
             Vec::with_capacity(list.len());
         for (s, strings) in list.servers() {
             let g = strings.get(s.game).to_ascii_lowercase().into_boxed_slice();
@@ -592,10 +592,10 @@ pub fn answer(route: &Route, published: Option<&Published>, pages: &Static) -> A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::master::builder::ListBuilder;
-    use crate::master::policy::Limits;
-    use crate::master::table::{Fields, Table};
-    use crate::master::time::Time;
+    use crate::master::Limits;
+    use crate::master::ListBuilder;
+    use crate::master::Time;
+    use crate::master::{Fields, Table};
     use std::collections::HashSet;
     use std::net::SocketAddr;
 

@@ -5,9 +5,9 @@
 use super::conns::ConnCounters;
 use super::history::{Cumulative, History, Point};
 use crate::engine::{CoreDump, CoreStatus, EngineCounters};
-use crate::master::counters::{Counters, Drop};
-use crate::master::record::{Family, Server};
-use crate::master::refused::{self, Source};
+use crate::master::admission::refused::{self, Source};
+use crate::master::{Counters, DropReason};
+use crate::master::{Family, Server};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -41,8 +41,8 @@ pub struct View {
     pub history: History,
     pub state: StateInfo,
     pub config: ConfigInfo,
-    /// The engine, for its clock: converts dump times (engine clock) to Unix times.
-    pub clock: Option<crate::engine::EngineHandle>,
+    /// The engine's clock against Unix time: converts dump times (engine clock) to Unix times.
+    pub clock: Option<crate::engine::WallClock>,
     /// Each HTTP listener's counters, by name (`operator`, `public`).
     pub http: Vec<(&'static str, Arc<ConnCounters>)>,
 }
@@ -177,7 +177,7 @@ impl View {
 
     fn unix_secs_of(&self, secs_on_clock: u32) -> u64 {
         match &self.clock {
-            Some(h) => h.unix_ms(crate::master::Time::from_secs(u64::from(secs_on_clock))) / 1000,
+            Some(w) => w.unix_ms(crate::master::Time::from_secs(u64::from(secs_on_clock))) / 1000,
             None => u64::from(secs_on_clock),
         }
     }
@@ -217,7 +217,7 @@ impl View {
                 datagrams_sent: t.e.datagrams_sent,
                 dropped: t.c.dropped_total(),
             },
-            dropped: Drop::ALL
+            dropped: DropReason::ALL
                 .iter()
                 .filter(|d| t.c.dropped(**d) > 0)
                 .map(|d| (d.name(), t.c.dropped(*d)))

@@ -3,9 +3,9 @@
 //! [`ListBuilder`], and hands each core the new [`List`] (a bounded channel of one per core: a core
 //! that has not taken the last one yet gets the newest when it does).
 
-use crate::master::builder::{BuildStats, ListBuilder};
-use crate::master::list::List;
-use crate::master::table::ShardSnapshot;
+use crate::master::List;
+use crate::master::ShardSnapshot;
+use crate::master::list::builder::{BuildStats, ListBuilder};
 use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

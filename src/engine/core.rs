@@ -8,9 +8,10 @@
 //!   time) → [`Master::handle_batch`] (registrations first; queries shed when saturated) → flush;
 //! - the pacer: while replies are paced, one tick per millisecond (or when the earliest is due)
 //!   flushes what came due — no timer per client;
-//! - the core's main loop (every `list_refresh / 5`): expiry, publishing this shard to the list
-//!   builder when it changed (at most every `list_refresh`), installing the builder's newest list,
-//!   status, and the stop flag. No list is ever merged or encoded on the core.
+//! - the core's main loop (every [`Settings::tick`]): reloads, expiry, publishing this shard to
+//!   the list builder when it changed (at most every `list_refresh`), installing the builder's
+//!   newest list, status, dumps, housekeeping, and the stop flag — one `Core` method each. No list
+//!   is ever merged or encoded on the core.
 //!
 //! A flush takes everything due from [`Master::poll_transmit`] and sends it with `sendmmsg` of
 //! gathered datagrams and GSO runs, never waiting: what a full socket buffer refuses goes back to
@@ -21,11 +22,10 @@ use super::status::{CoreDump, CoreStatus, StatusSender};
 use super::sys::{self, BATCH, RecvBatch, SendStop};
 use super::{CLOCK_START, LAST_DUMP_WAIT, Settings, WallClock};
 use crate::master::Config as MasterConfig;
-use crate::master::counters::Counters;
-use crate::master::list::List;
-use crate::master::steer::shard_for;
-use crate::master::table::ShardSnapshot;
-use crate::master::transmit::Transmit;
+use crate::master::Counters;
+use crate::master::List;
+use crate::master::ShardSnapshot;
+use crate::master::Transmit;
 use crate::master::{Datagram, Master, Time};
 use futures_lite::future;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -48,8 +48,6 @@ pub const EXPIRY_BUDGET: usize = 4096;
 pub const SEND_BATCH: usize = 4 * BATCH;
 /// The pacer's tick while replies are paced or a send is waiting for buffer space.
 pub const PACE_TICK: Duration = Duration::from_millis(1);
-/// Main-loop ticks per `list_refresh`.
-const TICKS_PER_REFRESH: u32 = 5;
 
 pub struct CoreArgs {
     pub index: usize,
@@ -95,6 +93,7 @@ pub fn run_thread(args: CoreArgs) -> Result<CoreReport, String> {
 }
 
 struct Core {
+    index: usize,
     master: RefCell<Master>,
     stats: RefCell<EngineCounters>,
     sockets: Vec<UdpSocket>,
@@ -104,6 +103,16 @@ struct Core {
     /// A send found the socket buffer full: the pacer retries after a tick.
     blocked: Cell<bool>,
     out: RefCell<Vec<Transmit>>,
+    settings: Arc<Settings>,
+    snapshots: crossbeam_channel::Sender<Arc<ShardSnapshot>>,
+    lists: crossbeam_channel::Receiver<Arc<List>>,
+    status: StatusSender,
+    dumps: crossbeam_channel::Sender<CoreDump>,
+    reconfig: crossbeam_channel::Receiver<Arc<MasterConfig>>,
+    /// When this shard was last published, the allocator last purged, the shard last dumped.
+    last_publish: Cell<Option<Instant>>,
+    kept: Cell<Instant>,
+    dumped: Cell<Instant>,
 }
 
 async fn run(args: CoreArgs) -> Result<CoreReport, String> {
@@ -137,9 +146,10 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         master.disable_gso();
     }
     if let Some(body) = to_restore {
-        restore(&mut master, &body, wall, now, index, cores);
+        super::restore::restore(&mut master, &body, wall, now, index, cores);
     }
     let core = Rc::new(Core {
+        index,
         master: RefCell::new(master),
         stats: RefCell::new(EngineCounters::default()),
         sockets,
@@ -147,6 +157,15 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         wake,
         blocked: Cell::new(false),
         out: RefCell::new(Vec::with_capacity(SEND_BATCH)),
+        settings: settings.clone(),
+        snapshots,
+        lists,
+        status,
+        dumps,
+        reconfig,
+        last_publish: Cell::new(None),
+        kept: Cell::new(Instant::now()),
+        dumped: Cell::new(Instant::now()),
     });
     for i in 0..core.sockets.len() {
         glommio::spawn_local(receive(core.clone(), i)).detach();
@@ -154,115 +173,113 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
     glommio::spawn_local(pace(core.clone(), wake_rx)).detach();
     let _ = ready.send(Ok(index));
     tracing::debug!(core = index, shard, cpu = args.cpu, "core serving");
-
-    let tick = (settings.list_refresh / TICKS_PER_REFRESH)
-        .clamp(Duration::from_millis(1), Duration::from_millis(100));
-    let mut last_publish: Option<Instant> = None;
-    let mut kept = Instant::now();
-    let mut dumped = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        glommio::timer::sleep(tick).await;
-        while let Ok(cfg) = reconfig.try_recv() {
-            let gone = core.master.borrow_mut().reconfigure(core.now(), &cfg);
-            tracing::info!(core = index, delisted = gone, "configuration reloaded");
-        }
-        // Expiry in budgeted chunks, letting the receive loops run between them.
-        loop {
-            let done = core.master.borrow_mut().tick(core.now(), EXPIRY_BUDGET);
-            if done {
-                break;
-            }
-            future::yield_now().await;
-        }
-        // Publish at most every list_refresh, and only when the builder has room for it (a
-        // snapshot carries the membership changes since the previous one: none may be lost).
-        if last_publish.is_none_or(|t| t.elapsed() >= settings.list_refresh) {
-            if snapshots.is_full() {
-                core.stats.borrow_mut().snapshots_deferred += 1;
-            } else if let Some(snap) = core.master.borrow_mut().publish() {
-                last_publish = Some(Instant::now());
-                if snapshots.try_send(snap).is_ok() {
-                    core.stats.borrow_mut().snapshots_sent += 1;
-                }
-            }
-        }
-        let mut newest = None;
-        while let Ok(list) = lists.try_recv() {
-            newest = Some(list);
-        }
-        if let Some(list) = newest {
-            core.master.borrow_mut().install_list(list);
-            core.stats.borrow_mut().lists_installed += 1;
-        }
-        if !status.push(core.status(index)) {
-            core.stats.borrow_mut().status_dropped += 1;
-        }
-        // A dump shares the table's chunks: taken when they are the ones the last snapshot
-        // shares too (nothing changed since it), it makes no later write copy a chunk that a
-        // snapshot would not have made it copy anyway. Usually at most a list_refresh late; never
-        // more than one more interval (a stalled publication must not stop the state file).
-        if let Some(every) = settings.dump_every
-            && dumped.elapsed() >= every
-            && (!core.master.borrow().table().changed() || dumped.elapsed() >= every * 2)
-        {
-            dumped = Instant::now();
-            if dumps.try_send(core.dump(index, false)).is_err() {
-                core.stats.borrow_mut().status_dropped += 1;
-            }
-        }
-        if let Some(f) = settings.housekeeping
-            && kept.elapsed() >= super::HOUSEKEEPING_EVERY
-        {
-            f(false);
-            kept = Instant::now();
-        }
+        glommio::timer::sleep(settings.tick()).await;
+        core.take_reloads();
+        core.expire().await;
+        core.publish();
+        core.install_newest_list();
+        core.report();
+        core.dump_if_due();
+        core.housekeep();
     }
     if settings.dump_every.is_some() {
         // The state file written at shutdown holds what the cores held as they stopped.
-        let _ = dumps.send_timeout(core.dump(index, true), LAST_DUMP_WAIT);
+        let _ = core
+            .dumps
+            .send_timeout(core.dump(index, true), LAST_DUMP_WAIT);
     }
     let shard = *core.master.borrow().counters();
     let engine = *core.stats.borrow();
     Ok(CoreReport { shard, engine })
 }
 
-/// Lists this core's share of a state file (the servers steered to it), as they were.
-fn restore(
-    master: &mut Master,
-    body: &crate::state::Body,
-    wall: WallClock,
-    now: Time,
-    index: usize,
-    cores: usize,
-) {
-    let (mut listed, mut gone, mut refused) = (0usize, 0usize, 0usize);
-    for r in &body.records {
-        if shard_for(r.addr.ip(), cores) != index {
-            continue;
+/// The core's main-loop duties, one method each, run in this order every [`Settings::tick`].
+impl Core {
+    /// Takes reloaded configurations (SIGHUP), newest last.
+    fn take_reloads(&self) {
+        while let Ok(cfg) = self.reconfig.try_recv() {
+            let gone = self.master.borrow_mut().reconfigure(self.now(), &cfg);
+            tracing::info!(core = self.index, delisted = gone, "configuration reloaded");
         }
-        let Some((family, fields)) = body.fields(r) else {
-            refused += 1;
-            continue;
-        };
-        let expires = wall.time(r.expires_unix_ms);
-        let first_seen = wall.time(r.first_seen_unix.saturating_mul(1000)).millis() / 1000;
-        let first_seen = u32::try_from(first_seen).unwrap_or(u32::MAX);
-        match master.restore(now, r.addr, family, &fields, expires, first_seen) {
-            Ok(true) => listed += 1,
-            Ok(false) => gone += 1,
-            Err(why) => {
-                refused += 1;
-                tracing::debug!(core = index, addr = %r.addr, reason = why.name(), "not restored");
+    }
+
+    /// Expiry in budgeted chunks, letting the receive loops run between them.
+    async fn expire(&self) {
+        loop {
+            let done = self.master.borrow_mut().tick(self.now(), EXPIRY_BUDGET);
+            if done {
+                break;
+            }
+            future::yield_now().await;
+        }
+    }
+
+    /// Publishes this shard at most every `list_refresh`, and only when the builder has room for
+    /// it (a snapshot carries the membership changes since the previous one: none may be lost).
+    fn publish(&self) {
+        let due = self
+            .last_publish
+            .get()
+            .is_none_or(|t| t.elapsed() >= self.settings.list_refresh);
+        if !due {
+            return;
+        }
+        if self.snapshots.is_full() {
+            self.stats.borrow_mut().snapshots_deferred += 1;
+        } else if let Some(snap) = self.master.borrow_mut().publish() {
+            self.last_publish.set(Some(Instant::now()));
+            if self.snapshots.try_send(snap).is_ok() {
+                self.stats.borrow_mut().snapshots_sent += 1;
             }
         }
     }
-    tracing::info!(
-        core = index,
-        restored = listed,
-        expired = gone,
-        refused,
-        "listed from the state file"
-    );
+
+    /// Serves the builder's newest list (older ones waiting are skipped).
+    fn install_newest_list(&self) {
+        let mut newest = None;
+        while let Ok(list) = self.lists.try_recv() {
+            newest = Some(list);
+        }
+        if let Some(list) = newest {
+            self.master.borrow_mut().install_list(list);
+            self.stats.borrow_mut().lists_installed += 1;
+        }
+    }
+
+    /// Tells whoever watches the engine how this core is (never waits: a full channel drops it).
+    fn report(&self) {
+        if !self.status.push(self.status(self.index)) {
+            self.stats.borrow_mut().status_dropped += 1;
+        }
+    }
+
+    /// A dump shares the table's chunks: taken when they are the ones the last snapshot shares
+    /// too (nothing changed since it), it makes no later write copy a chunk that a snapshot would
+    /// not have made it copy anyway. Usually at most a `list_refresh` late; never more than one
+    /// more interval (a stalled publication must not stop the state file).
+    fn dump_if_due(&self) {
+        let Some(every) = self.settings.dump_every else {
+            return;
+        };
+        let since = self.dumped.get().elapsed();
+        if since >= every && (!self.master.borrow().table().changed() || since >= every * 2) {
+            self.dumped.set(Instant::now());
+            if self.dumps.try_send(self.dump(self.index, false)).is_err() {
+                self.stats.borrow_mut().status_dropped += 1;
+            }
+        }
+    }
+
+    /// The allocator's purge, at most every [`HOUSEKEEPING_EVERY`](super::HOUSEKEEPING_EVERY).
+    fn housekeep(&self) {
+        if let Some(f) = self.settings.housekeeping
+            && self.kept.get().elapsed() >= super::HOUSEKEEPING_EVERY
+        {
+            f(false);
+            self.kept.set(Instant::now());
+        }
+    }
 }
 
 /// The engine's clock: [`CLOCK_START`] plus the milliseconds since `epoch` (in 64-bit

@@ -13,6 +13,7 @@
 
 pub mod builder;
 pub mod core;
+mod restore;
 pub mod socket;
 pub mod stats;
 pub mod status;
@@ -66,6 +67,18 @@ pub struct Settings {
     pub publish_lists: bool,
 }
 
+/// Main-loop ticks per `list_refresh`.
+pub const TICKS_PER_REFRESH: u32 = 5;
+
+impl Settings {
+    /// The cores' main-loop tick and the list builder's: a fifth of `list_refresh`, between 1 ms
+    /// and 100 ms (a list reaches every core within about two refreshes).
+    pub fn tick(&self) -> Duration {
+        (self.list_refresh / TICKS_PER_REFRESH)
+            .clamp(Duration::from_millis(1), Duration::from_millis(100))
+    }
+}
+
 /// How often [`Engine::join`] looks for an engine thread that ended on its own.
 pub const WATCH_EVERY: Duration = Duration::from_millis(50);
 
@@ -111,7 +124,7 @@ pub struct Engine {
     status: Arc<status::StatusBoard>,
     handle: EngineHandle,
     threads: Vec<std::thread::JoinHandle<Result<core::CoreReport, String>>>,
-    builder: Option<std::thread::JoinHandle<crate::master::builder::BuildStats>>,
+    builder: Option<std::thread::JoinHandle<crate::master::list::builder::BuildStats>>,
 }
 
 /// What the operator's control thread needs of a running engine: each core's reports and dumps,
@@ -144,6 +157,11 @@ impl EngineHandle {
     }
 
     /// When the engine started, Unix milliseconds.
+    /// The engine's clock against Unix time (what the operator's side converts dump times with).
+    pub fn wall(&self) -> WallClock {
+        self.wall
+    }
+
     pub fn started_unix_ms(&self) -> u64 {
         self.wall.started_unix_ms
     }
@@ -264,12 +282,12 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
     // Each core drops its reference once it has restored its share: the decoded file (~130 MB at
     // a million servers) is gone once every core is serving.
     let restore = settings.restore.take();
-    settings.master.budget = Some(crate::master::budget::Budget::shared(
+    settings.master.budget = Some(crate::master::table::budget::Budget::shared(
         settings.master.limits.max_servers,
         cores,
     ));
     // One budget for replies to unproven addresses, whatever the number of cores.
-    settings.master.unproven = Some(crate::master::unproven::Unproven::new(cores));
+    settings.master.unproven = Some(crate::master::admission::unproven::Unproven::new(cores));
     let (ready_tx, ready_rx) = mpsc::channel();
     let (status_tx, status) = status::channel(cores);
     let status = Arc::new(status);
@@ -280,8 +298,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
     let started_unix_ms = unix_now_ms();
     let settings = Arc::new(settings);
     let mut threads = Vec::with_capacity(cores);
-    let tick =
-        (settings.list_refresh / 5).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    let tick = settings.tick();
     let (observer_tx, observer_rx) = match settings.publish_lists {
         true => {
             let (tx, rx) = crossbeam_channel::bounded(1);

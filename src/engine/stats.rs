@@ -1,7 +1,7 @@
 //! Per-core engine counters (socket-level events the sans-IO core does not see), plain integers
 //! summed on demand.
 
-use crate::master::counters::Counters;
+use crate::master::Counters;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineCounters {
@@ -72,7 +72,7 @@ pub struct Report {
     pub engine: EngineCounters,
     pub per_core: Vec<(Counters, EngineCounters)>,
     /// What the list builder did.
-    pub lists: crate::master::builder::BuildStats,
+    pub lists: crate::master::list::builder::BuildStats,
 }
 
 impl Report {

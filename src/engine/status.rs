@@ -5,10 +5,10 @@
 //! every figure in it is cumulative, so nothing is lost but freshness).
 
 use super::stats::EngineCounters;
+use crate::master::Counters;
+use crate::master::ShardDump;
 use crate::master::Time;
-use crate::master::counters::Counters;
-use crate::master::refused::Source;
-use crate::master::table::ShardDump;
+use crate::master::admission::refused::Source;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::Mutex;
 

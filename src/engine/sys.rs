@@ -6,7 +6,7 @@
 //! every call here passes `MSG_DONTWAIT`: a full socket buffer returns `WouldBlock`, never blocks
 //! the core.
 
-use crate::master::transmit::Transmit;
+use crate::master::Transmit;
 use socket2::{MsgHdr, SockAddr, SockAddrStorage, SockRef};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;

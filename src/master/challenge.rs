@@ -19,7 +19,7 @@ use std::cell::Cell;
 use std::hash::Hasher;
 use std::net::SocketAddr;
 
-use super::time::Time;
+use crate::master::time::Time;
 
 /// Default window for Valve challenges: a challenge lives 60–120 s. Game servers answer at once; the
 /// margin covers slow links and a heartbeat sent just after a window turns.

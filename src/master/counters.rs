@@ -5,7 +5,7 @@ use std::ops::AddAssign;
 /// Why a datagram was dropped without effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(usize)]
-pub enum Drop {
+pub enum DropReason {
     /// Not any message muster knows.
     Unknown,
     /// A known message that failed to decode.
@@ -30,9 +30,6 @@ pub enum Drop {
     TableFull,
     /// A `b` shutdown: it carries no proof of origin, so it is ignored (the timeout delists).
     Shutdown,
-    /// A Valve query whose filter does not parse (no longer dropped: answered with the empty
-    /// final page and counted in `bad_filters`; kept so counter indexes stay stable).
-    BadFilter,
     /// A list query over its source's query rate (admission).
     SourceQueries,
     /// A list query from a source whose reply-byte budget is spent.
@@ -64,68 +61,66 @@ pub enum Drop {
     PendingFull,
 }
 
-impl Drop {
-    pub const COUNT: usize = 27;
-    pub const ALL: [Drop; Self::COUNT] = [
-        Drop::Unknown,
-        Drop::Malformed,
-        Drop::Unexpected,
-        Drop::BadChallenge,
-        Drop::InvalidAddress,
-        Drop::PrivateAddress,
-        Drop::UnknownTag,
-        Drop::GameRejected,
-        Drop::MissingKey,
-        Drop::PerIpCap,
-        Drop::TableFull,
-        Drop::Shutdown,
-        Drop::BadFilter,
-        Drop::SourceQueries,
-        Drop::SourceBytes,
-        Drop::NetworkQueries,
-        Drop::NetworkBytes,
-        Drop::UnprovenBytes,
-        Drop::SourceChallenges,
-        Drop::CoreChallenges,
-        Drop::TxFull,
-        Drop::Shed,
-        Drop::Banned,
-        Drop::NetworkShare,
-        Drop::Scan,
-        Drop::AdmissionFull,
-        Drop::PendingFull,
+impl DropReason {
+    pub const COUNT: usize = 26;
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Unknown,
+        DropReason::Malformed,
+        DropReason::Unexpected,
+        DropReason::BadChallenge,
+        DropReason::InvalidAddress,
+        DropReason::PrivateAddress,
+        DropReason::UnknownTag,
+        DropReason::GameRejected,
+        DropReason::MissingKey,
+        DropReason::PerIpCap,
+        DropReason::TableFull,
+        DropReason::Shutdown,
+        DropReason::SourceQueries,
+        DropReason::SourceBytes,
+        DropReason::NetworkQueries,
+        DropReason::NetworkBytes,
+        DropReason::UnprovenBytes,
+        DropReason::SourceChallenges,
+        DropReason::CoreChallenges,
+        DropReason::TxFull,
+        DropReason::Shed,
+        DropReason::Banned,
+        DropReason::NetworkShare,
+        DropReason::Scan,
+        DropReason::AdmissionFull,
+        DropReason::PendingFull,
     ];
 
     /// The label used in logs and metrics.
     pub const fn name(self) -> &'static str {
         match self {
-            Drop::Unknown => "unknown",
-            Drop::Malformed => "malformed",
-            Drop::Unexpected => "unexpected",
-            Drop::BadChallenge => "bad_challenge",
-            Drop::InvalidAddress => "invalid_address",
-            Drop::PrivateAddress => "private_address",
-            Drop::UnknownTag => "unknown_tag",
-            Drop::GameRejected => "game_rejected",
-            Drop::MissingKey => "missing_key",
-            Drop::PerIpCap => "per_ip_cap",
-            Drop::TableFull => "table_full",
-            Drop::Shutdown => "shutdown_ignored",
-            Drop::BadFilter => "bad_filter",
-            Drop::SourceQueries => "source_queries",
-            Drop::SourceBytes => "source_bytes",
-            Drop::NetworkQueries => "network_queries",
-            Drop::NetworkBytes => "network_bytes",
-            Drop::UnprovenBytes => "unproven_bytes",
-            Drop::SourceChallenges => "source_challenges",
-            Drop::CoreChallenges => "core_challenges",
-            Drop::TxFull => "tx_full",
-            Drop::Shed => "shed",
-            Drop::Banned => "banned",
-            Drop::NetworkShare => "network_share",
-            Drop::Scan => "scan",
-            Drop::AdmissionFull => "admission_full",
-            Drop::PendingFull => "pending_full",
+            DropReason::Unknown => "unknown",
+            DropReason::Malformed => "malformed",
+            DropReason::Unexpected => "unexpected",
+            DropReason::BadChallenge => "bad_challenge",
+            DropReason::InvalidAddress => "invalid_address",
+            DropReason::PrivateAddress => "private_address",
+            DropReason::UnknownTag => "unknown_tag",
+            DropReason::GameRejected => "game_rejected",
+            DropReason::MissingKey => "missing_key",
+            DropReason::PerIpCap => "per_ip_cap",
+            DropReason::TableFull => "table_full",
+            DropReason::Shutdown => "shutdown_ignored",
+            DropReason::SourceQueries => "source_queries",
+            DropReason::SourceBytes => "source_bytes",
+            DropReason::NetworkQueries => "network_queries",
+            DropReason::NetworkBytes => "network_bytes",
+            DropReason::UnprovenBytes => "unproven_bytes",
+            DropReason::SourceChallenges => "source_challenges",
+            DropReason::CoreChallenges => "core_challenges",
+            DropReason::TxFull => "tx_full",
+            DropReason::Shed => "shed",
+            DropReason::Banned => "banned",
+            DropReason::NetworkShare => "network_share",
+            DropReason::Scan => "scan",
+            DropReason::AdmissionFull => "admission_full",
+            DropReason::PendingFull => "pending_full",
         }
     }
 
@@ -134,17 +129,17 @@ impl Drop {
     pub const fn is_refusal(self) -> bool {
         matches!(
             self,
-            Drop::SourceQueries
-                | Drop::SourceBytes
-                | Drop::NetworkQueries
-                | Drop::NetworkBytes
-                | Drop::UnprovenBytes
-                | Drop::NetworkShare
-                | Drop::Scan
-                | Drop::AdmissionFull
-                | Drop::SourceChallenges
-                | Drop::CoreChallenges
-                | Drop::Banned
+            DropReason::SourceQueries
+                | DropReason::SourceBytes
+                | DropReason::NetworkQueries
+                | DropReason::NetworkBytes
+                | DropReason::UnprovenBytes
+                | DropReason::NetworkShare
+                | DropReason::Scan
+                | DropReason::AdmissionFull
+                | DropReason::SourceChallenges
+                | DropReason::CoreChallenges
+                | DropReason::Banned
         )
     }
 }
@@ -190,7 +185,7 @@ pub struct Counters {
     pub wrong_continuations: u64,
     /// Reply bytes admitted to unproven addresses (DarkPlaces, Xash3D) by this shard.
     pub unproven_bytes: u64,
-    pub dropped: [u64; Drop::COUNT],
+    pub dropped: [u64; DropReason::COUNT],
 }
 
 /// Counts one event. Counters wrap rather than panic (2⁶⁴ events never happen; a panic on the
@@ -205,13 +200,13 @@ pub fn add(c: &mut u64, n: u64) {
 }
 
 impl Counters {
-    pub fn drop(&mut self, why: Drop) {
+    pub fn drop(&mut self, why: DropReason) {
         if let Some(c) = self.dropped.get_mut(why as usize) {
             inc(c);
         }
     }
 
-    pub fn dropped(&self, why: Drop) -> u64 {
+    pub fn dropped(&self, why: DropReason) -> u64 {
         self.dropped.get(why as usize).copied().unwrap_or(0)
     }
 
@@ -256,11 +251,11 @@ mod tests {
 
     #[test]
     fn reasons_index_their_slot_and_sum() {
-        for (i, d) in Drop::ALL.iter().enumerate() {
+        for (i, d) in DropReason::ALL.iter().enumerate() {
             assert_eq!(*d as usize, i);
         }
         let mut a = Counters::default();
-        a.drop(Drop::BadChallenge);
+        a.drop(DropReason::BadChallenge);
         a.received = 2;
         let mut total = Counters::default();
         total += &a;
@@ -268,7 +263,7 @@ mod tests {
         assert_eq!(
             (
                 total.received,
-                total.dropped(Drop::BadChallenge),
+                total.dropped(DropReason::BadChallenge),
                 total.dropped_total()
             ),
             (4, 2, 2)

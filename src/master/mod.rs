@@ -11,66 +11,54 @@
     )
 )]
 
-//! The sans-IO master core: registration, challenges, expiry, caps, filters and list pages.
+//! The sans-IO master core: registration, challenges, admission, expiry, caps, filters and lists.
 //!
 //! A pure state machine per shard: it takes `now`, the peer address and a datagram, and says what to
 //! send and what changed. No sockets, clocks or executors: the engine runs one instance per core,
-//! simulations drive it with a virtual clock.
+//! simulations drive it with a virtual clock. docs/master-core.md tells the whole story.
 //!
 //! | module | job |
 //! |---|---|
-//! | [`time`] | the caller's monotonic milliseconds |
-//! | [`bucket`] | token buckets with debt (a whole list is never cut short) |
-//! | [`budget`] | the global `max_servers`, drawn by every shard from one atomic count |
-//! | [`bounded`] | a fixed-capacity map from source address to state, evicting what is worth least |
-//! | [`admission`] | who gets how many replies, bytes and scan work: per source, network, core and class; Valve walks and their proofs |
-//! | [`unproven`] | the master-wide budget for DarkPlaces / Xash3D replies to unproven addresses, shared by every core |
-//! | [`known`] | the sources a core answered before a flood (they keep their budget when it saturates) |
-//! | [`bans`] | banned networks as sorted merged ranges (a binary search per datagram) |
-//! | [`refused`] | the sources refused most, per core: space-saving heavy hitters in a fixed 32 counters |
+//! | [`service`] | [`Master`], one shard: [`Master::handle`] a datagram (registration, queries), [`Master::poll_transmit`] what is due, [`Master::tick`] expiry, snapshot publication, reload and restore |
+//! | [`admission`] | who gets how many replies, bytes and how much scan work: Valve walks and their proofs, token buckets per source, network and core, the master-wide budget for unproven replies, the sources known from before a flood, the sources refused most |
+//! | [`table`] | one shard's servers: the compact record, interned strings, the expiry wheel, the global `max_servers` budget, handshakes in progress |
+//! | [`list`] | the list every core serves (Valve pages, Xash3D bursts, DP replies), the builder that merges every shard's snapshot into it, filter evaluation |
+//! | [`policy`] | caps, address and game policy, GoldSrc appids, Quake III-family game properties, banned networks |
+//! | [`challenge`] | stateless keyed-MAC challenges for both handshakes; the keyed randomness of Valve walks |
 //! | [`transmit`] | the transmit queue: `poll_transmit` / `poll_timeout`, paced flows, GSO runs |
-//! | [`challenge`] | stateless keyed-MAC challenges for both handshakes |
-//! | [`intern`] | reference-counted strings shared by records |
-//! | [`record`] | the compact server record and its wire-ordered address key |
-//! | [`expiry`] | the timing wheel |
-//! | [`policy`] | caps, address policy, game policy, GoldSrc appids |
-//! | [`games`] | Quake III-family game properties: heartbeat tags, anonymous protocols, send-empty/full (dpmaster `-g`) |
-//! | [`table`] | one shard's table, its snapshots, and dumps (with last-heard times) for the operator |
-//! | [`pending`] | handshakes challenged and not completed, counted against the caps (as dpmaster) |
-//! | [`matcher`] | Valve filters and DP options evaluated on records |
-//! | [`builder`] | the list builder: shard snapshots and their membership changes in, one shared [`list::List`] out |
-//! | [`list`] | the list every core serves: Valve pages and DP responses |
-//! | [`counters`] | per-shard counters and drop reasons |
-//! | `exercise` | (tests and the `exercise` feature) a byte-driven script runner checking the invariants; the fuzz target `master_handle` |
-//! | [`service`] | [`Master`]: `handle`, `tick`, snapshot publication, `reconfigure` (a reload), `restore` (a state file) |
+//! | [`counters`] | per-shard counters and the reasons a datagram is dropped ([`DropReason`]) |
 //! | [`steer`] | which shard a source address belongs to (the engine's BPF computes the same) |
+//! | [`time`] | the caller's monotonic milliseconds |
+//! | `invariants` | (tests and the `invariants` feature) a byte-driven script runner checking the invariants; the fuzz target `master_handle` |
+//!
+//! Dependencies run one way: `service` uses every other module; `list` reads `table` snapshots;
+//! `admission` and `table` know nothing of each other or of `list`.
 
-pub use service::{Config, Datagram, Master};
+pub use admission::bucket::Rate;
+pub use admission::unproven::Unproven;
+pub use admission::{AdmissionConfig, ClassLimits};
+pub use counters::{Counters, DropReason};
+pub use list::builder::ListBuilder;
+pub use list::{List, Packets};
+pub use policy::bans::NetSet;
+pub use policy::games::Games;
+pub use policy::{GamePolicy, IpKey, Limits};
+pub use service::{Config, Datagram, Master, XashConfig};
+pub use table::budget::Budget;
+pub use table::record::{AddrKey, Family, Server};
+pub use table::{Fields, ShardDump, ShardSnapshot, Table};
 pub use time::Time;
+pub use transmit::{Transmit, TxConfig};
 
 pub mod admission;
-pub mod bans;
-pub mod bounded;
-pub mod bucket;
-pub mod budget;
-pub mod builder;
 pub mod challenge;
 pub mod counters;
-#[cfg(any(test, feature = "exercise"))]
-pub mod exercise;
-pub mod expiry;
-pub mod games;
-pub mod intern;
-pub mod known;
+#[cfg(any(test, feature = "invariants"))]
+pub mod invariants;
 pub mod list;
-pub mod matcher;
-pub mod pending;
 pub mod policy;
-pub mod record;
-pub mod refused;
 pub mod service;
 pub mod steer;
 pub mod table;
 pub mod time;
 pub mod transmit;
-pub mod unproven;

@@ -10,8 +10,8 @@
 //! address: a new reply supersedes the old. Payloads are shared (`Arc`) with the list that encoded
 //! them, never copied per client; the queue is bounded by the bytes it has still to send.
 
-use super::list::{DpStream, Packets};
-use super::time::Time;
+use crate::master::list::{DpStream, Packets};
+use crate::master::time::Time;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -27,7 +27,7 @@
 //! | [`infostring`] | `\key\value` infostrings |
 //! | [`filter`] | the Valve filter language as a typed tree |
 //! | [`xash`] | Xash3D FWGS list queries (`\key\`, `\clver\`, `\nat\`) and their bursts |
-//! | [`classify`] | which protocol and message a datagram is |
+//! | [`classify`](mod@classify) | which protocol and message a datagram is |
 
 pub mod a2s;
 pub mod classify;
@@ -44,7 +44,7 @@ pub mod xash;
 pub use classify::{Family, Kind, classify};
 pub use error::{Error, ErrorKind, Result};
 
-/// Any message, decoded after [`classify`] named it.
+/// Any message, decoded after [`classify()`] named it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message<'a> {
     ValveListQuery(valve_list::ListQuery<'a>),

@@ -5,12 +5,12 @@
 
 #![allow(dead_code)]
 
-use muster::master::budget::Budget;
-use muster::master::builder::ListBuilder;
-use muster::master::counters::Drop;
-use muster::master::policy::Limits;
+use muster::master::Budget;
+use muster::master::DropReason;
+use muster::master::Limits;
+use muster::master::ListBuilder;
+use muster::master::Unproven;
 use muster::master::steer::shard_for;
-use muster::master::unproven::Unproven;
 use muster::master::{Config, Master, Time};
 use muster::wire::dp_server::{GetInfo, Heartbeat as DpHeartbeat, InfoResponse};
 use muster::wire::valve_heartbeat::{ChallengeReply, Heartbeat, HeartbeatEnd};
@@ -344,7 +344,7 @@ impl Sim {
             .sum()
     }
 
-    pub fn dropped(&self, why: Drop) -> u64 {
+    pub fn dropped(&self, why: DropReason) -> u64 {
         self.masters.iter().map(|m| m.counters().dropped(why)).sum()
     }
 }

@@ -10,10 +10,10 @@
 //!
 //! The bucket is kept as GCRA (the "virtual scheduling" form of a token bucket): one atomic
 //! theoretical-arrival time in microseconds, advanced by each reply's cost with a compare-and-swap.
-//! Cores share it without a lock, as they share the table's place count (`budget.rs`).
+//! Cores share it without a lock, as they share the table's place count ([`crate::master::table::budget`]).
 //!
 //! Two tiers, so a flood of new sources cannot starve the people who were there before it
-//! (`admission.rs` decides who is which): a *known* source (one that queried in the hour before the
+//! ([`super`] decides who is which): a *known* source (one that queried in the hour before the
 //! budget saturated, or that proved itself on a Valve walk) is served while the bucket is above
 //! zero; a *new* source only while it is above half its burst. New sources thus never take the
 //! lower half: it refills for known sources first.
@@ -22,8 +22,8 @@
 //! while the budget is saturated, new sources share what is left fairly per /24
 //! ([`Unproven::fair_share`]).
 
-use super::bucket::Rate;
-use super::time::Time;
+use crate::master::admission::bucket::Rate;
+use crate::master::time::Time;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 

@@ -7,7 +7,7 @@
 //! warns about that cost at a few hundred thousand servers). Entries carry the slot's generation so
 //! an entry for a removed server is skipped, not mistaken for the slot's next occupant.
 
-use super::time::Time;
+use crate::master::time::Time;
 
 /// Bucket width.
 pub const GRANULARITY_MS: u64 = 1000;

@@ -37,7 +37,7 @@
 //!
 //! **DarkPlaces and Xash3D** have no round trip. Every reply to a source off the trusted networks
 //! is charged to [`Unproven`], one budget for the whole master. When a flood saturates it, a source
-//! that queried in the hour before (`known.rs`) or proved a Valve walk is served before new
+//! that queried in the hour before ([`known`]) or proved a Valve walk is served before new
 //! sources, and new sources share what is left fairly per /24.
 //!
 //! A query refused for its source's rate costs the source a fine in reply bytes (at most one burst
@@ -48,14 +48,28 @@
 //! first is what is worth least (an idle entry, then the least recently seen); a validated, barred
 //! or indebted entry is never evicted — when only those are left, a new source is refused
 //! (`admission_full`) rather than handed a fresh budget.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`bucket`] | token buckets with debt: the budgets |
+//! | [`bounded`] | a fixed-capacity map from source address to state, evicting what is worth least (never what is protected) |
+//! | [`unproven`] | the master-wide budget for DarkPlaces / Xash3D replies to unproven addresses, shared by every core |
+//! | [`known`] | the sources a core answered before a flood |
+//! | [`refused`] | the sources refused most, per core: space-saving heavy hitters |
 
-use super::bounded::BoundedMap;
-use super::bucket::{Bucket, Rate};
-use super::counters::Drop;
-use super::known::{KNOWN_FOR_MS, Known};
-use super::policy::IpKey;
-use super::time::Time;
-use super::unproven::{SHARE_WINDOW_MS, Tier, Unproven};
+pub mod bounded;
+pub mod bucket;
+pub mod known;
+pub mod refused;
+pub mod unproven;
+
+use crate::master::admission::bounded::BoundedMap;
+use crate::master::admission::bucket::{Bucket, Rate};
+use crate::master::admission::known::{KNOWN_FOR_MS, Known};
+use crate::master::admission::unproven::{SHARE_WINDOW_MS, Tier, Unproven};
+use crate::master::counters::DropReason;
+use crate::master::policy::IpKey;
+use crate::master::time::Time;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -141,7 +155,7 @@ const fn rate(burst: u32, per_sec: u32) -> Rate {
 }
 
 /// The defaults, and why (README, "Admission control"). Scan work is in units of
-/// [`scan_weight`](super::matcher::scan_weight): one unit ≈ one cheap candidate, ~130 ns.
+/// [`scan_weight`](crate::master::list::matcher::scan_weight): one unit ≈ one cheap candidate, ~130 ns.
 /// - unvalidated source: 10 queries at once, then 20 a minute (Valve's retired master allowed
 ///   about 30 pages a minute); 256 KiB of replies at once (a 10,000-server DP list is ~70 KB), then
 ///   4 KiB/s; 200k units at once (three of the costliest queries), then 20k a second;
@@ -518,17 +532,17 @@ impl Admission {
     /// query rates, and whether their reply budgets are above zero. What the reply costs is charged
     /// later ([`charge`](Self::charge), and for DarkPlaces / Xash3D
     /// [`admit_unproven`](Self::admit_unproven)).
-    pub fn admit_query(&mut self, now: Time, from: SocketAddr) -> Result<Grant, Drop> {
+    pub fn admit_query(&mut self, now: Time, from: SocketAddr) -> Result<Grant, DropReason> {
         let ip = from.ip();
         let (key, net) = (IpKey::new(ip), IpKey::prefix(ip));
         if let Some(i) = self.trust_of(ip) {
             let l = self.cfg.trusted_limits;
-            let t = self.trusts.get_mut(i).ok_or(Drop::SourceQueries)?;
+            let t = self.trusts.get_mut(i).ok_or(DropReason::SourceQueries)?;
             if !t.queries.has(l.queries, now, QUERY) {
-                return Err(Drop::SourceQueries);
+                return Err(DropReason::SourceQueries);
             }
             if !t.bytes.allows(l.bytes, now) {
-                return Err(Drop::SourceBytes);
+                return Err(DropReason::SourceBytes);
             }
             t.queries.take(l.queries, now, QUERY);
             return Ok(Grant {
@@ -543,7 +557,7 @@ impl Admission {
             self.cfg.unvalidated,
             self.cfg.fine_bytes,
         );
-        let s = self.source(now, key).ok_or(Drop::AdmissionFull)?;
+        let s = self.source(now, key).ok_or(DropReason::AdmissionFull)?;
         let class = if s.validated_until > secs(now) {
             Class::Validated
         } else {
@@ -557,16 +571,16 @@ impl Admission {
         if !s.queries.has(limits.queries, now, QUERY) {
             s.bytes.fine(limits.bytes, now, u64::from(fine));
             s.fined = true;
-            return Err(Drop::SourceQueries);
+            return Err(DropReason::SourceQueries);
         }
         if !s.bytes.allows(limits.bytes, now) {
             s.bytes.fine(limits.bytes, now, u64::from(fine));
             s.fined = true;
-            return Err(Drop::SourceBytes);
+            return Err(DropReason::SourceBytes);
         }
         s.queries.take(limits.queries, now, QUERY);
         let (n_limits, v_limits) = (self.cfg.network, self.cfg.validated_network);
-        let n = self.network(now, net).ok_or(Drop::AdmissionFull)?;
+        let n = self.network(now, net).ok_or(DropReason::AdmissionFull)?;
         let (queries, bytes, q_rate, b_rate) = match class {
             Class::Validated => (
                 &mut n.validated_queries,
@@ -582,10 +596,10 @@ impl Admission {
             ),
         };
         if !queries.has(q_rate, now, QUERY) {
-            return Err(Drop::NetworkQueries);
+            return Err(DropReason::NetworkQueries);
         }
         if !bytes.allows(b_rate, now) {
-            return Err(Drop::NetworkBytes);
+            return Err(DropReason::NetworkBytes);
         }
         queries.take(q_rate, now, QUERY);
         Ok(Grant {
@@ -633,14 +647,19 @@ impl Admission {
     /// for an unvalidated source. A flood of expensive filters thus leaves the rest of the core
     /// to validated sources and, above all, to registrations, while a fresh client's cheap query
     /// (an index answers it) still runs.
-    pub fn admit_scan(&mut self, now: Time, grant: Grant, estimate: usize) -> Result<(), Drop> {
+    pub fn admit_scan(
+        &mut self,
+        now: Time,
+        grant: Grant,
+        estimate: usize,
+    ) -> Result<(), DropReason> {
         let limits = self.limits(grant.class);
         if grant.class == Class::Trusted {
-            let t = self.trusts.get_mut(grant.trust).ok_or(Drop::Scan)?;
+            let t = self.trusts.get_mut(grant.trust).ok_or(DropReason::Scan)?;
             return if t.scan.allows(limits.scan, now) {
                 Ok(())
             } else {
-                Err(Drop::Scan)
+                Err(DropReason::Scan)
             };
         }
         let core = self.cfg.core_scan;
@@ -651,7 +670,7 @@ impl Admission {
         };
         if estimate > SMALL_SCAN && !core.is_unlimited() && self.core_scan.level(core, now) <= floor
         {
-            return Err(Drop::Scan);
+            return Err(DropReason::Scan);
         }
         let n_rate = self.cfg.network.scan;
         let source_ok = self
@@ -665,7 +684,7 @@ impl Admission {
         if source_ok && network_ok {
             Ok(())
         } else {
-            Err(Drop::Scan)
+            Err(DropReason::Scan)
         }
     }
 
@@ -711,7 +730,7 @@ impl Admission {
 
     /// Whether the master-wide budget would admit a reply to this source now (nothing charged):
     /// checked before building a reply whose size is known only once built (a Xash3D burst).
-    pub fn unproven_open(&self, now: Time, grant: Grant) -> Result<(), Drop> {
+    pub fn unproven_open(&self, now: Time, grant: Grant) -> Result<(), DropReason> {
         if grant.class == Class::Trusted
             || self
                 .unproven
@@ -719,13 +738,18 @@ impl Admission {
         {
             Ok(())
         } else {
-            Err(Drop::UnprovenBytes)
+            Err(DropReason::UnprovenBytes)
         }
     }
 
     /// Admits a DarkPlaces or Xash3D reply of `bytes` against the master-wide budget for unproven
     /// addresses (trusted sources are not charged to it) and charges it there in full.
-    pub fn admit_unproven(&mut self, now: Time, grant: Grant, bytes: usize) -> Result<(), Drop> {
+    pub fn admit_unproven(
+        &mut self,
+        now: Time,
+        grant: Grant,
+        bytes: usize,
+    ) -> Result<(), DropReason> {
         if grant.class == Class::Trusted {
             return Ok(());
         }
@@ -749,7 +773,7 @@ impl Admission {
             let saturated = self.saturated(now);
             let share = self.unproven.fair_share(rate);
             let Some(n) = self.networks.get_mut(&grant.net) else {
-                return Err(Drop::AdmissionFull);
+                return Err(DropReason::AdmissionFull);
             };
             let first = n.window != window;
             if first {
@@ -757,7 +781,7 @@ impl Admission {
                 n.spent = 0;
             }
             if saturated && n.spent >= share {
-                return Err(Drop::NetworkShare);
+                return Err(DropReason::NetworkShare);
             }
             if first {
                 self.active = self.active.saturating_add(1);
@@ -771,7 +795,7 @@ impl Admission {
                 self.saturated_since.get_or_insert(now);
                 self.last_refusal = now;
             }
-            return Err(Drop::UnprovenBytes);
+            return Err(DropReason::UnprovenBytes);
         }
         if tier == Tier::New
             && let Some(n) = self.networks.get_mut(&grant.net)
@@ -908,20 +932,20 @@ impl Admission {
     }
 
     /// Decides whether a challenge may be sent to `from` (a `q` or a DP heartbeat).
-    pub fn admit_challenge(&mut self, now: Time, from: SocketAddr) -> Result<(), Drop> {
+    pub fn admit_challenge(&mut self, now: Time, from: SocketAddr) -> Result<(), DropReason> {
         let ip = from.ip();
         if self.trust_of(ip).is_some() {
             return Ok(());
         }
         let (per_source, per_core) = (self.cfg.source_challenges, self.cfg.core_challenges);
         if !self.core_challenges.has(per_core, now, QUERY) {
-            return Err(Drop::CoreChallenges);
+            return Err(DropReason::CoreChallenges);
         }
         let s = self
             .source(now, IpKey::new(ip))
-            .ok_or(Drop::SourceChallenges)?;
+            .ok_or(DropReason::SourceChallenges)?;
         if !s.challenges.has(per_source, now, QUERY) {
-            return Err(Drop::SourceChallenges);
+            return Err(DropReason::SourceChallenges);
         }
         s.challenges.take(per_source, now, QUERY);
         self.core_challenges.take(per_core, now, QUERY);
@@ -951,7 +975,7 @@ mod tests {
 
     const T0: Time = Time::from_secs(1000);
 
-    fn admit(ad: &mut Admission, now: Time, from: &str) -> Result<Class, Drop> {
+    fn admit(ad: &mut Admission, now: Time, from: &str) -> Result<Class, DropReason> {
         ad.admit_query(now, a(from)).map(|g| g.class)
     }
 
@@ -967,12 +991,12 @@ mod tests {
         }
         assert_eq!(
             admit(&mut ad, T0, "198.51.100.7:5000"),
-            Err(Drop::SourceQueries)
+            Err(DropReason::SourceQueries)
         );
         // 20 a minute: one more after 3 s.
         assert_eq!(
             admit(&mut ad, T0.plus_millis(2900), "198.51.100.7:5001"),
-            Err(Drop::SourceQueries)
+            Err(DropReason::SourceQueries)
         );
         assert!(admit(&mut ad, T0.plus_secs(6), "198.51.100.7:5001").is_ok());
         // Another source is not affected.
@@ -985,11 +1009,11 @@ mod tests {
         let from = a("198.51.100.7:5000");
         let g = ad.admit_query(T0, from).unwrap();
         ad.charge(T0, g, 1024 * 1024); // 1 MiB: four times the 256 KiB burst, charged in full
-        assert_eq!(ad.admit_query(T0, from), Err(Drop::SourceBytes));
+        assert_eq!(ad.admit_query(T0, from), Err(DropReason::SourceBytes));
         // 768 KiB of debt at 4 KiB/s: 192 s (the fine above stops at one burst of debt, and the
         // debt is deeper already).
         let t = T0.plus_secs(190);
-        assert_eq!(ad.admit_query(t, from), Err(Drop::SourceBytes));
+        assert_eq!(ad.admit_query(t, from), Err(DropReason::SourceBytes));
         assert!(ad.admit_query(T0.plus_secs(194), from).is_ok());
     }
 
@@ -1171,7 +1195,10 @@ mod tests {
         for _ in 0..64 {
             assert_eq!(ad.admit_challenge(T0, server), Ok(()));
         }
-        assert_eq!(ad.admit_challenge(T0, server), Err(Drop::SourceChallenges));
+        assert_eq!(
+            ad.admit_challenge(T0, server),
+            Err(DropReason::SourceChallenges)
+        );
         assert_eq!(ad.admit_challenge(T0.plus_millis(500), server), Ok(()));
     }
 
@@ -1204,7 +1231,10 @@ mod tests {
         // A source first seen during the flood is not known.
         let fresh = a("198.51.100.200:27005");
         let g = ad.admit_query(t, fresh).unwrap();
-        assert_eq!(ad.admit_unproven(t, g, 70_000), Err(Drop::UnprovenBytes));
+        assert_eq!(
+            ad.admit_unproven(t, g, 70_000),
+            Err(DropReason::UnprovenBytes)
+        );
     }
 
     #[test]
@@ -1220,7 +1250,10 @@ mod tests {
         let g = ad.admit_query(T0, a("203.0.113.1:1")).unwrap();
         assert_eq!(ad.admit_unproven(T0, g, 4 << 20), Ok(()));
         let g = ad.admit_query(T0, a("203.0.113.2:1")).unwrap();
-        assert_eq!(ad.admit_unproven(T0, g, 100), Err(Drop::UnprovenBytes));
+        assert_eq!(
+            ad.admit_unproven(T0, g, 100),
+            Err(DropReason::UnprovenBytes)
+        );
         assert!(ad.saturated(T0));
         // The other core counts 9,999 networks asking: each gets 1/10,000 of a window's refill.
         unproven.set_active(1, 9_999);
@@ -1235,7 +1268,7 @@ mod tests {
             let g = ad.admit_query(t, from).unwrap();
             match ad.admit_unproven(t, g, 10_000) {
                 Ok(()) => crowd += 10_000,
-                Err(e) => assert_eq!(e, Drop::NetworkShare),
+                Err(e) => assert_eq!(e, DropReason::NetworkShare),
             }
         }
         assert!(
@@ -1262,7 +1295,7 @@ mod tests {
         for _ in 0..50 {
             let _ = ad.admit_query(T0, victim);
         }
-        assert_eq!(ad.admit_query(T0, victim), Err(Drop::SourceQueries));
+        assert_eq!(ad.admit_query(T0, victim), Err(DropReason::SourceQueries));
         // 100,000 fresh spoofed sources, one query each.
         for i in 0..100_000u32 {
             let from = SocketAddr::from((std::net::Ipv4Addr::from(0x0A00_0000 + i), 1));
@@ -1272,7 +1305,7 @@ mod tests {
         assert_eq!(admit(&mut ad, t, "198.51.100.1:1"), Ok(Class::Validated));
         assert_eq!(
             ad.admit_query(t, victim),
-            Err(Drop::SourceQueries),
+            Err(DropReason::SourceQueries),
             "the fined victim was not handed a fresh budget"
         );
         assert_eq!(ad.tracked().0, 256);
@@ -1333,7 +1366,7 @@ mod tests {
         let fresh = a("198.51.100.2:27005");
         let g = ad.admit_query(T0, fresh).unwrap();
         assert_eq!(ad.admit_scan(T0, g, 231), Ok(()));
-        assert_eq!(ad.admit_scan(T0, g, 65_536), Err(Drop::Scan));
+        assert_eq!(ad.admit_scan(T0, g, 65_536), Err(DropReason::Scan));
         // A validated browser still scans.
         let browser = a("198.51.100.1:27005");
         let g = prove(&mut ad, T0, browser, 1);

@@ -1,5 +1,5 @@
 //! The list every core serves: one per publication, built off the packet cores by the
-//! [`ListBuilder`](super::builder::ListBuilder) from every shard's snapshot and shared by `Arc` —
+//! [`ListBuilder`](crate::master::list::builder::ListBuilder) from every shard's snapshot and shared by `Arc` —
 //! no core sorts, merges or encodes a whole list.
 //!
 //! What it holds: each shard's latest snapshot (records and strings, shared copy-on-write with the
@@ -21,11 +21,18 @@
 //! - DP otherwise: a [`DpStream`] — the game's servers filtered and encoded a few packets at a time
 //!   as the transmit queue sends them, so neither the first packet nor the memory waits for the
 //!   whole list.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`builder`] | the list builder: shard snapshots and their membership changes in, one shared list out |
+//! | [`matcher`] | Valve filters and DP options evaluated on records; what a candidate costs a scan |
 
-use super::intern::Strings;
-use super::matcher;
-use super::record::{AddrKey, Server};
-use super::table::ShardSnapshot;
+pub mod builder;
+pub mod matcher;
+
+use crate::master::table::ShardSnapshot;
+use crate::master::table::intern::Strings;
+use crate::master::table::record::{AddrKey, Server};
 use crate::wire::dp_list::{
     ENTRY_V4_LEN, ENTRY_V6_LEN, ListQuery as DpQuery, QueryFilter, ResponseWriter,
 };
@@ -377,7 +384,7 @@ impl List {
     }
 
     /// Heap bytes of the list's own parts (orders, encodings, indexes); the records and strings it
-    /// shares with the tables are theirs ([`Table::heap_bytes`](super::table::Table::heap_bytes)).
+    /// shares with the tables are theirs ([`Table::heap_bytes`](crate::master::table::Table::heap_bytes)).
     pub fn heap_bytes(&self) -> usize {
         let v = &self.valve;
         let index = |n: usize| n.saturating_mul(4);
@@ -966,13 +973,13 @@ mod tests {
 
     /// A DP answer as the service asks for it, with the built-in game properties.
     fn dp_reply(list: &Arc<List>, q: &DpQuery<'_>) -> DpReply {
-        let games = crate::master::games::Games::default();
+        let games = crate::master::policy::games::Games::default();
         let game = games.query_game(q.gamename, q.protocol);
         List::dp_reply(list, q, game, games.sends(game), 1400)
     }
-    use crate::master::builder::ListBuilder;
+    use crate::master::list::builder::ListBuilder;
     use crate::master::policy::Limits;
-    use crate::master::record::Family;
+    use crate::master::table::record::Family;
     use crate::master::table::{Fields, Table};
     use crate::master::time::Time;
     use crate::wire::dp_list::ListResponse;

@@ -10,7 +10,7 @@
 //! a flood spoofed in a victim's name cannot lock the victim out for longer than one refill of
 //! its burst.
 
-use super::time::Time;
+use crate::master::time::Time;
 
 /// The shape of a bucket (shared by every bucket of one kind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 //! told so: under a flood of a million spoofed sources the map forgets the flood, never the state
 //! that matters. Memory is constant once full: no allocation per insert after that.
 
-use super::policy::IpKey;
+use crate::master::policy::IpKey;
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, RandomState};
 

@@ -1,4 +1,12 @@
 //! What the master accepts: table caps, address policy and the Quake III / DarkPlaces game rules.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`games`] | Quake III-family game properties: heartbeat tags, anonymous protocols, send-empty/full (dpmaster `-g`) |
+//! | [`bans`] | banned networks as sorted merged ranges (a binary search per datagram) |
+
+pub mod bans;
+pub mod games;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -233,7 +241,7 @@ mod tests {
 
     #[test]
     fn tags_and_games() {
-        let g = crate::master::games::Games::default();
+        let g = crate::master::policy::games::Games::default();
         assert_eq!(g.tag_index(b"QuakeArena-1"), Some(1));
         assert_eq!(g.tag_index(b"ETFlatline-1"), None);
         assert_eq!(

@@ -1,9 +1,9 @@
 //! The sources a core has answered recently: who was there before a flood.
 //!
-//! When a flood saturates the master-wide budget for unproven replies (`unproven.rs`), nothing in
+//! When a flood saturates the master-wide budget for unproven replies ([`super::unproven`]), nothing in
 //! a DarkPlaces query proves who is real. What a core can know is who asked *before*: a returning
 //! player, a server-list website. A source that got a reply in the hour before the budget
-//! saturated keeps its own budget ([`Tier::Known`](super::unproven::Tier)), while the flood's fresh
+//! saturated keeps its own budget ([`Tier::Known`](crate::master::admission::unproven::Tier)), while the flood's fresh
 //! sources share the rest.
 //!
 //! Memory is fixed: [`KNOWN_CAPACITY`] slots of 8 bytes (a 32-bit keyed fingerprint of the source
@@ -13,9 +13,9 @@
 //! free): an hour of planting fills at most 57,600 slots, and the core's real clients of the last
 //! hour are not all pushed out. Nothing is planted while saturated.
 
-use super::bucket::{Bucket, Rate};
-use super::policy::IpKey;
-use super::time::Time;
+use crate::master::admission::bucket::{Bucket, Rate};
+use crate::master::policy::IpKey;
+use crate::master::time::Time;
 use std::hash::{BuildHasher, RandomState};
 
 /// Fingerprints kept per core (512 KiB).

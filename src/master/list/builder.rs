@@ -15,9 +15,9 @@
 //! An address held by two shards (impossible while steering keeps a host on one core) is listed
 //! by both: a copy dropped as a duplicate could not come back when the other leaves.
 
-use super::list::{DpGroup, DpOrder, List, Packets, Ref, Valve6Order, ValveOrder};
-use super::record::{AddrKey, Family, Server};
-use super::table::ShardSnapshot;
+use crate::master::list::{DpGroup, DpOrder, List, Packets, Ref, Valve6Order, ValveOrder};
+use crate::master::table::ShardSnapshot;
+use crate::master::table::record::{AddrKey, Family, Server};
 use crate::wire::dp_list::{ENTRY_V4_LEN, ENTRY_V6_LEN, ResponseWriter};
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;

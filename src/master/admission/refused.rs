@@ -5,7 +5,7 @@
 //! held (the price of the bound); a source refused more often than `1 / TOP_REFUSED` of all
 //! refusals in the window is always held.
 
-use super::time::Time;
+use crate::master::time::Time;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Counters per core.

@@ -12,9 +12,9 @@
 //! (`pending_full`). A spoofer can hold places for two seconds per spoofed heartbeat, within the
 //! challenge budgets — the same exposure as dpmaster's.
 
-use super::policy::IpKey;
-use super::record::AddrKey;
-use super::time::Time;
+use crate::master::policy::IpKey;
+use crate::master::table::record::AddrKey;
+use crate::master::time::Time;
 use std::collections::{HashMap, VecDeque};
 
 /// How long a reservation lasts: dpmaster's challenge timeout. A real server answers a `getinfo`

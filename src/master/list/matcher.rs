@@ -5,8 +5,8 @@
 //! nothing and is neutral, except `\password\0`, which asks for servers without a password.
 //! String keys compare ASCII case-insensitively; tag lists are comma-separated.
 
-use super::intern::Strings;
-use super::record::{Family, Server, flags};
+use crate::master::table::intern::Strings;
+use crate::master::table::record::{Family, Server, flags};
 use crate::wire::dp_list::QueryFilter;
 use crate::wire::filter::{Condition, Filter, Tags, wildcard_match};
 use crate::wire::valve_list::Region;
@@ -126,9 +126,9 @@ pub fn dp_matches(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::master::intern::Interner;
-    use crate::master::record::AddrKey;
     use crate::master::table::Fields;
+    use crate::master::table::intern::Interner;
+    use crate::master::table::record::AddrKey;
     use crate::master::time::Time;
 
     /// A Valve server built through the interner, as the table would.

@@ -9,14 +9,28 @@
 //! sorts and indexes by (address, family, game, protocol, region, appid) changing counts as the
 //! server leaving and arriving; anything else is an attribute change, visible to the next snapshot
 //! without any list rebuild.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`record`] | the compact server record and its wire-ordered address key |
+//! | [`intern`] | reference-counted strings shared by records, under a bounded total |
+//! | [`expiry`] | the timing wheel |
+//! | [`budget`] | the global `max_servers`, drawn by every shard from one atomic count |
+//! | [`pending`] | handshakes challenged and not completed, counted against the caps |
 
-use super::budget::Budget;
-use super::expiry::{Due, Entry, Wheel};
-use super::intern::{Interner, Strings};
-use super::pending::{MAX_PENDING, Pending};
-use super::policy::{IpKey, Limits};
-use super::record::{AddrKey, Family, Server};
-use super::time::Time;
+pub mod budget;
+pub mod expiry;
+pub mod intern;
+pub mod pending;
+pub mod record;
+
+use crate::master::policy::{IpKey, Limits};
+use crate::master::table::budget::Budget;
+use crate::master::table::expiry::{Due, Entry, Wheel};
+use crate::master::table::intern::{Interner, Strings};
+use crate::master::table::pending::{MAX_PENDING, Pending};
+use crate::master::table::record::{AddrKey, Family, Server};
+use crate::master::time::Time;
 use hashbrown::HashTable;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -105,7 +119,7 @@ pub enum Rejected {
     PendingFull,
 }
 
-impl From<Rejected> for super::counters::Drop {
+impl From<Rejected> for crate::master::counters::DropReason {
     fn from(r: Rejected) -> Self {
         match r {
             Rejected::TableFull => Self::TableFull,

@@ -19,7 +19,7 @@
 //! The Valve paper budgeted 14 bytes (address, next pointer, timestamp): everything past that buys
 //! filtering at the master.
 
-use super::intern::{Interner, Sym};
+use crate::master::table::intern::{Interner, Sym};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// A server's address as a sortable key: `[4 | 6, address (16), port (big-endian, 2)]`.

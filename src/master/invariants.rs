@@ -3,7 +3,7 @@
 //! after every step it checks the invariants the master promises. The cargo-fuzz target
 //! `master_handle` runs it under libFuzzer; the unit tests below run it on random scripts.
 //!
-//! Built only for tests and with the `exercise` feature (the fuzz crate turns it on).
+//! Built only for tests and with the `invariants` feature (the fuzz crate turns it on).
 //!
 //! Every byte string is a valid script (a missing byte reads as 0), so random input reaches deep
 //! states: the script can answer the challenge the master really sent, as a game server would.
@@ -21,12 +21,14 @@
 //! - list replies decode, stay within their size bounds, and name only servers on the list;
 //!   a registration message draws at most one small datagram.
 
-use super::builder::ListBuilder;
-use super::counters::{Counters, Drop};
-use super::policy::{IpKey, Limits};
-use super::record::AddrKey;
-use super::steer::shard_for;
-use super::{Config, Master, Time};
+use crate::master::Config;
+use crate::master::Master;
+use crate::master::Time;
+use crate::master::counters::{Counters, DropReason};
+use crate::master::list::builder::ListBuilder;
+use crate::master::policy::{IpKey, Limits};
+use crate::master::steer::shard_for;
+use crate::master::table::record::AddrKey;
 use crate::wire::dp_list::ListResponse;
 use crate::wire::dp_server::{GetInfo, InfoResponse};
 use crate::wire::valve_heartbeat::{ChallengeReply, Heartbeat, HeartbeatEnd};
@@ -75,6 +77,8 @@ pub struct Reached {
     pub steps: usize,
     pub handshakes_answered: usize,
     pub list_replies: usize,
+    /// Servers listed from a (scripted) state file.
+    pub restored: usize,
     pub syncs: usize,
     pub counters: Counters,
 }
@@ -129,7 +133,7 @@ struct Run {
 }
 
 fn canonical(a: SocketAddr) -> AddrKey {
-    AddrKey::new(super::policy::canonical(a))
+    AddrKey::new(crate::master::policy::canonical(a))
 }
 
 /// Runs `data` as a script; `Err` names the first invariant broken. The first byte chooses the
@@ -142,7 +146,7 @@ pub fn run(data: &[u8]) -> Result<Reached, String> {
     let mut config = Config::with_secret(secret);
     let (mode, data) = data.split_first().map_or((0, data), |(m, rest)| (*m, rest));
     if mode % 2 == 1 {
-        config.admission = super::admission::AdmissionConfig::unlimited();
+        config.admission = crate::master::admission::AdmissionConfig::unlimited();
     }
     // The whole of every reply at once, so a reply can be checked as a whole.
     config.tx.window = usize::MAX / 4;
@@ -197,7 +201,7 @@ const DP_QUERIES: [&[u8]; 6] = [
 impl Run {
     fn new(now: Time, config: &Config) -> Run {
         let mut config = config.clone();
-        config.budget = Some(super::budget::Budget::shared(
+        config.budget = Some(crate::master::table::budget::Budget::shared(
             config.limits.max_servers,
             SHARDS,
         ));
@@ -248,6 +252,24 @@ impl Run {
                 self.deliver(from, &hb, Expect::Registration)?;
             }
             4 => self.dp_info_response(s, from, op)?,
+            5 if op & 0x80 != 0 => {
+                // A Xash3D FWGS client: the whole list as a keyed burst, no paging.
+                let key = u32::from(s.byte()).wrapping_mul(0x0101_0101) | 1;
+                let filter = s.pick(&VALVE_FILTERS).unwrap_or_default();
+                let text = [filter, format!("\\clver\\0.21\\key\\{key:x}").as_bytes()].concat();
+                let mut q = Vec::new();
+                let query = ListQuery {
+                    region: Region::All,
+                    seed: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                    filter: &text,
+                    well_formed: true,
+                };
+                if query.encode(&mut q).is_ok() {
+                    let v6 = from.is_ipv6() && super::policy::canonical(from).is_ipv6();
+                    self.deliver(from, &q, Expect::XashBurst { key, v6 })?;
+                }
+            }
+            6 if op & 0x80 != 0 => self.restore(s, from)?,
             5 => {
                 let filter = s.pick(&VALVE_FILTERS).unwrap_or_default();
                 let seed = match s.byte() % 3 {
@@ -286,6 +308,46 @@ impl Run {
                 self.now = self.now.plus_millis(ms);
                 self.sync()?;
             }
+        }
+        Ok(())
+    }
+
+    /// A server from a state file, listed on the shard its address steers to as the engine's
+    /// restore does (caps, address and game policy still apply): it joins the servers that may
+    /// be listed without a handshake of their own.
+    fn restore(&mut self, s: &mut Script<'_>, from: SocketAddr) -> Result<(), String> {
+        let family = if s.byte() % 2 == 0 {
+            super::Family::Valve
+        } else {
+            super::Family::DarkPlaces
+        };
+        let game = match family {
+            super::Family::Valve => s.pick(&GAMEDIRS).unwrap_or_default(),
+            _ => s.pick(&DP_GAMES).unwrap_or(None).unwrap_or_default(),
+        };
+        let fields = super::Fields {
+            game,
+            map: s.pick(&MAPS).unwrap_or_default(),
+            players: s.byte(),
+            max_players: s.byte(),
+            protocol: 3,
+            ..super::Fields::default()
+        };
+        // Expiring within 0–255 s: some already expired (then not listed).
+        let expires = self
+            .now
+            .plus_secs(u64::from(s.byte()))
+            .plus_millis(1)
+            .min(self.now.plus_millis(TIMEOUT_MS));
+        let first_seen = self.now.secs_u32();
+        let shard = shard_for(from.ip(), SHARDS);
+        let master = self
+            .masters
+            .get_mut(shard)
+            .ok_or("the steering function named a shard that does not exist")?;
+        if let Ok(true) = master.restore(self.now, from, family, &fields, expires, first_seen) {
+            self.completed.insert(canonical(from));
+            self.reached.restored = self.reached.restored.saturating_add(1);
         }
         Ok(())
     }
@@ -437,6 +499,26 @@ impl Run {
                     return Err(format!("a Valve page names {a}, not on the list"));
                 }
             }
+            Expect::XashBurst { key, v6 } => {
+                self.reached.list_replies = self.reached.list_replies.saturating_add(1);
+                let max = if v6 { 1280 } else { 510 };
+                for d in &datagrams {
+                    if d.len() > max {
+                        return Err(format!(
+                            "a Xash3D datagram of {} bytes (max {max})",
+                            d.len()
+                        ));
+                    }
+                    let b = crate::wire::xash::BurstDatagram::decode(d, v6, true)
+                        .map_err(|e| format!("a Xash3D burst datagram: {e}"))?;
+                    if b.key != Some(key) {
+                        return Err(format!("a burst keyed {:?}, asked {key:x}", b.key));
+                    }
+                    if let Some(a) = b.servers.iter().find(|a| !listed(**a)) {
+                        return Err(format!("a Xash3D burst names {a}, not on the list"));
+                    }
+                }
+            }
             Expect::DpList => {
                 self.reached.list_replies = self.reached.list_replies.saturating_add(1);
                 let max = self.masters.first().map_or(0, |m| m.config().max_dp_packet);
@@ -530,7 +612,7 @@ impl Run {
                     return Err(format!("{} servers share the address of {addr}", *n));
                 }
             }
-            if m.counters().dropped(Drop::Unknown) > m.counters().received {
+            if m.counters().dropped(DropReason::Unknown) > m.counters().received {
                 return Err("more drops than datagrams".to_owned());
             }
         }
@@ -546,6 +628,11 @@ enum Expect {
     Registration,
     ValvePage,
     DpList,
+    /// A Xash3D query's burst (keyed with this key), to an IPv6 client or not.
+    XashBurst {
+        key: u32,
+        v6: bool,
+    },
 }
 
 impl Expect {
@@ -590,7 +677,7 @@ mod tests {
         // From the private host (address 5): no challenge, nothing listed.
         let reached = run(&[0, 1, 5, 2, 5, 1, 1, 0, 0, 7, 0, 1]).unwrap();
         assert_eq!(reached.counters.registered, 0);
-        assert_eq!(reached.counters.dropped(Drop::PrivateAddress), 2);
+        assert_eq!(reached.counters.dropped(DropReason::PrivateAddress), 2);
     }
 
     #[test]
@@ -621,18 +708,21 @@ mod tests {
             let r = run(&data).unwrap_or_else(|e| panic!("{e}\nscript: {data:?}"));
             total.handshakes_answered += r.handshakes_answered;
             total.list_replies += r.list_replies;
+            total.restored += r.restored;
             total.counters += &r.counters;
         }
+        assert!(total.restored > 100, "restores reached: {}", total.restored);
+        assert!(total.counters.xash_queries > 100, "{:?}", total.counters);
         assert!(total.counters.registered > 1000, "{:?}", total.counters);
         assert!(total.counters.expired > 100, "{:?}", total.counters);
         assert!(total.list_replies > 1000);
         assert!(
-            total.counters.dropped(Drop::PerIpCap) > 0,
+            total.counters.dropped(DropReason::PerIpCap) > 0,
             "{:?}",
             total.counters
         );
         assert!(
-            total.counters.dropped(Drop::TableFull) > 0,
+            total.counters.dropped(DropReason::TableFull) > 0,
             "{:?}",
             total.counters
         );
