@@ -138,3 +138,4 @@ EOF
     rm -rf "$W/www"
 done
 echo "# ratio: muster's requests per CPU-second over nginx's, same path, same bytes, same run" | tee -a "$OUT"
+python3 benches/http_report.py "$OUT"
