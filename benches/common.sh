@@ -35,7 +35,10 @@ RCVBUF_ASK=$(( $($M default-config | awk -F= '/^recv_buffer_kib/ { print $2 + 0 
 RMEM_MAX0=$(sysctl -n net.core.rmem_max)
 RMEM_DEFAULT0=$(sysctl -n net.core.rmem_default)
 restore_rmem() { sysctl -q -w net.core.rmem_max="$RMEM_MAX0" net.core.rmem_default="$RMEM_DEFAULT0" || true; }
-trap restore_rmem EXIT
+# On any exit (a failed step included) the master still running is stopped too.
+PID=""
+on_exit() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; fi; restore_rmem; }
+trap on_exit EXIT
 trap 'exit 130' INT TERM
 [ "$RMEM_MAX0" -ge "$RCVBUF_ASK" ] || sysctl -q -w net.core.rmem_max="$RCVBUF_ASK"
 RCVBUF=$(( 2 * RCVBUF_ASK ))
@@ -81,7 +84,7 @@ start_dpmaster() {
     sysctl -q -w net.core.rmem_default="$RMEM_DEFAULT0"
     check_rcvbuf "$port" dpmaster
 }
-stop_master() { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+stop_master() { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; }
 
 # listed ADDR MODE: servers on the list (one query).
 listed() {

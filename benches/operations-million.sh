@@ -118,6 +118,7 @@ run() {
 }
 
 run off --http off
+stop_master
 
 HTTP="127.0.0.1:$(free_tcp_port)"
 run on --http "$HTTP" --state-file "$STATE"
@@ -141,7 +142,7 @@ read -r servers restored registrations <"$OUT/restart.counts.txt"
 got=$(until_listed "$addr")
 echo "$got" >"$OUT/restart.listed.txt"
 [ "$got" = "$N" ] || fail "restart: the master lists $got servers, not $N"
-kill "$PID"; wait "$PID" 2>/dev/null || true
+stop_master
 rm -f "$STATE"
 
 python3 benches/operations_report.py "$OUT" "$N" "$IDLE" "$TICK"
