@@ -25,30 +25,66 @@ rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
 LG1=""; [ "$CPUS" -gt 1 ] && LG1="taskset -c 1-$((CPUS - 1))"
 
+# The same receive buffer for every master. muster asks SO_RCVBUF = sockets.recv_buffer_kib (4 MiB
+# by default), which the kernel caps at net.core.rmem_max and doubles (socket(7)); dpmaster never
+# sets SO_RCVBUF, so its socket gets net.core.rmem_default. For the run, rmem_max is raised to
+# muster's ask if it is below, and while dpmaster creates its socket rmem_default is what muster's
+# sockets get (then put back at once: clients keep the kernel's default); both are restored when
+# the script exits. Each start checks the buffer its sockets got (`ss -m`, rb). Needs root.
+RCVBUF_ASK=$(( $($M default-config | awk -F= '/^recv_buffer_kib/ { print $2 + 0 }') * 1024 ))
+RMEM_MAX0=$(sysctl -n net.core.rmem_max)
+RMEM_DEFAULT0=$(sysctl -n net.core.rmem_default)
+restore_rmem() { sysctl -q -w net.core.rmem_max="$RMEM_MAX0" net.core.rmem_default="$RMEM_DEFAULT0" || true; }
+# On any exit (a failed step included) the master still running is stopped too.
+PID=""
+on_exit() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; fi; restore_rmem; }
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+[ "$RMEM_MAX0" -ge "$RCVBUF_ASK" ] || sysctl -q -w net.core.rmem_max="$RCVBUF_ASK"
+RCVBUF=$(( 2 * RCVBUF_ASK ))
+echo "$RCVBUF" >"$OUT/rcvbuf.txt"
+# rcvbuf PORT: the receive buffer (`ss -m` rb, bytes) of the UDP sockets bound to PORT, one line
+# per distinct value.
+rcvbuf() { ss -uamn "sport = :$1" | grep -o 'rb[0-9]*' | tr -d rb | sort -u; }
+# check_rcvbuf PORT WHO: fails the run unless every socket on PORT has RCVBUF.
+check_rcvbuf() {
+    local got; got=$(rcvbuf "$1" | tr '\n' ' ')
+    [ "$got" = "$RCVBUF " ] || { echo "$2: receive buffer ${got:-none}, not $RCVBUF"; exit 1; }
+}
+
 PID=""; ADDR=""
-# start_muster CORES [flags…]: muster on 127.0.0.1 (pinned by itself: --cores 1 is CPU 0).
+# start_muster CORES [flags…]: muster on 127.0.0.1. With --cores 1 it runs under `taskset -c 0`:
+# every thread of the process (the core, which pins itself to its first allowed CPU, and the list
+# builder, control and HTTP threads, which do not) on CPU 0, as dpmaster, so the master's CPU
+# figures compare one CPU with one CPU.
 start_muster() {
     local cores=$1; shift
     local port; port=$(free_port)
-    $M serve --config benches/bench.toml --listen "127.0.0.1:$port" --cores "$cores" --allow-private \
+    local pin=""; [ "$cores" = 1 ] && pin="taskset -c 0"
+    $pin $M serve --config benches/bench.toml --listen "127.0.0.1:$port" --cores "$cores" --allow-private \
         --max-servers-per-ip 64 "$@" \
         >"$OUT/master.out" 2>"$OUT/master.err" &
     PID=$!
     for _ in $(seq 100); do grep -q "serving on" "$OUT/master.out" && break; sleep 0.1; done
     grep -q "serving on" "$OUT/master.out" || { cat "$OUT/master.err"; exit 1; }
     ADDR="127.0.0.1:$port"
+    check_rcvbuf "$port" muster
 }
-# start_dpmaster [flags…]: dpmaster on CPU 0, quiet (-v 1: errors only; its default logs every packet).
+# start_dpmaster [flags…]: dpmaster on CPU 0, quiet (-v 1: errors only; its default logs every
+# packet), its socket created while net.core.rmem_default is muster's buffer.
 start_dpmaster() {
     local port; port=$(free_port)
     local jail; jail=$(mktemp -d)
+    sysctl -q -w net.core.rmem_default="$RCVBUF"
     taskset -c 0 "$DPMASTER" -j "$jail" -l 127.0.0.1 -p "$port" --allow-loopback -n 1100000 -N 64 -v 1 "$@" \
         >"$OUT/master.out" 2>&1 &
     PID=$!
     ADDR="127.0.0.1:$port"
-    sleep 0.5
+    for _ in $(seq 50); do [ -n "$(rcvbuf "$port")" ] && break; sleep 0.1; done
+    sysctl -q -w net.core.rmem_default="$RMEM_DEFAULT0"
+    check_rcvbuf "$port" dpmaster
 }
-stop_master() { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+stop_master() { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; }
 
 # listed ADDR MODE: servers on the list (one query).
 listed() {

@@ -18,7 +18,10 @@
 #   SIZES="1000 10000" benches/e2e.sh
 #
 # dpmaster is built from ../shared/peers/dpmaster as its README there says (set DPMASTER to use a
-# binary of your own). Everything runs on loopback; every step is bounded in time.
+# binary of your own). Side by side on equal terms (benches/common.sh): dpmaster's socket gets the
+# receive buffer muster asks for (net.core.rmem_default raised while it starts, so run as root), and
+# with one master core every muster thread runs on CPU 0 under `taskset -c 0`, as dpmaster does.
+# Everything runs on loopback; every step is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -4,6 +4,7 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 import sys
 
 out, parts, sizes, dur, conc, tick = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4], sys.argv[5], int(sys.argv[6])
@@ -26,16 +27,21 @@ def ratio(a, b):
     return f"{a / b:.2f}×" if b else "—"
 
 
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 blast = load("blast.json")
 sections = []
 sections.append(f"""### End to end (muster-loadgen on loopback)
 
-Run on {datetime.date.today()}: `PARTS="{' '.join(parts)}" SIZES="{' '.join(sizes)}" DUR={dur} CONC={conc} benches/e2e.sh`
+Run on {datetime.date.today()} at commit `{commit}`{' (with uncommitted changes)' if dirty else ''}: `PARTS="{' '.join(parts)}" SIZES="{' '.join(sizes)}" DUR={dur} CONC={conc} benches/e2e.sh`
 (`cargo build --release`). Machine: {os.cpu_count()} × {cpu}, Linux {platform.release()}. With one
-master core, the master runs on CPU 0 (muster pins itself; dpmaster under `taskset -c 0`) and the
-load generator on the other CPU; with `--cores 2` they share both. Master CPU is utime + stime
-from `/proc/PID/stat` over the measured step. Loopback ceiling measured in the same run
+master core, the master runs on CPU 0 (muster and dpmaster under `taskset -c 0`: every muster
+thread, list builder, control and HTTP included) and the load generator on the other CPU; with
+`--cores 2` they share both. Master CPU is utime + stime of the whole process from
+`/proc/PID/stat` over the measured step. Every master socket had the same receive buffer,
+{int(load("rcvbuf.txt") or 0):,} bytes (`ss -m`; muster asks for it, dpmaster got it from
+`net.core.rmem_default`, raised while it started). Loopback ceiling measured in the same run
 (`muster-loadgen blast --size 1395`): send_to {blast['methods'][0]['received_per_sec']:,.0f}
 datagrams/s, GSO {blast['methods'][2]['received_per_sec']:,.0f}/s.""")
 

@@ -22,6 +22,10 @@
 #   region (12,500 servers) quiet, then while 2,000 /24s send 700 first pages/s whose filter no
 #   index narrows and nothing matches — p99 of the whole list, and the master's CPU.
 #
+#   dpmaster gets the receive buffer muster asks for, and muster `--cores 1` runs every thread on
+#   CPU 0 as dpmaster does (benches/common.sh; run as root: it raises net.core.rmem_default while
+#   dpmaster starts).
+#
 #   benches/reflection.sh                # about 15 minutes
 #   FLOODS="per24 servers" MASTERS="dpmaster muster2" benches/reflection.sh
 #   KEEP=1 MASTERS=muster2 benches/reflection.sh    # again for one master, the others' results kept

@@ -98,6 +98,7 @@ index narrows and nothing matches — each would examine 65,536 candidates (`MAX
 The flood sent {fl['sent_datagrams']:,} queries ({fl['sent_bytes'] / 1e3:,.0f} KB) and its addresses
 got {fl['reply_bytes'] / 1e3:,.0f} KB back ({fl['amplification']:.2f}×)."""
 
+rcvbuf = int(open(f"{out}/rcvbuf.txt").read()) if os.path.exists(f"{out}/rcvbuf.txt") else 0
 text = f"""<!-- reflection:begin (written by benches/reflection.sh; do not edit by hand) -->
 ### Reflection against the smartest spoofer
 
@@ -110,7 +111,10 @@ what the master sends it: the bytes a spoofer would have reflected at that addre
 into each flood, the returning clients (they listed once before the floods: the load generator's
 DP client and stock qstat) and a fresh Valve client ask for the whole list. The bound is the
 master-wide budget for unproven replies over the flood: 1 MiB + 1 MiB/s × its duration, plus one
-reply. Master CPU is utime + stime over the flood.
+reply. Master CPU is utime + stime of the whole process over the flood; with one core, muster and
+dpmaster run under `taskset -c 0` (every muster thread, list builder and control included). Every
+master socket had the same receive buffer, {rcvbuf:,} bytes (`ss -m`; muster asks for it, dpmaster
+got it from `net.core.rmem_default`, raised while it started).
 
 | flood | master | sent | to the spoofed addresses | amplification | from second 5 | muster's bound | worst address | addresses answered | master CPU | clients during the flood |
 |---|---|---|---|---|---|---|---|---|---|---|

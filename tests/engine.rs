@@ -289,14 +289,19 @@ fn registrations_go_through_a_query_flood() {
     every_core_lists(&e, 2000, 0);
     drop(listed);
     // Flooders on both cores hammer the master with list queries (bounded: 10 s at most) from
-    // before the first new game server registers until the last has.
+    // before the first new game server registers until after the last has. Each counts its own
+    // sends; the test reads those counts, so "the flood was running" is the flooders' word.
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let sent: Vec<std::sync::Arc<AtomicU64>> = (0..2)
+        .map(|_| std::sync::Arc::new(AtomicU64::new(0)))
+        .collect();
+    let counts = || -> Vec<u64> { sent.iter().map(|s| s.load(Ordering::Relaxed)).collect() };
     let flooders: Vec<_> = clients_on_every_core(2, 91)
         .into_iter()
-        .map(|s| {
-            let (stop, sent) = (stop.clone(), sent.clone());
+        .zip(sent.iter().cloned())
+        .map(|(s, sent)| {
+            let stop = stop.clone();
             std::thread::spawn(move || {
                 let q: Vec<Vec<u8>> = (0..64).map(|_| b"1\xff0.0.0.0:0\0\0".to_vec()).collect();
                 let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -308,19 +313,29 @@ fn registrations_go_through_a_query_flood() {
         })
         .collect();
     assert!(
-        eventually(|| sent.load(Ordering::Relaxed) >= 4096),
-        "the flood started"
+        eventually(|| counts().iter().all(|&n| n >= 2048)),
+        "the flood started on both cores: {:?}",
+        counts()
     );
+    let before = counts();
     let servers = sockets(92, 16, 400);
     let hs = valve_register(master, &servers, "tf");
-    let during = stop.load(Ordering::Relaxed);
+    let after = counts();
+    // Each flooder sent during the registrations, and is still sending after the last one: a
+    // flooder that ran out of time (or died) before then never counts past `after`.
+    let still_running = eventually(|| counts().iter().zip(&after).all(|(now, then)| now > then));
     stop.store(true, Ordering::Relaxed);
     for t in flooders {
         t.join().unwrap();
     }
     assert!(
-        !during,
-        "the flood was still running when the last server registered"
+        before.iter().zip(&after).all(|(b, a)| a > b),
+        "every flooder sent while servers registered: {before:?} then {after:?}"
+    );
+    assert!(
+        still_running,
+        "the flood was still running when the last server registered: {after:?} then {:?}",
+        counts()
     );
     assert_eq!(hs.answered, 400, "every new server got its challenge");
     every_core_lists(&e, 2400, 0);

@@ -499,7 +499,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(300))]
+        #![proptest_config(ProptestConfig::with_cases(crate::wire::NO_PANIC_CASES))]
         /// Whatever the method, target and headers, each listener answers with a status its
         /// checks allow, and never fails to answer a well-framed request.
         #[test]

@@ -296,7 +296,10 @@ mod tests {
             let back: Vec<(Vec<u8>, Vec<u8>)> = info.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
             prop_assert_eq!(back, pairs);
         }
+    }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(crate::wire::NO_PANIC_CASES))]
         #[test]
         fn never_panics(raw in proptest::collection::vec(any::<u8>(), 0..600)) {
             if let Ok(info) = InfoString::parse(&raw) {
