@@ -367,9 +367,10 @@ fn scan_cost(c: &mut Criterion) {
     let mut b = ListBuilder::new(1, 1400);
     b.apply(0, t.snapshot());
     let list = b.build().unwrap();
-    // The costliest filter that fits a datagram: a `nor` group (every child evaluated when none
-    // matches) of wildcards whose pieces each match a little further into a 255-byte text, the
-    // last never: ~1,300 bytes, ~600 pieces, each a substring search per candidate.
+    // The costliest filter that fits a datagram and matches nothing: `nand` of one `nor` group
+    // (every child evaluated when none matches; the `nor` then holds, so the `nand` does not) of
+    // wildcards whose pieces each match a little further into a 255-byte text, the last never:
+    // ~700 bytes, ~300 pieces, each a substring search per candidate.
     let piece_run: Vec<u8> = {
         let mut p = vec![b'*'];
         for k in 0..60 {
@@ -379,7 +380,7 @@ fn scan_cost(c: &mut Criterion) {
         p.extend_from_slice(b"zz*");
         p
     };
-    let mut worst = b"\\nor\\5".to_vec();
+    let mut worst = b"\\nand\\1\\nor\\5".to_vec();
     for i in 0..5 {
         let key: &[u8] = if i % 2 == 0 {
             b"name_match"
@@ -394,7 +395,8 @@ fn scan_cost(c: &mut Criterion) {
     assert!(worst.len() < 1400, "{}", worst.len());
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("map", b"\\map\\no_such_map".to_vec()),
-        ("flags", b"\\dedicated\\0\\secure\\0".to_vec()),
+        // Every server is dedicated and none secure.
+        ("flags", b"\\dedicated\\1\\secure\\1".to_vec()),
         ("name_match", b"\\name_match\\*no such server*".to_vec()),
         ("gametype", b"\\gametype\\alltalk,cp,nosuchtag".to_vec()),
         ("worst_nor_of_wildcards", worst),

@@ -66,10 +66,10 @@ MASTER = [
 ]
 SCAN = [
     ("walk_start_65536_candidates_map", "`\\map\\no_such_map`: an interned-string comparison"),
-    ("walk_start_65536_candidates_flags", "`\\dedicated\\0\\secure\\0`: flags"),
+    ("walk_start_65536_candidates_flags", "`\\dedicated\\1\\secure\\1`: flags (every server dedicated, none secure)"),
     ("walk_start_65536_candidates_name_match", "`\\name_match\\*no such server*` on 255-byte names"),
     ("walk_start_65536_candidates_gametype", "`\\gametype\\alltalk,cp,nosuchtag` on 5-tag lists"),
-    ("walk_start_65536_candidates_worst_nor_of_wildcards", "the costliest filter that fits a datagram: `\\nor\\5` of ~600 wildcard pieces"),
+    ("walk_start_65536_candidates_worst_nor_of_wildcards", "the costliest filter that fits a datagram and matches nothing: `\\nand\\1\\nor\\5` of ~300 wildcard pieces"),
 ]
 
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
