@@ -4,6 +4,14 @@
 # step is bounded in time; everything runs on loopback.
 
 cargo build --release --workspace -q
+# What this run measures, for its report (benches/measured.py): the commit built, and whether the
+# tree had uncommitted changes (docs/benchmarks.md, the reports' own output, aside).
+record_commit() {
+    { git rev-parse --short HEAD
+      git status --porcelain --untracked-files=no -- . ':!docs/benchmarks.md' | grep -q . && echo dirty
+    } >"$1/commit.txt" || true
+}
+record_commit "$OUT"
 M=target/release/muster
 L=target/release/muster-loadgen
 CPUS=$(nproc)

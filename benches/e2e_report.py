@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the results of benches/e2e.sh into docs/benchmarks.md, between the e2e markers."""
 import datetime
+import measured
 import json
 import os
 import platform
@@ -27,9 +28,7 @@ def ratio(a, b):
     return f"{a / b:.2f}×" if b else "—"
 
 
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-# Uncommitted changes to what was measured (the report this writes is not one).
-dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/benchmarks.md"], capture_output=True, text=True).stdout.strip()
+commit, dirty = measured.commit_of(out)
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 blast = load("blast.json")
 sections = []

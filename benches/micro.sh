@@ -9,6 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=target/bench-micro
 mkdir -p "$OUT"
+# The commit measured, for the report (benches/measured.py; the same as benches/common.sh writes).
+{ git rev-parse --short HEAD
+  git status --porcelain --untracked-files=no -- . ':!docs/benchmarks.md' | grep -q . && echo dirty
+} >"$OUT/commit.txt" || true
 rm -rf target/criterion/wire target/criterion/master target/criterion/scan target/criterion/state_file
 cargo bench -q --bench wire -- --warm-up-time 1 --measurement-time 3 >"$OUT/wire.txt" 2>&1
 cargo bench -q --bench master -- --warm-up-time 1 --measurement-time 3 >"$OUT/master.txt" 2>&1

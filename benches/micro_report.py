@@ -3,6 +3,7 @@
 Every figure is read from criterion's estimates of this run (target/criterion/*/new) or from the
 memory bench's output; the texts here only say what each bench does."""
 import datetime
+import measured
 import json
 import os
 import platform
@@ -72,9 +73,7 @@ SCAN = [
     ("walk_start_65536_candidates_worst_nor_of_wildcards", "the costliest filter that fits a datagram and matches nothing: `\\nand\\1\\nor\\5` of ~300 wildcard pieces"),
 ]
 
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-# Uncommitted changes to what was measured (the report this writes is not one).
-dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/benchmarks.md"], capture_output=True, text=True).stdout.strip()
+commit, dirty = measured.commit_of(out)
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 parts = [f"""<!-- micro:begin (written by benches/micro.sh; do not edit by hand) -->
 ## Micro-benches (criterion)

@@ -2,6 +2,7 @@
 """Writes the results of benches/operations-million.sh into docs/benchmarks.md, between the
 operations markers."""
 import datetime
+import measured
 import json
 import os
 import platform
@@ -21,9 +22,7 @@ def fleet(tag):
         return json.load(f)
 
 
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-# Uncommitted changes to what was measured (the report this writes is not one).
-dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/benchmarks.md"], capture_output=True, text=True).stdout.strip()
+commit, dirty = measured.commit_of(out)
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 env = " ".join(f"{k}={v}" for k, v in (("N", n), ("IDLE", idle)) if (k, v) != ("N", 1000000) and (k, v) != ("IDLE", 12))
 runs = {tag: [int(x) for x in read(f"{tag}.txt")] for tag in ("off", "on")}

@@ -3,6 +3,7 @@
 markers: what every flood delivered to the spoofed addresses, per master, and what clients got
 meanwhile. Every figure is read from the run's JSON files; nothing is typed in by hand."""
 import datetime
+import measured
 import json
 import os
 import platform
@@ -26,9 +27,7 @@ def cpu_secs(name):
     return int(v) / tick if v else 0.0
 
 
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-# Uncommitted changes to what was measured (the report this writes is not one).
-dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/benchmarks.md"], capture_output=True, text=True).stdout.strip()
+commit, dirty = measured.commit_of(out)
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 labels = {
     "dpmaster": "dpmaster 2.2",

@@ -1,0 +1,25 @@
+"""The commit a benchmark run measured, for the reports: what the script built.
+
+The scripts write `commit.txt` in their output directory when they build (`benches/common.sh`,
+`benches/micro.sh`): the short hash, then `dirty` if the tree had uncommitted changes to anything
+but docs/benchmarks.md (the reports' own output). A report run after later commits still names
+the commit measured. Without the file (an older run), HEAD now.
+"""
+import os
+import subprocess
+
+
+def commit_of(out):
+    """(short hash, dirty) of the run whose outputs are in `out`."""
+    path = out if os.path.isdir(out) else os.path.dirname(out)
+    f = os.path.join(path, "commit.txt")
+    if os.path.exists(f):
+        words = open(f).read().split()
+        if words:
+            return words[0], "dirty" in words[1:]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/benchmarks.md"],
+        capture_output=True, text=True,
+    ).stdout.strip()
+    return commit, bool(dirty)
