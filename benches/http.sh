@@ -52,7 +52,7 @@ thread_ticks() {
 }
 
 {
-echo "# benches/http.sh run of $(date -u +%F) at $(git rev-parse --short HEAD)$(git diff --quiet || echo +dirty)"
+echo "# benches/http.sh run of $(date -u +%F) at $(git rev-parse --short HEAD)$(git diff --quiet -- . ':!docs/benchmarks.md' || echo +dirty)"
 echo "# $(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2}') × $(nproc), $(uname -r); wrk -t1 -c$CONNS -d${DUR}s; nginx $(nginx -v 2>&1 | sed 's/.*\///')"
 printf '%-8s %-20s %-7s %12s %10s %10s %14s %14s %8s\n' servers path server "body_bytes" "req/s" "p99" "req/cpu_s" "req/thread_s" ratio
 } | tee "$OUT"

@@ -121,12 +121,14 @@ for name, what in SCAN:
     rows.append(f"| `{name}` | {what} | {fmt(t)} | {fmt(t / 65536 if t else None)} | {ratio(t, cheap)} |")
 parts.append("""### Scan cost per kind of condition
 
-A walk's start over 65,536 candidates (`MAX_SCAN`), servers with 255-byte hostnames and versions,
-for filters no index narrows and nothing matches. One unit of scan work (`matcher::scan_weight`)
-is the cheapest candidate; the ratio column is what each filter costs in those units, which the
-weights must bound from above.
+A walk's start among 65,536 servers with 255-byte hostnames and versions, for filters no index
+narrows and nothing matches, so each query runs until its scan stops at `MAX_SCAN` = 65,536 units
+of work: a candidate costs `matcher::scan_weight(filter)` units (1 for flags and interned strings,
+more per wildcard piece and tag), so a costly filter examines fewer candidates. "Per unit" is the
+query's time over 65,536. The weights bound what filters cost when every filter's time per unit
+is at most the cheapest's (the flags case): a ratio of 1.0× or less.
 
-| bench | filter | per query | per candidate | ratio to flags |
+| bench | filter | per query | per unit | ratio to flags |
 |---|---|---|---|---|
 """ + "\n".join(rows))
 
