@@ -154,23 +154,7 @@ fn stock_openarena_server_is_listed() {
 
     let r = record_of(&m, &mut gs);
     // Its infoResponse: `\gamename\Quake3Arena\protocol\71\hostname\…\mapname\oa_dm1\sv_maxclients\8…`.
-    assert_eq!(
-        (
-            &r["family"],
-            &r["game"],
-            &r["name"],
-            &r["map"],
-            &r["max_players"]
-        ),
-        (
-            &serde_json::json!("dp"),
-            &serde_json::json!("Quake3Arena"),
-            &serde_json::json!(hostname),
-            &serde_json::json!("oa_dm1"),
-            &serde_json::json!(8)
-        ),
-        "{r}"
-    );
+    assert_listed_as(&r, "Quake3Arena", &hostname, "oa_dm1", 8);
     // What OpenArena's client (and qstat -q3m) asks: protocol 71, no game name.
     every_core_lists_it(&m, 81, "getservers 71 empty full\n", addr);
     gs.assert_running();
@@ -215,6 +199,17 @@ fn stock_nexuiz_server_is_listed() {
     let r = record_of(&m, &mut gs);
     // Its infoResponse: `\gamename\Nexuiz\modname\data\gameversion\20000\sv_maxclients\8…
     // \mapname\aggressor\hostname\…\protocol\3`.
+    assert_listed_as(&r, "Nexuiz", &hostname, "aggressor", 8);
+    // What Nexuiz's client (and qstat -nexuizm) asks.
+    every_core_lists_it(&m, 82, "getservers Nexuiz 3 empty full", addr);
+    gs.assert_running();
+    drop(gs);
+    m.terminate();
+}
+
+/// The master's record of a stock DP-protocol server: the game, hostname, map and slots its
+/// `infoResponse` reported.
+fn assert_listed_as(r: &serde_json::Value, game: &str, hostname: &str, map: &str, max: u64) {
     assert_eq!(
         (
             &r["family"],
@@ -225,16 +220,11 @@ fn stock_nexuiz_server_is_listed() {
         ),
         (
             &serde_json::json!("dp"),
-            &serde_json::json!("Nexuiz"),
+            &serde_json::json!(game),
             &serde_json::json!(hostname),
-            &serde_json::json!("aggressor"),
-            &serde_json::json!(8)
+            &serde_json::json!(map),
+            &serde_json::json!(max)
         ),
         "{r}"
     );
-    // What Nexuiz's client (and qstat -nexuizm) asks.
-    every_core_lists_it(&m, 82, "getservers Nexuiz 3 empty full", addr);
-    gs.assert_running();
-    drop(gs);
-    m.terminate();
 }
