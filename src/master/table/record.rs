@@ -89,6 +89,9 @@ pub mod flags {
     pub const PROXY: u16 = 1 << 5;
     pub const NAT: u16 = 1 << 6;
     pub const WHITELISTED: u16 = 1 << 7;
+    /// Kept in the table but in no list: a liveness probe has not vouched for it
+    /// ([`crate::master::probe`]). Never set by what a server claims.
+    pub const HIDDEN: u16 = 1 << 8;
 }
 
 /// One listed server.
@@ -121,6 +124,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// Whether the server takes a place in list replies (not hidden by its probes).
+    pub fn is_listed(&self) -> bool {
+        self.flags & flags::HIDDEN == 0
+    }
+
     /// A record with nothing in it (a stand-in where a lookup that cannot fail must still not panic).
     pub const EMPTY: Server = Server {
         addr: AddrKey([0; 19]),
