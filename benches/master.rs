@@ -21,6 +21,7 @@ fn limits() -> Limits {
     Limits {
         max_servers: 2_000_000,
         max_servers_per_ip: 32,
+        max_servers_per_net: u16::MAX,
         allow_private: true,
         ..Limits::default()
     }

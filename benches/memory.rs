@@ -78,6 +78,7 @@ fn measure(p: Population, n: u32) {
         // A deployment sized for them: each shard reserves its share up front.
         max_servers: n as usize,
         max_servers_per_ip: 64,
+        max_servers_per_net: u16::MAX,
         allow_private: true,
         ..Limits::default()
     };

@@ -19,6 +19,7 @@ fn table() -> Table {
         Limits {
             max_servers: 2 * N as usize,
             max_servers_per_ip: 32,
+            max_servers_per_net: u16::MAX,
             allow_private: true,
             ..Limits::default()
         },

@@ -10,6 +10,7 @@ use crate::master::admission::bucket::{MAX_BURST, Rate};
 use crate::master::admission::{AdmissionConfig, ClassLimits, QUERY};
 use crate::master::policy::bans::{MAX_BANS, NetSet};
 use crate::master::policy::games::{GameProps, Games};
+use crate::master::probe::ProbeConfig;
 use crate::master::{GamePolicy, Limits};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ pub struct File {
     pub server_timeout: u64,
     pub max_servers: usize,
     pub max_servers_per_ip: u16,
+    pub max_servers_per_net: u16,
     pub max_string_mib: usize,
     pub list_refresh_ms: u64,
     pub accept_games: Vec<String>,
@@ -50,6 +52,8 @@ pub struct File {
     pub admission: AdmissionFile,
     pub sockets: SocketsFile,
     pub xash: XashFile,
+    /// `[probe]`: liveness probes of listed servers.
+    pub probe: ProbeFile,
     /// `[[game]]`: Quake III-family game properties laid over the built-in ones.
     #[serde(default)]
     pub game: Vec<GameFile>,
@@ -92,6 +96,21 @@ pub struct HttpFile {
     pub write_timeout_secs: u64,
     pub min_send_rate_bytes: u64,
     pub public_refresh_secs: u64,
+}
+
+/// `[probe]`: liveness probes ([`crate::master::probe`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeFile {
+    pub enabled: bool,
+    pub interval_secs: u64,
+    pub timeout_ms: u64,
+    pub retries: u8,
+    pub failures: u8,
+    pub rate_per_sec: u32,
+    pub clone_ports: u16,
+    /// Networks whose servers are listed without answering probes (CIDRs or addresses).
+    pub allow: Vec<String>,
 }
 
 /// `[xash]`: Xash3D FWGS behaviours behind switches.
@@ -210,6 +229,7 @@ pub struct Overrides {
     pub server_timeout: Option<u64>,
     pub max_servers: Option<usize>,
     pub max_servers_per_ip: Option<u16>,
+    pub max_servers_per_net: Option<u16>,
     pub list_refresh_ms: Option<u64>,
     pub pace_window_kib: Option<u32>,
     pub pace_rate_kib: Option<u32>,
@@ -219,6 +239,8 @@ pub struct Overrides {
     pub http_listen: Option<String>,
     pub public_http: Option<String>,
     pub state_file: Option<String>,
+    /// `--no-probes`: list every server that completes a handshake (probing off).
+    pub no_probes: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -281,6 +303,12 @@ impl File {
         }
         if let Some(v) = o.max_servers_per_ip {
             self.max_servers_per_ip = v;
+        }
+        if let Some(v) = o.max_servers_per_net {
+            self.max_servers_per_net = v;
+        }
+        if o.no_probes {
+            self.probe.enabled = false;
         }
         if let Some(v) = o.list_refresh_ms {
             self.list_refresh_ms = v;
@@ -402,6 +430,63 @@ impl File {
     }
 
     /// The `ban` list, checked (a bare address is a network of one).
+    /// The `[probe]` section, checked.
+    pub fn probe_config(&self) -> Result<ProbeConfig, ConfigError> {
+        use crate::master::probe::{
+            MAX_PROBE_FAILURES, MAX_PROBE_INTERVAL_MS, MAX_PROBE_RETRIES, MAX_PROBE_TIMEOUT_MS,
+        };
+        let p = &self.probe;
+        let bad = |key, why: String| Err(ConfigError::Invalid { key, why });
+        let interval_ms = p.interval_secs.saturating_mul(1000);
+        if !(1000..=MAX_PROBE_INTERVAL_MS).contains(&interval_ms) {
+            return bad("probe.interval_secs", "must be 1..=3600".to_owned());
+        }
+        if !(1..=MAX_PROBE_TIMEOUT_MS).contains(&p.timeout_ms) {
+            return bad("probe.timeout_ms", "must be 1..=10000".to_owned());
+        }
+        if p.retries > MAX_PROBE_RETRIES {
+            return bad("probe.retries", format!("at most {MAX_PROBE_RETRIES}"));
+        }
+        if !(1..=MAX_PROBE_FAILURES).contains(&p.failures) {
+            return bad(
+                "probe.failures",
+                format!("must be 1..={MAX_PROBE_FAILURES}"),
+            );
+        }
+        if p.rate_per_sec == 0 {
+            return bad("probe.rate_per_sec", "must be at least 1".to_owned());
+        }
+        // Every attempt of one probe must end before the next probe of the server is due.
+        let attempts = u64::from(p.retries).saturating_add(1);
+        if p.timeout_ms
+            .saturating_mul(attempts.saturating_mul(attempts))
+            >= interval_ms
+        {
+            return bad(
+                "probe.timeout_ms",
+                "timeout × (retries + 1)² must be under interval_secs".to_owned(),
+            );
+        }
+        if p.allow.len() > MAX_BANS {
+            return bad("probe.allow", format!("at most {MAX_BANS} entries"));
+        }
+        let nets = p
+            .allow
+            .iter()
+            .map(|b| parse_net(b, "probe.allow"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ProbeConfig {
+            enabled: p.enabled,
+            interval_ms,
+            timeout_ms: p.timeout_ms,
+            retries: p.retries,
+            failures: p.failures,
+            rate: p.rate_per_sec,
+            clone_ports: p.clone_ports,
+            allow: std::sync::Arc::new(NetSet::new(&nets)),
+        })
+    }
+
     fn bans(&self) -> Result<NetSet, ConfigError> {
         if self.ban.len() > MAX_BANS {
             return Err(ConfigError::Invalid {
@@ -448,6 +533,9 @@ impl File {
         if self.max_servers_per_ip == 0 {
             return bad("max_servers_per_ip", "must be at least 1");
         }
+        if self.max_servers_per_net == 0 {
+            return bad("max_servers_per_net", "must be at least 1");
+        }
         if !(1..=MAX_LIST_REFRESH_MS).contains(&self.list_refresh_ms) {
             return bad("list_refresh_ms", "must be 1..=60000");
         }
@@ -468,8 +556,10 @@ impl File {
             // The whole table's: the engine shares it between cores (`master::budget`).
             max_servers: self.max_servers,
             max_servers_per_ip: self.max_servers_per_ip,
+            max_servers_per_net: self.max_servers_per_net,
             allow_private: self.allow_private,
         };
+        master.probe = self.probe_config()?;
         master.games = GamePolicy {
             accept: games(&self.accept_games),
             reject: games(&self.reject_games),

@@ -60,6 +60,12 @@ struct Serve {
     /// Most game servers per IPv4 address or IPv6 /64. [default: 32]
     #[arg(long, value_name = "N")]
     max_servers_per_ip: Option<u16>,
+    /// Most game servers per IPv4 /24 or IPv6 /48, per core. [default: 256]
+    #[arg(long, value_name = "N")]
+    max_servers_per_net: Option<u16>,
+    /// List every server that completes a handshake, without liveness probes.
+    #[arg(long)]
+    no_probes: bool,
     /// Most game servers in all. [default: 1000000]
     #[arg(long, value_name = "N")]
     max_servers: Option<usize>,
@@ -154,6 +160,8 @@ fn overrides(s: &Serve) -> Overrides {
         server_timeout: s.server_timeout,
         max_servers: s.max_servers,
         max_servers_per_ip: s.max_servers_per_ip,
+        max_servers_per_net: s.max_servers_per_net,
+        no_probes: s.no_probes,
         list_refresh_ms: s.list_refresh_ms,
         pace_window_kib: s.pace_window_kib,
         pace_rate_kib: s.pace_rate_kib,

@@ -28,6 +28,7 @@ fn published() -> &'static (Arc<Operator>, Arc<PublicApp>, Arc<Published>) {
             Limits {
                 allow_private: true,
                 max_servers_per_ip: 100,
+                max_servers_per_net: u16::MAX,
                 ..Limits::default()
             },
         );

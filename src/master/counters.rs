@@ -59,10 +59,14 @@ pub enum DropReason {
     AdmissionFull,
     /// A challenge refused because the shard holds its most handshakes in progress.
     PendingFull,
+    /// The per-network (/24, /48) cap is reached.
+    PerNetCap,
+    /// A probe answer (A2S) from an address with no probe in flight.
+    Unsolicited,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 28;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Unknown,
         DropReason::Malformed,
@@ -90,6 +94,8 @@ impl DropReason {
         DropReason::Scan,
         DropReason::AdmissionFull,
         DropReason::PendingFull,
+        DropReason::PerNetCap,
+        DropReason::Unsolicited,
     ];
 
     /// The label used in logs and metrics.
@@ -121,6 +127,8 @@ impl DropReason {
             DropReason::Scan => "scan",
             DropReason::AdmissionFull => "admission_full",
             DropReason::PendingFull => "pending_full",
+            DropReason::PerNetCap => "per_net_cap",
+            DropReason::Unsolicited => "unsolicited_answer",
         }
     }
 
@@ -185,6 +193,14 @@ pub struct Counters {
     pub wrong_continuations: u64,
     /// Reply bytes admitted to unproven addresses (DarkPlaces, Xash3D) by this shard.
     pub unproven_bytes: u64,
+    /// Liveness probes sent (resends and challenge steps included), answered, and missed
+    /// (every attempt unanswered).
+    pub probes_sent: u64,
+    pub probes_answered: u64,
+    pub probe_timeouts: u64,
+    /// Servers hidden, by [`Hidden`](crate::master::probe::Hidden) code − 1, and shown again.
+    pub hidden: [u64; 5],
+    pub shown: u64,
     pub dropped: [u64; DropReason::COUNT],
 }
 
@@ -239,6 +255,13 @@ impl AddAssign<&Counters> for Counters {
         add(&mut self.walk_proofs, o.walk_proofs);
         add(&mut self.wrong_continuations, o.wrong_continuations);
         add(&mut self.unproven_bytes, o.unproven_bytes);
+        add(&mut self.probes_sent, o.probes_sent);
+        add(&mut self.probes_answered, o.probes_answered);
+        add(&mut self.probe_timeouts, o.probe_timeouts);
+        add(&mut self.shown, o.shown);
+        for (a, b) in self.hidden.iter_mut().zip(o.hidden) {
+            add(a, b);
+        }
         for (a, b) in self.dropped.iter_mut().zip(o.dropped) {
             add(a, b);
         }

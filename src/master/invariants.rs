@@ -154,6 +154,7 @@ pub fn run(data: &[u8]) -> Result<Reached, String> {
         server_timeout_ms: TIMEOUT_MS,
         max_servers: MAX_SERVERS,
         max_servers_per_ip: MAX_SERVERS_PER_IP,
+        max_servers_per_net: u16::MAX,
         allow_private: false,
     };
     let mut r = Run::new(Time::from_secs(1000), &config);

@@ -24,6 +24,7 @@
 //! | [`table`] | one shard's servers: the compact record, interned strings, the expiry wheel, the global `max_servers` budget, handshakes in progress |
 //! | [`list`] | the list every core serves (Valve pages, Xash3D bursts, DP replies), the builder that merges every shard's snapshot into it, filter evaluation |
 //! | [`policy`] | caps, address and game policy, GoldSrc appids, Quake III-family game properties, banned networks |
+//! | [`probe`] | liveness probes: each listed server's probe schedule and state, pacing, why a server is hidden, clone counts |
 //! | [`challenge`] | stateless keyed-MAC challenges for both handshakes; the keyed randomness of Valve walks |
 //! | [`transmit`] | the transmit queue: `poll_transmit` / `poll_timeout`, paced flows, GSO runs |
 //! | [`counters`] | per-shard counters and the reasons a datagram is dropped ([`DropReason`]) |
@@ -57,6 +58,7 @@ pub mod counters;
 pub mod invariants;
 pub mod list;
 pub mod policy;
+pub mod probe;
 pub mod service;
 pub mod steer;
 pub mod table;

@@ -35,6 +35,10 @@ pub fn engine(cores: usize, tweak: impl FnOnce(&mut File)) -> Engine {
         list_refresh_ms: Some(100),
         ..Overrides::default()
     });
+    // The suite's fake servers on 127.0.x.x are listed without answering liveness probes
+    // (tests/probes.rs probes from other networks), and share a few /24s.
+    f.probe.allow = vec!["127.0.0.0/16".to_owned()];
+    f.max_servers_per_net = u16::MAX;
     tweak(&mut f);
     let s = f
         .settings(engine::sys::allowed_cpus().len(), [42; 16])
@@ -484,6 +488,9 @@ pub fn client_flags(trusted_hi: u8) -> Vec<String> {
         "--allow-private",
         "--max-servers-per-ip",
         "1000",
+        "--max-servers-per-net",
+        "65535",
+        "--no-probes",
         "--trust",
         &format!("127.0.{trusted_hi}.0/24"),
     ]

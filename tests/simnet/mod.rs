@@ -407,6 +407,7 @@ pub fn limits(timeout_ms: u64) -> Limits {
         server_timeout_ms: timeout_ms,
         max_servers: 1_000_000,
         max_servers_per_ip: 32,
+        max_servers_per_net: u16::MAX,
         allow_private: false,
     }
 }

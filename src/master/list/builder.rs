@@ -662,7 +662,7 @@ mod tests {
         /// attribute changes, the incremental list is the list built from scratch.
         #[test]
         fn incremental_builds_equal_a_build_from_scratch(ops in prop::collection::vec(op(), 1..400)) {
-            let limits = Limits { allow_private: true, max_servers_per_ip: 1000, ..Limits::default() };
+            let limits = Limits { allow_private: true, max_servers_per_ip: 1000, max_servers_per_net: u16::MAX, ..Limits::default() };
             let mut tables: Vec<Table> = (0..3).map(|_| Table::new(Time::ZERO, limits.clone())).collect();
             let mut b = ListBuilder::new(3, 200);
             for op in ops {

@@ -990,6 +990,7 @@ mod tests {
         Limits {
             allow_private: true,
             max_servers_per_ip: 1000,
+            max_servers_per_net: u16::MAX,
             ..Limits::default()
         }
     }

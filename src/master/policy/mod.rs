@@ -16,6 +16,10 @@ pub const DEFAULT_SERVER_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 pub const DEFAULT_MAX_SERVERS: usize = 1_000_000;
 /// Servers listed per IPv4 address or IPv6 /64, as dpmaster.
 pub const DEFAULT_MAX_SERVERS_PER_IP: u16 = 32;
+/// Servers listed per IPv4 /24 or IPv6 /48 on one core (a network's addresses are steered to
+/// different cores, so a network can hold up to this many times the cores): eight full addresses,
+/// room for a hosting provider's rack, not for one spammer's network to fill a game's list.
+pub const DEFAULT_MAX_SERVERS_PER_NET: u16 = 256;
 
 /// The bounds and switches of one shard.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +27,8 @@ pub struct Limits {
     pub server_timeout_ms: u64,
     pub max_servers: usize,
     pub max_servers_per_ip: u16,
+    /// Servers (and handshakes in progress) per /24 or /48, per core.
+    pub max_servers_per_net: u16,
     /// Accept game servers on loopback, private, link-local, CGNAT and unique-local addresses
     /// (tests and LANs). Off by default, as in dpmaster: such addresses are useless to the Internet.
     pub allow_private: bool,
@@ -34,6 +40,7 @@ impl Default for Limits {
             server_timeout_ms: DEFAULT_SERVER_TIMEOUT_MS,
             max_servers: DEFAULT_MAX_SERVERS,
             max_servers_per_ip: DEFAULT_MAX_SERVERS_PER_IP,
+            max_servers_per_net: DEFAULT_MAX_SERVERS_PER_NET,
             allow_private: false,
         }
     }

@@ -6,6 +6,7 @@ use crate::master::admission::unproven::Unproven;
 use crate::master::policy::bans::NetSet;
 use crate::master::policy::games::Games;
 use crate::master::policy::{GamePolicy, Limits};
+use crate::master::probe::ProbeConfig;
 use crate::master::table::budget::Budget;
 use crate::master::transmit::TxConfig;
 use crate::wire::dp_list::MAX_RESPONSE_LEN;
@@ -37,6 +38,9 @@ pub struct Config {
     pub game_props: Arc<Games>,
     /// Networks whose datagrams are dropped and whose servers are not listed (`ban`).
     pub bans: Arc<NetSet>,
+    /// Liveness probes (`[probe]`); off unless the configuration turns them on (the product's
+    /// default configuration does).
+    pub probe: ProbeConfig,
 }
 
 /// Xash3D behaviours behind switches.
@@ -68,6 +72,7 @@ impl Config {
             xash: XashConfig::default(),
             game_props: Arc::new(Games::default()),
             bans: Arc::new(NetSet::default()),
+            probe: ProbeConfig::off(),
         }
     }
 }

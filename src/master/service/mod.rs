@@ -24,19 +24,23 @@ use crate::master::challenge::Challenges;
 use crate::master::counters::{Counters, DropReason, add, inc};
 use crate::master::list::List;
 use crate::master::policy::{self};
+use crate::master::probe::{Due, Prober};
 use crate::master::table::budget::Budget;
 use crate::master::table::{ShardDump, ShardSnapshot, Table};
 use crate::master::time::Time;
 use crate::master::transmit::{Transmit, TxQueue};
 use crate::wire::{Kind, classify};
+use rejections::Rejections;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{Config, DEFAULT_MAX_STRING_BYTES, XashConfig};
 
 mod config;
+mod probe;
 mod query;
 mod register;
+mod rejections;
 mod reload;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -53,7 +57,7 @@ pub struct Datagram<'a> {
     pub bytes: &'a [u8],
 }
 
-/// Whether a message registers a game server (these keep priority when the core is saturated).
+/// Whether a message registers a game server.
 fn is_registration(kind: Kind) -> bool {
     matches!(
         kind,
@@ -63,6 +67,16 @@ fn is_registration(kind: Kind) -> bool {
             | Kind::DpHeartbeat
             | Kind::DpInfoResponse
     )
+}
+
+/// Whether a message comes from a game server (registrations and probe answers): these keep
+/// priority when the core is saturated, so a query flood cannot make listed servers miss probes.
+fn from_game_server(kind: Kind) -> bool {
+    is_registration(kind)
+        || matches!(
+            kind,
+            Kind::A2sChallenge | Kind::A2sSourceInfo | Kind::A2sGoldSrcInfo
+        )
 }
 
 /// One shard of the master.
@@ -79,6 +93,11 @@ pub struct Master {
     scratch: Vec<u8>,
     counters: Counters,
     refused: TopRefused,
+    prober: Prober,
+    /// Probe events due this tick (reused).
+    due: Vec<Due>,
+    /// The last refused registration of addresses not listed (the operator's "why").
+    rejections: Rejections,
 }
 
 impl Master {
@@ -112,6 +131,9 @@ impl Master {
             scratch: Vec::new(),
             counters: Counters::default(),
             refused: TopRefused::new(now),
+            prober: Prober::new(now, config.probe.clone()),
+            due: Vec::new(),
+            rejections: Rejections::default(),
             config,
         }
     }
@@ -170,6 +192,9 @@ impl Master {
         };
         if let Err(why) = done {
             self.counters.drop(why);
+            if is_registration(classify(datagram)) {
+                self.rejections.record(now, from, why);
+            }
             if why.is_refusal() {
                 self.refused.record(now, from.ip());
             }
@@ -198,18 +223,21 @@ impl Master {
                 self.valve_server(now, from, local, datagram)
             }
             Kind::DpHeartbeat => self.dp_heartbeat(now, from, local, datagram),
-            Kind::DpInfoResponse => self.dp_info(now, from, datagram),
+            Kind::DpInfoResponse => self.dp_info(now, from, local, datagram),
+            Kind::A2sChallenge | Kind::A2sSourceInfo | Kind::A2sGoldSrcInfo => {
+                self.probe_answer(now, from, classify(datagram), datagram)
+            }
             Kind::DpGetServers | Kind::DpGetServersExt => self.dp_query(now, from, local, datagram),
             Kind::Unknown => Err(DropReason::Unknown),
             _ => Err(DropReason::Unexpected),
         }
     }
 
-    /// Handles a batch of datagrams: registrations first, then list queries — at most
+    /// Handles a batch of datagrams: registrations and probe answers first, then list queries — at most
     /// [`SATURATED_QUERY_BUDGET`] of them when `saturated` (the engine's receive queue is backing
     /// up), the rest shed and counted, so game servers keep registering whatever the query load.
     pub fn handle_batch(&mut self, now: Time, batch: &[Datagram<'_>], saturated: bool) {
-        for d in batch.iter().filter(|d| is_registration(classify(d.bytes))) {
+        for d in batch.iter().filter(|d| from_game_server(classify(d.bytes))) {
             let _ = self.handle(now, d.from, d.local, d.bytes);
         }
         let mut budget = if saturated {
@@ -217,7 +245,10 @@ impl Master {
         } else {
             usize::MAX
         };
-        for d in batch.iter().filter(|d| !is_registration(classify(d.bytes))) {
+        for d in batch
+            .iter()
+            .filter(|d| !from_game_server(classify(d.bytes)))
+        {
             match budget.checked_sub(1) {
                 Some(left) => {
                     budget = left;
@@ -258,12 +289,21 @@ impl Master {
         self.tx.disable_gso();
     }
 
-    /// Expires silent servers, visiting at most `budget` expiry entries. Returns `true` when all due
-    /// work is done (`false`: call again soon).
+    /// Expires silent servers, visiting at most `budget` expiry entries, then sends the liveness
+    /// probes that came due (at most `budget` events). Returns `true` when all due work is done
+    /// (`false`: call again soon).
     pub fn tick(&mut self, now: Time, budget: usize) -> bool {
         let (expired, done) = self.table.expire(now, budget);
         add(&mut self.counters.expired, expired as u64);
-        done
+        if !done {
+            return false;
+        }
+        self.probe(now, budget)
+    }
+
+    /// This shard's liveness probes (schedule and per-server state).
+    pub fn prober(&self) -> &Prober {
+        &self.prober
     }
 
     /// A snapshot of this shard if anything a list reads changed since the last one: the engine
@@ -274,7 +314,12 @@ impl Master {
 
     /// Every listed server of this shard with when it was last heard (the operator's view).
     pub fn dump(&self) -> ShardDump {
-        self.table.dump()
+        let mut d = self.table.dump();
+        if self.prober.enabled() {
+            d.probes = self.prober.briefs(self.table.slots());
+        }
+        d.rejections = self.rejections.list();
+        d
     }
 
     /// The sources refused most over the last minute or two, most first.

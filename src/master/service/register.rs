@@ -77,7 +77,7 @@ impl Master {
                     return Err(DropReason::BadChallenge);
                 }
                 let fields = valve_fields(&hb.info).ok_or(DropReason::MissingKey)?;
-                self.upsert(now, from, Family::Valve, &fields)
+                self.upsert(now, from, local, Family::Valve, 0, fields)
             }
             ServerMessage::Shutdown { .. } => Err(DropReason::Shutdown),
         }
@@ -115,6 +115,7 @@ impl Master {
         &mut self,
         now: Time,
         from: SocketAddr,
+        local: u8,
         datagram: &[u8],
     ) -> Result<(), DropReason> {
         let ir = InfoResponse::decode(datagram).map_err(|_| DropReason::Malformed)?;
@@ -130,20 +131,34 @@ impl Master {
         if !self.config.games.allows(fields.game) {
             return Err(DropReason::GameRejected);
         }
-        self.upsert(now, from, Family::DarkPlaces, &fields)
+        self.upsert(now, from, local, Family::DarkPlaces, tag, fields)?;
+        self.probe_dp_alive(now, from);
+        Ok(())
     }
 
+    /// Lists (or refreshes) a server whose handshake completed through listener `local`; `tag`
+    /// is a DP server's heartbeat tag (its probes' `getinfo` challenges encode it).
     pub(super) fn upsert(
         &mut self,
         now: Time,
         from: SocketAddr,
+        local: u8,
         family: Family,
-        f: &Fields<'_>,
+        tag: u8,
+        mut f: Fields<'_>,
     ) -> Result<(), DropReason> {
+        // A Valve-family server takes a place in lists once it answers a probe (a refresh keeps
+        // whatever its probes decided).
+        if family == Family::Valve && self.probes_apply(from) {
+            f.flags |= flags::HIDDEN;
+        }
         // A completed handshake lists the server; it proves nothing about list queries from its
         // address (game servers are what DDoS attacks aim at: [`crate::master::admission`]).
-        match self.table.upsert(now, from, family, f)? {
-            Upserted::Inserted => inc(&mut self.counters.registered),
+        match self.table.upsert(now, from, family, &f)? {
+            Upserted::Inserted => {
+                inc(&mut self.counters.registered);
+                self.probe_registered(now, from, local, family, tag);
+            }
             Upserted::Refreshed => inc(&mut self.counters.refreshed),
         }
         Ok(())

@@ -43,6 +43,7 @@ impl Master {
             .restore(heard, first_seen, from, family, fields)?;
         if listed {
             inc(&mut self.counters.restored);
+            self.probe_restored(now, from, 0);
         }
         Ok(listed)
     }
@@ -75,6 +76,11 @@ impl Master {
             );
         }
         self.table.set_limits(c.limits.clone());
+        let probing = (c.probe.enabled, new.probe.enabled);
+        c.probe = new.probe.clone();
+        self.prober.set_config(c.probe.clone());
+        self.reprobe(now, probing);
+        let c = &self.config;
         let (bans, games, allow_private) =
             (c.bans.clone(), c.games.clone(), c.limits.allow_private);
         let gone = self.table.remove_where(|s, strings| {

@@ -29,7 +29,7 @@ use crate::master::table::budget::Budget;
 use crate::master::table::expiry::{Due, Entry, Wheel};
 use crate::master::table::intern::{Interner, Strings};
 use crate::master::table::pending::{MAX_PENDING, Pending};
-use crate::master::table::record::{AddrKey, Family, Server};
+use crate::master::table::record::{AddrKey, Family, Server, flags};
 use crate::master::time::Time;
 use hashbrown::HashTable;
 use std::collections::HashMap;
@@ -101,6 +101,17 @@ fn same_place(a: &Server, b: &Server) -> bool {
         && a.protocol == b.protocol
         && a.region == b.region
         && a.appid == b.appid
+        && a.is_listed() == b.is_listed()
+}
+
+/// What a probe answer tells of a server, borrowed from the answer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Probed<'a> {
+    pub players: u8,
+    pub max_players: u8,
+    pub bots: u8,
+    pub map: &'a [u8],
+    pub name: &'a [u8],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +126,8 @@ pub enum Rejected {
     TableFull,
     /// The address (IPv4) or /64 (IPv6) holds `max_servers_per_ip` already.
     PerIpCap,
+    /// The /24 (IPv4) or /48 (IPv6) holds `max_servers_per_net` already (on this core).
+    PerNetCap,
     /// The shard holds [`MAX_PENDING`] handshakes in progress already.
     PendingFull,
 }
@@ -124,6 +137,7 @@ impl From<Rejected> for crate::master::counters::DropReason {
         match r {
             Rejected::TableFull => Self::TableFull,
             Rejected::PerIpCap => Self::PerIpCap,
+            Rejected::PerNetCap => Self::PerNetCap,
             Rejected::PendingFull => Self::PendingFull,
         }
     }
@@ -144,18 +158,24 @@ pub struct ShardSnapshot {
 }
 
 impl ShardSnapshot {
-    /// The record in `slot`, if one is listed there.
+    /// The record in `slot`, if one is listed there (a hidden server is not: it never takes a
+    /// place in a reply).
     pub fn get(&self, slot: u32) -> Option<&Server> {
         let i = slot as usize;
-        self.records.get(i / CHUNK)?.get(i % CHUNK)?.as_ref()
+        self.records
+            .get(i / CHUNK)?
+            .get(i % CHUNK)?
+            .as_ref()
+            .filter(|s| s.is_listed())
     }
 
-    /// Every listed record and its slot.
+    /// Every listed record and its slot (hidden servers left out).
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Server)> {
         self.records.iter().enumerate().flat_map(|(c, chunk)| {
             chunk.iter().enumerate().filter_map(move |(i, s)| {
                 let slot = c.saturating_mul(CHUNK).saturating_add(i);
-                Some((u32::try_from(slot).ok()?, s.as_ref()?))
+                let s = s.as_ref().filter(|s| s.is_listed())?;
+                Some((u32::try_from(slot).ok()?, s))
             })
         })
     }
@@ -168,6 +188,10 @@ pub struct ShardDump {
     pub strings: Strings,
     seen: Vec<u32>,
     pub timeout_ms: u64,
+    /// Each slot's liveness probes (empty when probing is off), for the operator's "why".
+    pub probes: Vec<crate::master::probe::Brief>,
+    /// The last refused registration of addresses not listed (address, reason, seconds).
+    pub rejections: Vec<(SocketAddr, crate::master::counters::DropReason, u32)>,
 }
 
 impl ShardDump {
@@ -179,6 +203,28 @@ impl ShardDump {
                 Some((s.as_ref()?, self.seen.get(slot).copied().unwrap_or(0)))
             })
         })
+    }
+
+    /// Every server in the table (hidden ones included) with its slot and when it was last heard.
+    pub fn slots(&self) -> impl Iterator<Item = (u32, &Server, u32)> {
+        self.records.iter().enumerate().flat_map(move |(c, chunk)| {
+            chunk.iter().enumerate().filter_map(move |(i, s)| {
+                let slot = c.saturating_mul(CHUNK).saturating_add(i);
+                let seen = self.seen.get(slot).copied().unwrap_or(0);
+                Some((u32::try_from(slot).ok()?, s.as_ref()?, seen))
+            })
+        })
+    }
+
+    /// The server at `addr`, its slot and when it was last heard (a scan: the operator's "why").
+    pub fn find(&self, addr: SocketAddr) -> Option<(u32, &Server, u32)> {
+        let key = AddrKey::new(addr);
+        self.slots().find(|(_, s, _)| s.addr == key)
+    }
+
+    /// The probe brief of `slot` (default when probing is off).
+    pub fn probe(&self, slot: u32) -> crate::master::probe::Brief {
+        self.probes.get(slot as usize).copied().unwrap_or_default()
     }
 
     /// When a server last heard at `seen` expires.
@@ -208,6 +254,12 @@ pub struct Table {
     generations: Vec<u32>,
     free: Vec<u32>,
     per_ip: HashMap<IpKey, u16>,
+    /// Servers listed per /24 or /48 (handshakes in progress count against the per-address cap
+    /// only).
+    per_net: HashMap<IpKey, u16>,
+    /// Slots freed since [`take_freed`](Self::take_freed), with the address they held (the
+    /// prober forgets them); bounded by the removals between two ticks.
+    freed: Vec<(u32, IpKey)>,
     /// Handshakes challenged and not completed: they count against the caps, as in dpmaster.
     pending: Pending,
     wheel: Wheel,
@@ -269,6 +321,8 @@ impl Table {
             generations: Vec::with_capacity(room),
             free: Vec::new(),
             per_ip: HashMap::new(),
+            per_net: HashMap::new(),
+            freed: Vec::new(),
             pending: Pending::default(),
             wheel: Wheel::new(now, limits.server_timeout_ms),
             interner: Interner::with_capacity(string_budget, room),
@@ -342,6 +396,22 @@ impl Table {
             .saturating_add(self.pending.per_ip(ip))
     }
 
+    /// Servers listed in `net` (a /24 or /48).
+    fn held_by_net(&self, net: IpKey) -> u16 {
+        self.per_net.get(&net).copied().unwrap_or(0)
+    }
+
+    /// Whether another server of `addr` would pass the per-address and per-network caps.
+    fn under_caps(&self, addr: SocketAddr) -> Result<(), Rejected> {
+        if self.held_by(IpKey::new(addr.ip())) >= self.limits.max_servers_per_ip {
+            return Err(Rejected::PerIpCap);
+        }
+        if self.held_by_net(IpKey::prefix(addr.ip())) >= self.limits.max_servers_per_net {
+            return Err(Rejected::PerNetCap);
+        }
+        Ok(())
+    }
+
     /// Whether a heartbeat from `addr` could be listed now: it is listed or challenged already, or
     /// its address is under `max_servers_per_ip` and the table has room — counting handshakes in
     /// progress, as dpmaster 2.2 does: it asks this before it sends a challenge (`servers.c`,
@@ -352,9 +422,7 @@ impl Table {
         if self.find(key).is_some() || self.pending.contains(key) {
             return Ok(());
         }
-        if self.held_by(IpKey::new(addr.ip())) >= self.limits.max_servers_per_ip {
-            return Err(Rejected::PerIpCap);
-        }
+        self.under_caps(addr)?;
         if self.pending.len() >= MAX_PENDING {
             return Err(Rejected::PendingFull);
         }
@@ -406,6 +474,8 @@ impl Table {
             let mut server = f.to_server(key, family, now, &mut self.interner);
             let old = record(&self.chunks, slot).copied().unwrap_or(server);
             server.first_seen = old.first_seen;
+            // Only probes hide or show a server; what a heartbeat claims cannot.
+            server.flags = (server.flags & !flags::HIDDEN) | (old.flags & flags::HIDDEN);
             if let Some(seen) = self.seen.get_mut(slot as usize) {
                 *seen = seen_secs(now);
             }
@@ -427,16 +497,17 @@ impl Table {
         }
         let ip = IpKey::new(addr.ip());
         // A reservation made at the challenge becomes the server's place.
+        let net = IpKey::prefix(addr.ip());
         if !self.pending.release(key, ip) {
-            if self.held_by(ip) >= self.limits.max_servers_per_ip {
-                return Err(Rejected::PerIpCap);
-            }
+            self.under_caps(addr)?;
             if !self.budget.take() {
                 return Err(Rejected::TableFull);
             }
         }
         let count = self.per_ip.get(&ip).copied().unwrap_or(0);
         self.per_ip.insert(ip, count.saturating_add(1));
+        let count = self.per_net.get(&net).copied().unwrap_or(0);
+        self.per_net.insert(net, count.saturating_add(1));
         let server = f.to_server(key, family, now, &mut self.interner);
         let slot = match self.free.pop() {
             Some(s) => s,
@@ -475,6 +546,79 @@ impl Table {
         Ok(Upserted::Inserted)
     }
 
+    /// The slot of the server at `addr`.
+    pub fn slot_of(&self, addr: SocketAddr) -> Option<u32> {
+        self.find(AddrKey::new(addr))
+    }
+
+    /// The record in `slot`, hidden or not.
+    pub fn at(&self, slot: u32) -> Option<&Server> {
+        record(&self.chunks, slot)
+    }
+
+    /// The generation of `slot` if a server holds it (it changes whenever the slot is freed).
+    pub fn generation(&self, slot: u32) -> Option<u32> {
+        record(&self.chunks, slot)?;
+        self.generations.get(slot as usize).copied()
+    }
+
+    /// Slots (one past the highest ever used).
+    pub fn slots(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Slots freed since the last call, with the address each held.
+    pub fn take_freed(&mut self) -> Vec<(u32, IpKey)> {
+        std::mem::take(&mut self.freed)
+    }
+
+    /// Hides (`true`) or shows the server in `slot`; `false` if nothing changed. Either way is a
+    /// membership change for the list (the server leaves or joins every reply).
+    pub fn set_hidden(&mut self, slot: u32, hidden: bool) -> bool {
+        let Some(Some(r)) = self.slot_mut(slot) else {
+            return false;
+        };
+        if r.is_listed() != hidden {
+            return false;
+        }
+        r.flags ^= flags::HIDDEN;
+        self.removed.push(slot);
+        self.added.push(slot);
+        self.changed = true;
+        true
+    }
+
+    /// What a probe answer says of the server in `slot` now: players, bots, the map and the
+    /// name (an attribute change: no list rebuild).
+    pub fn refresh_info(&mut self, slot: u32, info: &Probed<'_>) {
+        let Some(old) = record(&self.chunks, slot).copied() else {
+            return;
+        };
+        let same_strings =
+            self.interner.get(old.map) == info.map && self.interner.get(old.hostname) == info.name;
+        if old.players == info.players
+            && old.max_players == info.max_players
+            && old.bots == info.bots
+            && same_strings
+        {
+            return;
+        }
+        let mut new = old;
+        (new.players, new.max_players, new.bots) = (info.players, info.max_players, info.bots);
+        if !same_strings {
+            new.map = self.interner.intern(info.map);
+            new.hostname = self.interner.intern(info.name);
+        }
+        if let Some(r) = self.slot_mut(slot) {
+            *r = Some(new);
+        }
+        if !same_strings {
+            self.interner.release(old.map);
+            self.interner.release(old.hostname);
+        }
+        self.changed = true;
+    }
+
     /// Delists the server at `addr`; `false` if it was not listed.
     pub fn remove(&mut self, addr: SocketAddr) -> bool {
         match self.find(AddrKey::new(addr)) {
@@ -497,12 +641,18 @@ impl Table {
             entry.remove();
         }
         let ip = IpKey::new(server.addr.addr().ip());
-        if let Some(c) = self.per_ip.get_mut(&ip) {
-            *c = c.saturating_sub(1);
-            if *c == 0 {
-                self.per_ip.remove(&ip);
+        for (map, key) in [
+            (&mut self.per_ip, ip),
+            (&mut self.per_net, IpKey::prefix(server.addr.addr().ip())),
+        ] {
+            if let Some(c) = map.get_mut(&key) {
+                *c = c.saturating_sub(1);
+                if *c == 0 {
+                    map.remove(&key);
+                }
             }
         }
+        self.freed.push((slot, ip));
         server.release_strings(&mut self.interner);
         self.budget.give();
         // A new generation makes the wheel entry of this slot stale.
@@ -577,6 +727,8 @@ impl Table {
             strings: self.interner.snapshot(),
             seen: self.seen.clone(),
             timeout_ms: self.limits.server_timeout_ms,
+            probes: Vec::new(),
+            rejections: Vec::new(),
         }
     }
 
@@ -663,6 +815,7 @@ mod tests {
             server_timeout_ms: 900_000,
             max_servers: 100,
             max_servers_per_ip: 2,
+            max_servers_per_net: 4,
             allow_private: true,
         }
     }
@@ -678,6 +831,67 @@ mod tests {
 
     fn a(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn one_network_holds_at_most_max_servers_per_net() {
+        // limits(): 2 per address, 4 per /24.
+        let mut t = Table::new(Time::ZERO, limits());
+        let now = Time::from_secs(5);
+        let up = |t: &mut Table, s: &str| t.upsert(now, a(s), Family::Valve, &f(b"m"));
+        for s in ["1.1.1.1:1", "1.1.1.1:2", "1.1.1.2:1", "1.1.1.2:2"] {
+            assert_eq!(up(&mut t, s), Ok(Upserted::Inserted));
+        }
+        assert_eq!(up(&mut t, "1.1.1.3:1"), Err(Rejected::PerNetCap));
+        assert_eq!(t.could_list(a("1.1.1.3:1")), Err(Rejected::PerNetCap));
+        assert_eq!(
+            up(&mut t, "1.1.2.3:1"),
+            Ok(Upserted::Inserted),
+            "another /24"
+        );
+        // A server leaving makes room in its network.
+        assert!(t.remove(a("1.1.1.1:1")));
+        assert_eq!(up(&mut t, "1.1.1.3:1"), Ok(Upserted::Inserted));
+    }
+
+    #[test]
+    fn a_hidden_server_is_in_the_table_but_in_no_snapshot_and_heartbeats_keep_it_hidden() {
+        let mut t = Table::new(Time::ZERO, limits());
+        let now = Time::from_secs(5);
+        t.upsert(now, a("1.1.1.1:1"), Family::Valve, &f(b"m"))
+            .unwrap();
+        let slot = t.slot_of(a("1.1.1.1:1")).unwrap();
+        t.snapshot();
+        assert!(t.set_hidden(slot, true));
+        assert!(!t.set_hidden(slot, true), "no change");
+        let snap = t.snapshot();
+        assert_eq!(
+            (snap.removed.as_slice(), snap.added.as_slice()),
+            (&[slot][..], &[slot][..])
+        );
+        assert!(snap.get(slot).is_none() && snap.iter().next().is_none());
+        t.upsert(now, a("1.1.1.1:1"), Family::Valve, &f(b"other"))
+            .unwrap();
+        assert!(
+            !t.get(a("1.1.1.1:1")).unwrap().is_listed(),
+            "a heartbeat cannot show it"
+        );
+        assert_eq!(t.dump().slots().count(), 1, "the operator still sees it");
+        t.refresh_info(
+            slot,
+            &Probed {
+                players: 3,
+                max_players: 9,
+                bots: 1,
+                map: b"x",
+                name: b"n",
+            },
+        );
+        let r = *t.get(a("1.1.1.1:1")).unwrap();
+        assert_eq!((r.players, r.max_players, r.bots), (3, 9, 1));
+        assert_eq!(t.strings().get(r.map), b"x");
+        assert!(t.set_hidden(slot, false));
+        assert!(t.snapshot().get(slot).is_some());
     }
 
     #[test]
@@ -924,7 +1138,7 @@ mod model {
         #[test]
         fn expiry_matches_a_naive_model(steps in proptest::collection::vec((0u8..20, 0u64..4000), 1..400)) {
             let timeout = 30_000;
-            let limits = Limits { server_timeout_ms: timeout, max_servers: 1000, max_servers_per_ip: 1000, allow_private: true };
+            let limits = Limits { server_timeout_ms: timeout, max_servers: 1000, max_servers_per_ip: 1000, max_servers_per_net: 1000, allow_private: true };
             let mut t = Table::new(Time::from_secs(1), limits);
             let mut model: std::collections::HashMap<u8, u64> = Default::default();
             let mut now = 1000u64;
