@@ -59,6 +59,11 @@ fn json(v: &impl serde::Serialize) -> Reply {
     }
 }
 
+/// A JSON answer as a resource (never cached: it is one moment's).
+pub fn json_resource(v: &impl serde::Serialize) -> Arc<Resource> {
+    resource(json(v))
+}
+
 /// Why the engine is not healthy, if it is not.
 pub fn unhealthy(view: &View) -> Option<String> {
     unhealthy_at(view, view.now_unix_ms)
@@ -104,6 +109,15 @@ pub fn route(view: &View, url: &str, history_interval_secs: u64) -> Reply {
                 }
             };
             json(&view.servers_page(game.as_deref(), page))
+        }
+        _ if path.starts_with("/api/v1/servers/") => {
+            match path
+                .strip_prefix("/api/v1/servers/")
+                .and_then(super::public::why_address)
+            {
+                Some(a) => json(&view.why(a)),
+                None => reply(400, TEXT, "expected /api/v1/servers/<ip:port>\n"),
+            }
         }
         "/healthz" => match unhealthy(view) {
             None => reply(200, TEXT, "ok\n"),

@@ -79,6 +79,8 @@ pub fn run(a: BuilderArgs) {
 pub struct PublicApp {
     published: watch::Receiver<Option<Arc<Published>>>,
     pages: Static,
+    /// The operator's view, for `/api/v1/servers/<addr>` ("why am I not listed?").
+    view: Option<watch::Receiver<Arc<super::http::Snapshot>>>,
 }
 
 impl PublicApp {
@@ -86,15 +88,33 @@ impl PublicApp {
         Self {
             published,
             pages: Static::new(refresh.as_secs().max(1)),
+            view: None,
         }
+    }
+
+    /// Answers "why am I not listed?" from `view` too.
+    pub fn with_view(mut self, view: watch::Receiver<Arc<super::http::Snapshot>>) -> Self {
+        self.view = Some(view);
+        self
     }
 }
 
 impl App for PublicApp {
     fn answer(&self, path: &str, query: &str) -> impl Future<Output = Arc<Resource>> + Send + '_ {
         let route = public::route(path, query);
-        let published = self.published.borrow().clone();
-        let r = public::answer(&route, published.as_deref(), &self.pages);
-        std::future::ready(r)
+        let view = self.view.as_ref().map(|v| v.borrow().clone());
+        async move {
+            if let (public::Route::Why(addr), Some(snap)) = (&route, view) {
+                let addr = *addr;
+                // A scan of every core's dump: off the listener's thread.
+                let done = tokio::task::spawn_blocking(move || snap.view.why(addr)).await;
+                return match done {
+                    Ok(w) => super::http::json_resource(&w),
+                    Err(_) => Arc::new(Resource::text(500, "internal error\n")),
+                };
+            }
+            let published = self.published.borrow().clone();
+            public::answer(&route, published.as_deref(), &self.pages)
+        }
     }
 }

@@ -220,6 +220,48 @@ pub fn render(view: &View) -> String {
         c.unproven_bytes,
     );
     r.counter(
+        "muster_probes_sent_total",
+        "Liveness probes sent to listed servers (A2S_INFO, its challenge step, getinfo; resends included).",
+        c.probes_sent,
+    );
+    r.counter(
+        "muster_probes_answered_total",
+        "Liveness probes answered.",
+        c.probes_answered,
+    );
+    r.counter(
+        "muster_probe_timeouts_total",
+        "Liveness probes missed (every attempt unanswered).",
+        c.probe_timeouts,
+    );
+    let hidden: Vec<(Vec<String>, u64)> = crate::master::probe::Hidden::ALL
+        .iter()
+        .zip(c.hidden)
+        .map(|(h, n)| (vec![h.name().to_owned()], n))
+        .collect();
+    r.counters(
+        "muster_servers_hidden_total",
+        "Servers taken out of the lists by their probes, by reason.",
+        &["reason"],
+        &hidden,
+    );
+    r.counter(
+        "muster_servers_shown_total",
+        "Hidden servers listed again after answering a probe.",
+        c.shown,
+    );
+    let now_hidden: Vec<(Vec<String>, i64)> = view
+        .hidden()
+        .into_iter()
+        .map(|(why, n)| (vec![why.to_owned()], int(n)))
+        .collect();
+    r.gauges(
+        "muster_servers_hidden",
+        "Servers in the table but in no list now, by reason.",
+        &["reason"],
+        &now_hidden,
+    );
+    r.counter(
         "muster_received_total",
         "Datagrams handled by the master.",
         c.received,

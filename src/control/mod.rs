@@ -204,7 +204,7 @@ pub fn start(engine: EngineHandle, mut s: ControlSettings) -> Result<Control, Co
     let mut counters = Vec::new();
     let operator = match operator_listener {
         Some(l) => {
-            let app = Arc::new(http::Operator::new(snapshot_rx));
+            let app = Arc::new(http::Operator::new(snapshot_rx.clone()));
             let r = serve::spawn("muster-http", l, limits, app).map_err(thread_err)?;
             counters.push(("operator", r.counters.clone()));
             Some(r)
@@ -227,7 +227,8 @@ pub fn start(engine: EngineHandle, mut s: ControlSettings) -> Result<Control, Co
                 .name("muster-public-lists".to_owned())
                 .spawn(move || lists::run(args))
                 .map_err(thread_err)?;
-            let app = Arc::new(lists::PublicApp::new(rx, public_refresh));
+            let app =
+                Arc::new(lists::PublicApp::new(rx, public_refresh).with_view(snapshot_rx.clone()));
             let r = serve::spawn("muster-public", l, limits, app).map_err(thread_err)?;
             counters.push(("public", r.counters.clone()));
             (Some(r), Some(builder))

@@ -139,6 +139,8 @@ pub enum Route {
     /// `/v1/servers/<gamedir>`, the gamedir lowercase.
     Fwgs(Vec<u8>),
     Api(ApiQuery),
+    /// `/api/v1/servers/<ip:port>`: whether one address is listed, and why not.
+    Why(std::net::SocketAddr),
     /// `400`, and why.
     Bad(&'static str),
     NotFound,
@@ -170,6 +172,12 @@ pub fn route(path: &str, query: &str) -> Route {
                 cursor,
             })
         }
+        _ if path.starts_with("/api/v1/servers/") => {
+            match path.strip_prefix("/api/v1/servers/").and_then(why_address) {
+                Some(a) => Route::Why(a),
+                None => Route::Bad("expected /api/v1/servers/<ip:port> ([v6]:port for IPv6)\n"),
+            }
+        }
         _ => match path.strip_prefix("/v1/servers/") {
             Some(g) if !g.is_empty() => {
                 let g = percent_decode_bytes(g.as_bytes());
@@ -182,6 +190,13 @@ pub fn route(path: &str, query: &str) -> Route {
             _ => Route::NotFound,
         },
     }
+}
+
+/// The address of a "why" request's path (`1.2.3.4:27015`, `[2001:db8::1]:27015`, percent-encoded
+/// or not).
+pub fn why_address(s: &str) -> Option<std::net::SocketAddr> {
+    let b = percent_decode_bytes(s.as_bytes());
+    std::str::from_utf8(&b).ok()?.parse().ok()
 }
 
 /// One publication's lists and the answers made from them.
@@ -585,6 +600,8 @@ pub fn answer(route: &Route, published: Option<&Published>, pages: &Static) -> A
         Route::Fwgs(g) => lists(&|p| p.fwgs(g)),
         Route::Api(q) => lists(&|p| p.api(q)),
         Route::Bad(why) => Arc::new(Resource::text(400, *why)),
+        // Answered by the listener from the operator's view (`lists::PublicApp`).
+        Route::Why(_) => Arc::new(Resource::text(404, "not found\n")),
         Route::NotFound => Arc::new(Resource::text(404, "not found\n")),
     }
 }

@@ -6,10 +6,12 @@ use super::conns::ConnCounters;
 use super::history::{Cumulative, History, Point};
 use crate::engine::{CoreDump, CoreStatus, EngineCounters};
 use crate::master::admission::refused::{self, Source};
+use crate::master::probe::Hidden;
 use crate::master::{Counters, DropReason};
 use crate::master::{Family, Server};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Servers per page of `/api/servers`.
@@ -109,10 +111,11 @@ impl View {
     }
 
     /// Servers listed now, by family: every core's own shard (each server is in exactly one).
+    /// Hidden servers ([`View::hidden`]) are not listed.
     pub fn servers(&self) -> (u64, u64) {
         let (mut valve, mut dp) = (0u64, 0u64);
         for d in self.dumps.iter().flatten() {
-            for (s, _) in d.shard.iter() {
+            for (s, _) in d.shard.iter().filter(|(s, _)| s.is_listed()) {
                 match s.family {
                     Family::Valve => valve += 1,
                     Family::DarkPlaces => dp += 1,
@@ -122,11 +125,23 @@ impl View {
         (valve, dp)
     }
 
-    /// Servers per (family, game), most first.
+    /// Servers in the table but in no list (their probes hid them), by reason.
+    pub fn hidden(&self) -> BTreeMap<&'static str, u64> {
+        let mut by = BTreeMap::new();
+        for d in self.dumps.iter().flatten() {
+            for (slot, _, _) in d.shard.slots().filter(|(_, s, _)| !s.is_listed()) {
+                let why = d.shard.probe(slot).hidden().map_or("hidden", Hidden::name);
+                *by.entry(why).or_default() += 1;
+            }
+        }
+        by
+    }
+
+    /// Listed servers per (family, game), most first.
     pub fn games(&self) -> Vec<GameCount> {
         let mut counts: HashMap<(Family, &[u8]), u64> = HashMap::new();
         for d in self.dumps.iter().flatten() {
-            for (s, _) in d.shard.iter() {
+            for (s, _) in d.shard.iter().filter(|(s, _)| s.is_listed()) {
                 *counts
                     .entry((s.family, d.shard.strings.get(s.game)))
                     .or_default() += 1;
@@ -198,6 +213,7 @@ impl View {
                 total: valve + dp,
                 valve,
                 dp,
+                hidden: self.hidden(),
             },
             games: self.games(),
             totals: TotalsJson {
@@ -266,16 +282,16 @@ impl View {
     /// `/api/servers`: page `page` of the servers of `game` (any game when `None`; the name is
     /// matched without regard to ASCII case), in address order.
     pub fn servers_page(&self, game: Option<&str>, page: usize) -> ServersPage {
-        let mut hits: Vec<(&Server, u32, &CoreDump)> = Vec::new();
+        let mut hits: Vec<(&Server, u32, &CoreDump, u32)> = Vec::new();
         for d in self.dumps.iter().flatten() {
-            for (s, seen) in d.shard.iter() {
+            for (slot, s, seen) in d.shard.slots() {
                 if game.is_none_or(|g| {
                     d.shard
                         .strings
                         .get(s.game)
                         .eq_ignore_ascii_case(g.as_bytes())
                 }) {
-                    hits.push((s, seen, d.as_ref()));
+                    hits.push((s, seen, d.as_ref(), slot));
                 }
             }
         }
@@ -285,10 +301,13 @@ impl View {
             .iter()
             .skip(page.saturating_mul(PAGE_SIZE))
             .take(PAGE_SIZE)
-            .map(|&(s, seen, d)| {
+            .map(|&(s, seen, d, slot)| {
                 let text = |sym| String::from_utf8_lossy(d.shard.strings.get(sym)).into_owned();
                 ServerJson {
                     address: s.addr.addr().to_string(),
+                    listed: s.is_listed(),
+                    hidden: (!s.is_listed())
+                        .then(|| d.shard.probe(slot).hidden().map_or("hidden", Hidden::name)),
                     family: family_name(s.family),
                     game: text(s.game),
                     name: text(s.hostname),
@@ -350,6 +369,8 @@ pub struct ServerCounts {
     pub total: u64,
     pub valve: u64,
     pub dp: u64,
+    /// In the table but in no list, by reason (liveness probes).
+    pub hidden: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -419,6 +440,10 @@ pub struct ServersPage {
 #[derive(Debug, Serialize)]
 pub struct ServerJson {
     pub address: String,
+    /// In list replies (false: hidden by its probes, see `hidden`).
+    pub listed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<&'static str>,
     pub family: &'static str,
     pub game: String,
     pub name: String,
@@ -429,4 +454,139 @@ pub struct ServerJson {
     pub first_heartbeat_unix: u64,
     pub last_heartbeat_unix: u64,
     pub expires_unix: u64,
+}
+
+/// `GET /api/v1/servers/<addr>`: whether one address is listed, and why not.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct WhyJson {
+    pub address: String,
+    pub listed: bool,
+    /// `listed`; a hidden server's reason (`not_answered_yet`, `probe_timeouts`,
+    /// `answer_contradicts_heartbeat`, `answered_from_another_source`, `clone_of_other_ports`);
+    /// for an address not in the table its last refused registration's reason (`bad_challenge`,
+    /// `per_ip_cap`, `per_net_cap`, `banned`, `missing_key`, …), else `never_heartbeated`.
+    pub reason: &'static str,
+    /// The reason in a sentence, for a person.
+    pub explanation: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<WhyServer>,
+    /// When the registration counted in `reason` was refused (not-listed addresses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_unix: Option<u64>,
+}
+
+/// What the master holds of a server in its table (listed or hidden).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct WhyServer {
+    pub family: &'static str,
+    pub game: String,
+    pub name: String,
+    pub map: String,
+    pub players: u8,
+    pub max_players: u8,
+    pub first_heartbeat_unix: u64,
+    pub last_heartbeat_unix: u64,
+    pub expires_unix: u64,
+    /// Liveness probes (absent when probing is off or the server is on an allowed network).
+    pub probed: bool,
+    pub last_probe_unix: Option<u64>,
+    pub last_answer_unix: Option<u64>,
+    pub round_trip_ms: Option<u16>,
+    /// Probes missed in a row since the last answer.
+    pub probe_timeouts_since_answer: u8,
+}
+
+fn explain(reason: &str) -> &'static str {
+    match reason {
+        "listed" => "listed: in every reply that matches it",
+        "not_answered_yet" => {
+            "registered, but has not answered an A2S_INFO / getinfo probe yet: check that the \
+             game port answers queries from the master's address"
+        }
+        "probe_timeouts" => "stopped answering probes: hidden until it answers again",
+        "answer_contradicts_heartbeat" => {
+            "its probe answer names another game or app id than its heartbeat"
+        }
+        "answered_from_another_source" => {
+            "its probe answer came from another port or address than the one that registered"
+        }
+        "clone_of_other_ports" => {
+            "one host's many ports answer with this same body: treated as copies of one server"
+        }
+        "never_heartbeated" => "no heartbeat from this address has reached the master lately",
+        "bad_challenge" => "its heartbeat carried a wrong or stale challenge",
+        "per_ip_cap" => "its address holds the most servers one address may list",
+        "per_net_cap" => "its /24 (/48) holds the most servers one network may list",
+        "banned" => "its network is banned by the operator",
+        "missing_key" => {
+            "its heartbeat lacks a required key (gamedir; DP: protocol, clients, sv_maxclients)"
+        }
+        "private_address" => "a private or loopback address, not accepted on this master",
+        "table_full" => "the master holds its most servers",
+        "game_rejected" => "its game is not accepted on this master",
+        _ => "its last registration was refused",
+    }
+}
+
+impl View {
+    /// Whether `addr` is listed and why not: the table of the core it belongs to (every core's
+    /// dump is searched: a scan, under a millisecond per 100,000 servers), else the refusals the
+    /// cores remember.
+    pub fn why(&self, addr: SocketAddr) -> WhyJson {
+        let addr = crate::master::policy::canonical(addr);
+        for d in self.dumps.iter().flatten() {
+            if let Some((slot, s, seen)) = d.shard.find(addr) {
+                let b = d.shard.probe(slot);
+                let reason = if s.is_listed() {
+                    "listed"
+                } else {
+                    b.hidden().map_or("hidden", Hidden::name)
+                };
+                let text = |sym| String::from_utf8_lossy(d.shard.strings.get(sym)).into_owned();
+                let at = |secs: u32| (secs != 0).then(|| self.unix_secs_of(secs));
+                return WhyJson {
+                    address: addr.to_string(),
+                    listed: s.is_listed(),
+                    reason,
+                    explanation: explain(reason).to_owned(),
+                    server: Some(WhyServer {
+                        family: family_name(s.family),
+                        game: text(s.game),
+                        name: text(s.hostname),
+                        map: text(s.map),
+                        players: s.players,
+                        max_players: s.max_players,
+                        first_heartbeat_unix: self.unix_secs_of(s.first_seen),
+                        last_heartbeat_unix: self.unix_secs_of(seen),
+                        expires_unix: self.unix_secs_of(d.shard.expires_at(seen).secs_u32()),
+                        probed: b.probed_secs != 0 || b.hidden != 0,
+                        last_probe_unix: at(b.probed_secs),
+                        last_answer_unix: at(b.answered_secs),
+                        round_trip_ms: (b.answered_secs != 0).then_some(b.rtt_ms),
+                        probe_timeouts_since_answer: b.misses,
+                    }),
+                    refused_unix: None,
+                };
+            }
+        }
+        let refused = self
+            .dumps
+            .iter()
+            .flatten()
+            .flat_map(|d| d.shard.rejections.iter())
+            .filter(|(a, ..)| *a == addr)
+            .max_by_key(|(_, _, at)| *at);
+        let (reason, refused_unix) = match refused {
+            Some((_, why, at)) => (why.name(), Some(self.unix_secs_of(*at))),
+            None => ("never_heartbeated", None),
+        };
+        WhyJson {
+            address: addr.to_string(),
+            listed: false,
+            reason,
+            explanation: explain(reason).to_owned(),
+            server: None,
+            refused_unix,
+        }
+    }
 }

@@ -204,10 +204,12 @@ impl Core {
         }
     }
 
-    /// Expiry in budgeted chunks, letting the receive loops run between them.
+    /// Expiry and liveness probes in budgeted chunks, letting the receive loops run between
+    /// them; the probes a chunk queued are sent at once.
     async fn expire(&self) {
         loop {
             let done = self.master.borrow_mut().tick(self.now(), EXPIRY_BUDGET);
+            self.flush();
             if done {
                 break;
             }

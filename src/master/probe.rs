@@ -470,6 +470,12 @@ impl Prober {
             && self.clones.get(&(ip, body)).copied().unwrap_or(0) >= clone_ports
     }
 
+    /// The server in `slot` showed it is alive outside a probe (a DP registration is itself a
+    /// `getinfo` answered).
+    pub fn heard(&mut self, now: Time, slot: u32) {
+        self.state_mut(slot).answered_secs = now.secs_u32().max(1);
+    }
+
     /// Records why `slot` is hidden (`None`: listed).
     pub fn set_hidden(&mut self, slot: u32, why: Option<Hidden>) {
         self.state_mut(slot).hidden = why.map_or(0, |h| h as u8);

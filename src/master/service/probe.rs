@@ -104,8 +104,9 @@ impl Master {
         };
         self.prober
             .track(now, slot, generation, local, tag, hidden, after);
-        if let Some(why) = hidden {
-            self.count_hidden(why);
+        match hidden {
+            Some(why) => self.count_hidden(why),
+            None => self.prober.heard(now, slot),
         }
     }
 
@@ -302,6 +303,8 @@ impl Master {
         if self.prober.awaiting(slot) {
             inc(&mut self.counters.probes_answered);
             self.prober.answered(now, slot, IpKey::new(from.ip()), 0);
+        } else {
+            self.prober.heard(now, slot);
         }
         self.show(slot);
     }
