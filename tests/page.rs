@@ -66,6 +66,8 @@ fn the_status_page_renders_with_charts_that_have_data() {
         cores: Some(2),
         allow_private: true,
         list_refresh_ms: Some(100),
+        // The suite's fake servers do not answer liveness probes (tests/probes.rs covers them).
+        no_probes: true,
         ..Default::default()
     });
     let mut settings = f

@@ -59,7 +59,51 @@ pub struct Config {
     pub port: Option<u16>,
     /// After the run, ask each master for its whole list and count the fleet's servers on it.
     pub verify: bool,
+    /// How the fleet's servers treat the masters' liveness probes.
+    pub faults: Faults,
 }
+
+/// Fractions of the fleet that answer a master's liveness probes badly (each server's role is
+/// fixed by its index, so a rerun has the same servers silent, lying or slow).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Never answer a probe (a dead or fake server that only heartbeats).
+    pub silent: f64,
+    /// Answer A2S_INFO naming another game than the heartbeat (Valve family; DP and Q3 servers
+    /// answer truthfully).
+    pub lying: f64,
+    /// Answer every probe after `delay`.
+    pub slow: f64,
+    pub delay: Duration,
+}
+
+/// What one server does with a master's probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Behaviour {
+    Answer,
+    Silent,
+    Lying,
+    Slow,
+}
+
+impl Faults {
+    fn of(&self, i: usize) -> Behaviour {
+        // A fixed, well-spread point in [0, 1) per server.
+        let u = ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+        if u < self.silent {
+            Behaviour::Silent
+        } else if u < self.silent + self.lying {
+            Behaviour::Lying
+        } else if u < self.silent + self.lying + self.slow {
+            Behaviour::Slow
+        } else {
+            Behaviour::Answer
+        }
+    }
+}
+
+/// Slow answers held at once, at most (past it they are sent at once).
+const MAX_DELAYED: usize = 1 << 20;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -84,6 +128,17 @@ pub struct Report {
     /// Xash3D `info 49` probes answered.
     pub xash_info_answered: u64,
     pub getinfo_answered: u64,
+    /// The masters' liveness probes received (A2S_INFO and its challenge step, `getinfo` after
+    /// registration), answered, ignored (silent servers), answered with a lie, answered late.
+    pub master_probes: u64,
+    pub master_probes_answered: u64,
+    pub probes_ignored: u64,
+    pub probes_lied: u64,
+    pub probes_delayed: u64,
+    /// Servers of each role (`--probe-silent`, `--probe-lying`, `--probe-slow`).
+    pub silent_servers: u64,
+    pub lying_servers: u64,
+    pub slow_servers: u64,
     pub duration_secs: f64,
     /// With `--verify`: (server, master) pairs found on the master's list after the run. A DP
     /// registration has no acknowledgement, so this, not `registered`, is what the master took.
@@ -223,6 +278,18 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         targets,
         ..Report::default()
     };
+    for i in 0..cfg.servers {
+        match cfg.faults.of(i) {
+            Behaviour::Silent => r.silent_servers += 1,
+            Behaviour::Lying => r.lying_servers += 1,
+            Behaviour::Slow => r.slow_servers += 1,
+            Behaviour::Answer => {}
+        }
+    }
+    // Slow servers' answers: (due, socket, from, to, datagram), due in order (one delay).
+    let mut delayed: std::collections::VecDeque<(u64, usize, IpAddr, SocketAddr, Vec<u8>)> =
+        std::collections::VecDeque::new();
+    let delay = cfg.faults.delay.as_nanos() as u64;
     let mut latency = Latency::default();
     let mut last_first_registration = 0u64;
     let mut first_started: Option<u64> = None;
@@ -283,6 +350,11 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
                 challenge_request(kind_of(cfg.protocol, i)),
             );
         }
+        while delayed.front().is_some_and(|d| d.0 <= now) {
+            if let Some((_, s, from, to, d)) = delayed.pop_front() {
+                queues[s].push(from, to, &d);
+            }
+        }
         for (q, sock) in queues.iter_mut().zip(&socks) {
             if !q.is_empty() {
                 q.flush(sock.as_raw_fd());
@@ -292,6 +364,11 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
             .peek()
             .map(|Reverse((due, ..))| due.saturating_sub(now_ns()))
             .unwrap_or(u64::MAX)
+            .min(
+                delayed
+                    .front()
+                    .map_or(u64::MAX, |d| d.0.saturating_sub(now_ns())),
+            )
             .min(end.saturating_sub(now_ns()))
             .min(50_000_000);
         sources::wait(&mut poll, &mut events, Duration::from_nanos(wait))?;
@@ -316,7 +393,40 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
                         3
                     },
                 };
-                match cfg.targets.iter().position(|t| *t == from) {
+                let target = cfg.targets.iter().position(|t| *t == from);
+                // A master's datagram is a probe unless it is the challenge of a handshake in
+                // flight (a DP getinfo is both: while the handshake waits it completes it).
+                let waiting =
+                    target.is_some_and(|t| hs.get(i * targets + t).is_some_and(|h| h.waiting));
+                let probe = target.is_some() && (!waiting || InfoRequest::decode(d).is_ok());
+                if probe {
+                    r.master_probes += 1;
+                    let b = cfg.faults.of(i);
+                    if b == Behaviour::Silent {
+                        r.probes_ignored += 1;
+                        return;
+                    }
+                    let Some(reply) = answer_master_probe(
+                        kind,
+                        info,
+                        b == Behaviour::Lying,
+                        a2s_secret_of(i),
+                        d,
+                        &mut out,
+                    ) else {
+                        return;
+                    };
+                    r.master_probes_answered += 1;
+                    r.probes_lied += u64::from(b == Behaviour::Lying);
+                    if b == Behaviour::Slow && delayed.len() < MAX_DELAYED {
+                        r.probes_delayed += 1;
+                        delayed.push_back((now + delay, s, to, from, reply));
+                    } else {
+                        q.push(to, from, &reply);
+                    }
+                    return;
+                }
+                match target {
                     Some(t) => {
                         if let Some(reply) = registration(kind, info, d) {
                             q.push(to, from, &reply);
@@ -560,6 +670,62 @@ fn registration(kind: Kind, i: Info, d: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// A master's liveness probe: A2S_INFO, always with the S2C_CHALLENGE step (as Source servers
+/// answer today), naming the game the heartbeat named (another one when `lie`); `getinfo` with
+/// the registration's `infoResponse`.
+fn answer_master_probe(
+    kind: Kind,
+    info: Info,
+    lie: bool,
+    secret: i32,
+    d: &[u8],
+    out: &mut Vec<u8>,
+) -> Option<Vec<u8>> {
+    if let Ok(req) = InfoRequest::decode(d) {
+        out.clear();
+        if req.challenge != Some(secret) {
+            Challenge(secret).encode(out);
+            return Some(out.clone());
+        }
+        let folder: &[u8] = match (kind, lie) {
+            (_, true) => b"hl2mp",
+            (Kind::Xash, false) => b"valve",
+            _ => b"cstrike",
+        };
+        let name = format!("muster-loadgen #{}", info.index);
+        SourceInfo {
+            protocol: 48,
+            name: name.as_bytes(),
+            map: if kind == Kind::Xash {
+                b"crossfire"
+            } else {
+                b"de_dust2"
+            },
+            folder,
+            game: b"Counter-Strike",
+            app_id: 10,
+            players: info.players,
+            max_players: 16,
+            bots: 0,
+            server_type: b'd',
+            environment: b'l',
+            visibility: 0,
+            vac: 1,
+            ship: None,
+            version: b"1.1.2.7",
+            extra: None,
+        }
+        .encode(out)
+        .ok()?;
+        return Some(out.clone());
+    }
+    if matches!(kind, Kind::Dp | Kind::Q3) {
+        let g = GetInfo::decode(d).ok()?;
+        return Some(dp_info(kind, info, g.challenge));
+    }
+    None
+}
+
 /// A crawler's probe: A2S_INFO (with the S2C_CHALLENGE step if asked) or `getinfo`.
 fn answer_probe(
     kind: Kind,
@@ -624,6 +790,49 @@ fn answer_probe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fault_roles_take_their_fractions_and_master_probes_are_answered_by_role() {
+        let f = Faults {
+            silent: 0.2,
+            lying: 0.1,
+            slow: 0.3,
+            delay: Duration::from_millis(100),
+        };
+        let mut n = [0usize; 4];
+        for i in 0..100_000 {
+            n[f.of(i) as usize] += 1;
+        }
+        let frac = |k: Behaviour| n[k as usize] as f64 / 100_000.0;
+        assert!((frac(Behaviour::Silent) - 0.2).abs() < 0.01, "{n:?}");
+        assert!((frac(Behaviour::Lying) - 0.1).abs() < 0.01, "{n:?}");
+        assert!((frac(Behaviour::Slow) - 0.3).abs() < 0.01, "{n:?}");
+        let i = Info {
+            index: 5,
+            region: 0,
+            players: 4,
+        };
+        let mut out = Vec::new();
+        let mut req = Vec::new();
+        InfoRequest { challenge: None }.encode(&mut req);
+        // The challenge step first (as Source servers answer), then the info.
+        let c = answer_master_probe(Kind::Valve, i, false, 77, &req, &mut out).unwrap();
+        assert_eq!(Challenge::decode(&c).unwrap(), Challenge(77));
+        req.clear();
+        InfoRequest {
+            challenge: Some(77),
+        }
+        .encode(&mut req);
+        let truth = answer_master_probe(Kind::Xash, i, false, 77, &req, &mut out).unwrap();
+        let t = SourceInfo::decode(&truth).unwrap();
+        assert_eq!(
+            (t.folder, t.players),
+            (&b"valve"[..], 4),
+            "the heartbeat's gamedir"
+        );
+        let lie = answer_master_probe(Kind::Valve, i, true, 77, &req, &mut out).unwrap();
+        assert_eq!(SourceInfo::decode(&lie).unwrap().folder, b"hl2mp");
+    }
 
     #[test]
     fn xash_servers_register_like_the_engine_and_answer_info_probes() {

@@ -100,6 +100,17 @@ enum Command {
         /// Change each server's player count with every heartbeat (attribute churn).
         #[arg(long)]
         vary_players: bool,
+        /// Fraction of the servers that never answer a master's liveness probe.
+        #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+        probe_silent: f64,
+        /// Fraction that answer A2S_INFO naming another game than their heartbeat.
+        #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+        probe_lying: f64,
+        /// Fraction that answer probes after --probe-delay-ms.
+        #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+        probe_slow: f64,
+        #[arg(long, default_value_t = 500, value_name = "MS")]
+        probe_delay_ms: u64,
         /// Bind the fleet's sockets to PORT, PORT+1, … (one per --per-host), so that running the
         /// fleet again re-registers the same servers. Default: ports the kernel picks.
         #[arg(long, value_name = "PORT")]
@@ -260,6 +271,10 @@ fn run(cli: Cli) -> Result<(), String> {
             vary_players,
             port,
             verify,
+            probe_silent,
+            probe_lying,
+            probe_slow,
+            probe_delay_ms,
         } => {
             let cfg = fleet::Config {
                 targets: targets(&common)?,
@@ -277,6 +292,12 @@ fn run(cli: Cli) -> Result<(), String> {
                 vary_players,
                 port,
                 verify,
+                faults: fleet::Faults {
+                    silent: probe_silent,
+                    lying: probe_lying,
+                    slow: probe_slow,
+                    delay: Duration::from_millis(probe_delay_ms),
+                },
             };
             emit(&common.json, &fleet::run(&cfg)?)
         }

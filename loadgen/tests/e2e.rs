@@ -264,3 +264,66 @@ fn non_loopback_targets_are_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("only loopback"));
 }
+
+#[test]
+fn a_fleet_with_silent_lying_and_slow_servers_is_listed_by_what_its_probes_show() {
+    let m = master();
+    let target = m.local_addrs()[0].to_string();
+    let dir = std::env::temp_dir().join(format!("loadgen-e2e-probes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("fleet.json");
+    // 200 GoldSrc servers: a fifth never answer probes, a tenth answer for another game, a fifth
+    // answer 300 ms late (inside the default 1 s probe timeout). Bounded: 8 s.
+    let out = Command::new(LOADGEN)
+        .args([
+            "fleet",
+            "--target",
+            &target,
+            "--servers",
+            "200",
+            "--protocol",
+            "valve",
+            "--probe-silent",
+            "0.2",
+            "--probe-lying",
+            "0.1",
+            "--probe-slow",
+            "0.2",
+            "--probe-delay-ms",
+            "300",
+            "--verify",
+            "--duration",
+            "8",
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let (silent, lying, slow) = (
+        u(&r, "silent_servers"),
+        u(&r, "lying_servers"),
+        u(&r, "slow_servers"),
+    );
+    assert!(silent > 20 && lying > 5 && slow > 20, "{r}");
+    assert_eq!(u(&r, "registered"), 200);
+    // Listed: exactly the servers whose answers were true, the slow ones included.
+    assert_eq!(u(&r, "listed"), 200 - silent - lying, "{r}");
+    assert!(u(&r, "probes_ignored") >= silent, "{r}");
+    assert!(u(&r, "probes_lied") >= lying, "{r}");
+    assert!(u(&r, "probes_delayed") >= slow, "{r}");
+    // The master counted the liars by reason.
+    let mut c = muster::master::Counters::default();
+    for s in m.status().into_iter().flatten() {
+        c += &s.counters;
+    }
+    let contradicts = muster::master::probe::Hidden::Contradicts as usize - 1;
+    assert_eq!(c.hidden[contradicts], lying, "{c:?}");
+    m.stop().unwrap();
+}

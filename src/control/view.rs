@@ -590,3 +590,77 @@ impl View {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::CoreDump;
+    use crate::master::Time;
+    use crate::master::probe::ProbeConfig;
+    use crate::master::service::test_support::{Master, REQUIRED, dp_register, xash_register};
+    use crate::master::{Config, DropReason};
+
+    fn view_of(m: &Master) -> View {
+        View {
+            dumps: vec![Some(Arc::new(CoreDump {
+                core: 0,
+                at: Time::from_secs(10),
+                shard: m.dump(),
+                top_refused: Vec::new(),
+                tracked: (0, 0),
+                last: false,
+            }))],
+            ..View::default()
+        }
+    }
+
+    #[test]
+    fn why_says_listed_hidden_refused_or_never_heard() {
+        let mut c = Config::with_secret([7; 16]);
+        c.limits.allow_private = true;
+        c.limits.max_servers_per_ip = 1;
+        c.probe = ProbeConfig::default();
+        let mut m = Master::new(Time::ZERO, c, 0, 1);
+        let (xash, dp, capped) = (
+            "1.2.3.4:27015".parse().unwrap(),
+            "5.6.7.8:27960".parse().unwrap(),
+            "1.2.3.4:27016".parse().unwrap(),
+        );
+        xash_register(&mut m, xash, false).unwrap();
+        assert_eq!(dp_register(&mut m, dp, b"QuakeArena-1", &REQUIRED), None);
+        assert_eq!(
+            m.handle(Time::from_secs(10), capped, 0, b"q"),
+            Err(DropReason::PerIpCap)
+        );
+        let v = view_of(&m);
+        let w = v.why(xash);
+        assert_eq!((w.listed, w.reason), (false, "not_answered_yet"));
+        let s = w.server.unwrap();
+        assert_eq!((s.game.as_str(), s.probed), ("valve", true));
+        assert_eq!(s.last_answer_unix, None);
+        let w = v.why(dp);
+        assert_eq!((w.listed, w.reason), (true, "listed"));
+        assert!(
+            w.server.unwrap().last_answer_unix.is_some(),
+            "its registration answered"
+        );
+        let w = v.why(capped);
+        assert_eq!((w.listed, w.reason), (false, "per_ip_cap"));
+        assert!(w.server.is_none() && w.refused_unix.is_some());
+        let w = v.why("9.9.9.9:1".parse().unwrap());
+        assert_eq!(w.reason, "never_heartbeated");
+        // The operator's counts leave the hidden server out of the listed ones.
+        assert_eq!(v.servers(), (0, 1));
+        assert_eq!(v.hidden().get("not_answered_yet"), Some(&1));
+        let page = v.servers_page(None, 0);
+        assert_eq!(
+            page.total, 2,
+            "hidden servers are in the operator's list, marked"
+        );
+        assert!(
+            page.servers
+                .iter()
+                .any(|s| !s.listed && s.hidden == Some("not_answered_yet"))
+        );
+    }
+}

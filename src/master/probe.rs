@@ -184,6 +184,18 @@ impl Brief {
     }
 }
 
+/// The server a slot holds, as the prober tracks it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Who {
+    pub slot: u32,
+    /// The table's generation of the slot (events of an earlier server in it are dropped).
+    pub generation: u32,
+    /// The listener it registered through (its probes leave from there).
+    pub local: u8,
+    /// DP: its heartbeat tag's index.
+    pub tag: u8,
+}
+
 /// What the master must do for a slot whose event came due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Due {
@@ -268,17 +280,14 @@ impl Prober {
             .unwrap_or(0)
     }
 
-    /// A new server took `slot` (generation `generation`): probe it `after_ms` from now.
-    pub fn track(
-        &mut self,
-        now: Time,
-        slot: u32,
-        generation: u32,
-        local: u8,
-        tag: u8,
-        hidden: Option<Hidden>,
-        after_ms: u64,
-    ) {
+    /// A new server took `who.slot`: probe it `after_ms` from now.
+    pub fn track(&mut self, now: Time, who: Who, hidden: Option<Hidden>, after_ms: u64) {
+        let Who {
+            slot,
+            generation,
+            local,
+            tag,
+        } = who;
         *self.state_mut(slot) = State {
             generation,
             local,
@@ -293,9 +302,9 @@ impl Prober {
     }
 
     /// A restored server: first probe spread over one interval (a restart does not burst).
-    pub fn track_restored(&mut self, now: Time, slot: u32, generation: u32, local: u8, tag: u8) {
-        let after = self.spread(slot).saturating_mul(4);
-        self.track(now, slot, generation, local, tag, None, after);
+    pub fn track_restored(&mut self, now: Time, who: Who) {
+        let after = self.spread(who.slot).saturating_mul(4);
+        self.track(now, who, None, after);
     }
 
     /// Whether `slot` still holds the server `generation` names.
@@ -533,6 +542,14 @@ mod tests {
         out
     }
 
+    fn who(slot: u32, generation: u32) -> Who {
+        Who {
+            slot,
+            generation,
+            ..Who::default()
+        }
+    }
+
     fn ip() -> IpKey {
         IpKey::new(IpAddr::from([1, 2, 3, 4]))
     }
@@ -540,7 +557,7 @@ mod tests {
     #[test]
     fn a_probe_is_resent_then_missed_then_the_next_waits_an_interval() {
         let mut p = Prober::new(Time::ZERO, cfg());
-        p.track(Time::ZERO, 3, 0, 0, 0, Some(Hidden::Unproven), 0);
+        p.track(Time::ZERO, who(3, 0), Some(Hidden::Unproven), 0);
         assert_eq!(due(&mut p, Time::ZERO), [Due::Send { slot: 3 }]);
         assert!(p.awaiting(3));
         assert!(due(&mut p, Time::from_millis(999)).is_empty());
@@ -564,7 +581,7 @@ mod tests {
     #[test]
     fn an_answer_resets_misses_records_the_round_trip_and_schedules_the_next() {
         let mut p = Prober::new(Time::ZERO, cfg());
-        p.track(Time::ZERO, 0, 0, 0, 0, None, 0);
+        p.track(Time::ZERO, who(0, 0), None, 0);
         due(&mut p, Time::ZERO);
         assert!(!p.answered(Time::from_millis(42), 0, ip(), 7));
         let s = p.state(0).copied().unwrap();
@@ -580,7 +597,7 @@ mod tests {
     fn sending_is_paced_by_the_rate() {
         let mut p = Prober::new(Time::ZERO, ProbeConfig { rate: 100, ..cfg() });
         for s in 0..1000 {
-            p.track(Time::ZERO, s, 0, 0, 0, None, 0);
+            p.track(Time::ZERO, who(s, 0), None, 0);
         }
         // A burst of a tenth of a second's worth, then 100 a second.
         assert_eq!(due(&mut p, Time::ZERO).len(), 10);
@@ -597,10 +614,10 @@ mod tests {
     #[test]
     fn a_freed_or_reused_slot_drops_its_events() {
         let mut p = Prober::new(Time::ZERO, cfg());
-        p.track(Time::ZERO, 0, 0, 0, 0, None, 0);
+        p.track(Time::ZERO, who(0, 0), None, 0);
         p.forget(0, ip());
         assert!(due(&mut p, Time::ZERO).is_empty());
-        p.track(Time::ZERO, 1, 5, 0, 0, None, 0);
+        p.track(Time::ZERO, who(1, 5), None, 0);
         let mut out = Vec::new();
         p.due(Time::ZERO, 10, |_| Some(6), &mut out);
         assert!(out.is_empty(), "the table holds another generation");
@@ -618,7 +635,7 @@ mod tests {
         let body = body_hash(&[b"Fake server", b"de_dust2"]);
         let clones: Vec<bool> = (0..4)
             .map(|s| {
-                p.track(Time::ZERO, s, 0, 0, 0, None, 0);
+                p.track(Time::ZERO, who(s, 0), None, 0);
                 p.answered(Time::ZERO, s, ip(), body)
             })
             .collect();
@@ -634,7 +651,7 @@ mod tests {
     #[test]
     fn a_challenge_step_is_taken_once_per_attempt() {
         let mut p = Prober::new(Time::ZERO, cfg());
-        p.track(Time::ZERO, 0, 0, 0, 0, None, 0);
+        p.track(Time::ZERO, who(0, 0), None, 0);
         assert!(!p.challenged(0), "no probe in flight");
         due(&mut p, Time::ZERO);
         assert!(p.challenged(0));

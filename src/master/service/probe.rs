@@ -15,7 +15,7 @@
 
 use crate::master::counters::{DropReason, inc};
 use crate::master::policy::IpKey;
-use crate::master::probe::{Due, Hidden, body_hash};
+use crate::master::probe::{Due, Hidden, Who, body_hash};
 use crate::master::table::Probed;
 use crate::master::table::record::Family;
 use crate::master::time::Time;
@@ -102,8 +102,13 @@ impl Master {
             Family::Valve => (Some(Hidden::Unproven), 0),
             Family::DarkPlaces => (None, self.prober.config().interval_ms),
         };
-        self.prober
-            .track(now, slot, generation, local, tag, hidden, after);
+        let who = Who {
+            slot,
+            generation,
+            local,
+            tag,
+        };
+        self.prober.track(now, who, hidden, after);
         match hidden {
             Some(why) => self.count_hidden(why),
             None => self.prober.heard(now, slot),
@@ -124,8 +129,13 @@ impl Master {
             let generation = self.table.generation(slot).unwrap_or(0);
             // DP servers get their tag back from the next heartbeat; until then the first tag
             // (what every built-in game's getinfo verifies against) is asked.
-            self.prober
-                .track_restored(now, slot, generation, local, self.restored_tag(slot));
+            let who = Who {
+                slot,
+                generation,
+                local,
+                tag: self.restored_tag(slot),
+            };
+            self.prober.track_restored(now, who);
             if self.table.at(slot).is_some_and(|s| !s.is_listed()) {
                 self.prober.set_hidden(slot, Some(Hidden::Unproven));
             }
