@@ -433,6 +433,10 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
                             registered.push((i, t));
                         }
                     }
+                    // A silent server is dead to every prober, crawlers included.
+                    None if cfg.faults.of(i) == Behaviour::Silent => {
+                        r.probes_ignored += 1;
+                    }
                     None => {
                         if let Some(reply) = answer_probe(
                             kind,

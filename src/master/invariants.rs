@@ -80,6 +80,8 @@ pub struct Reached {
     /// Servers listed from a (scripted) state file.
     pub restored: usize,
     pub syncs: usize,
+    /// Liveness probe datagrams sent as time passed (scripts whose first byte has bit 1 set).
+    pub probes: usize,
     pub counters: Counters,
 }
 
@@ -147,6 +149,13 @@ pub fn run(data: &[u8]) -> Result<Reached, String> {
     let (mode, data) = data.split_first().map_or((0, data), |(m, rest)| (*m, rest));
     if mode % 2 == 1 {
         config.admission = crate::master::admission::AdmissionConfig::unlimited();
+    }
+    if mode & 2 != 0 {
+        // Liveness probes on: Valve servers listed once they answer, probes sent as time passes.
+        config.probe = crate::master::probe::ProbeConfig {
+            clone_ports: 2,
+            ..crate::master::probe::ProbeConfig::default()
+        };
     }
     // The whole of every reply at once, so a reply can be checked as a whole.
     config.tx.window = usize::MAX / 4;
@@ -237,6 +246,33 @@ impl Run {
             _ => picked,
         };
         match op % 8 {
+            0 if op & 0x80 != 0 => {
+                // A game server's A2S_INFO answer (a probe's, or unasked), naming a game.
+                let folder = s.pick(&GAMEDIRS).unwrap_or_default();
+                let players = s.byte();
+                let mut b = Vec::new();
+                let info = crate::wire::a2s::SourceInfo {
+                    protocol: 48,
+                    name: b"server",
+                    map: b"de_dust2",
+                    folder,
+                    game: b"game",
+                    app_id: 10,
+                    players,
+                    max_players: 16,
+                    bots: 0,
+                    server_type: b'd',
+                    environment: b'l',
+                    visibility: 0,
+                    vac: 0,
+                    ship: None,
+                    version: b"1",
+                    extra: None,
+                };
+                if info.encode(&mut b).is_ok() {
+                    self.deliver(from, &b, Expect::Anything)?;
+                }
+            }
             0 => {
                 let len = usize::from(s.byte());
                 let bytes = s.take(len).to_vec();
@@ -556,6 +592,21 @@ impl Run {
                     break;
                 }
             }
+            // Probes go only to servers in the table (each completed a handshake): never a
+            // reflection. A DP probe's challenge is remembered, so the script can answer it.
+            for t in m.transmits(now) {
+                if m.table().get(t.to).is_none() {
+                    return Err(format!("a probe went to {}, not in the table", t.to));
+                }
+                for d in t.datagrams() {
+                    if let Ok(g) = GetInfo::decode(&d) {
+                        self.dp_challenge
+                            .insert(canonical(t.to), g.challenge.to_vec());
+                        self.last_dp = Some(t.to);
+                    }
+                    self.reached.probes = self.reached.probes.saturating_add(1);
+                }
+            }
             if let Some(snap) = m.publish() {
                 self.builder.apply(i, snap);
             }
@@ -570,6 +621,7 @@ impl Run {
             .masters
             .iter()
             .flat_map(|m| m.table().iter())
+            .filter(|s| s.is_listed())
             .map(|s| s.addr)
             .collect();
         for m in &self.masters {
@@ -714,8 +766,13 @@ mod tests {
             total.handshakes_answered += r.handshakes_answered;
             total.list_replies += r.list_replies;
             total.restored += r.restored;
+            total.probes += r.probes;
             total.counters += &r.counters;
         }
+        // Scripts with probes on reach probing, answers, and hiding.
+        assert!(total.probes > 100, "probes sent: {}", total.probes);
+        assert!(total.counters.probes_answered > 10, "{:?}", total.counters);
+        assert!(total.counters.shown > 10, "{:?}", total.counters);
         assert!(total.restored > 100, "restores reached: {}", total.restored);
         assert!(total.counters.xash_queries > 100, "{:?}", total.counters);
         assert!(total.counters.registered > 1000, "{:?}", total.counters);
