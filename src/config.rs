@@ -830,6 +830,19 @@ mod tests {
                 .to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
+        // The commented examples of the default config, uncommented, check out.
+        let example: String = DEFAULT_TOML
+            .lines()
+            .skip_while(|l| *l != "# [[watch]]")
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+            .collect();
+        let w = File::parse_partial(&example, "example")
+            .unwrap()
+            .operations()
+            .unwrap()
+            .watches;
+        assert_eq!(w.len(), 2, "{example}");
         let many = "[[watch]]\ngame = \"x\"\nwebhook = \"http://h/x\"\n".repeat(MAX_WATCHES + 1);
         assert!(
             File::parse_partial(&many, "t")

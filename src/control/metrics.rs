@@ -407,3 +407,36 @@ pub fn render(view: &View) -> String {
     let _ = TextEncoder::new().encode(&r.0.gather(), &mut out);
     String::from_utf8(out).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_series_exist_without_a_watch_and_count_with_one() {
+        let text = render(&View::default());
+        for line in [
+            "muster_alerts_sent_total 0",
+            "muster_alerts_failed_total 0",
+            "muster_watch_transitions_total{direction=\"down\"} 0",
+            "muster_alerts_dropped_total{reason=\"queue_full\"} 0",
+            "muster_watched_servers{state=\"never_listed\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        let spec = super::super::watch::WatchSpec {
+            watched: super::super::watch::Watched::Servers(vec![([192, 0, 2, 1], 1).into()]),
+            webhook: super::super::webhook::Webhook::parse("http://h/x").unwrap(),
+        };
+        let w = super::super::watch::Watcher::new(&[spec], 0);
+        let v = View {
+            watch: Some(std::sync::Arc::new(w.status())),
+            ..View::default()
+        };
+        let text = render(&v);
+        assert!(
+            text.contains("muster_watched_servers{state=\"never_listed\"} 1"),
+            "{text}"
+        );
+    }
+}

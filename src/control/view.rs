@@ -315,8 +315,12 @@ impl View {
     pub fn watch_json(&self) -> WatchJson {
         let d = self.deliveries();
         match &self.watch {
-            None => WatchJson::default(),
+            None => WatchJson {
+                now_unix_ms: self.now_unix_ms,
+                ..WatchJson::default()
+            },
             Some(w) => WatchJson {
+                now_unix_ms: self.now_unix_ms,
                 hooks: w
                     .hooks
                     .iter()
@@ -407,6 +411,8 @@ pub struct WatchSummary {
 
 #[derive(Debug, Default, Serialize)]
 pub struct WatchJson {
+    /// The control thread's clock (the `since` and `at` times are on it).
+    pub now_unix_ms: u64,
     pub hooks: Vec<HookJson>,
     pub history: Vec<super::watch::Transition>,
     pub transitions: super::watch::Directions,

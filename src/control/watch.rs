@@ -10,7 +10,7 @@
 //! re-registers; a `servers = [...]` address never listed since start is shown as such, and never
 //! alerted on until it has been up once.
 //!
-//! Watches are grouped by webhook (one [`Hook`] each): a server two watches of one webhook both
+//! Watches are grouped by webhook (one `Hook` each): a server two watches of one webhook both
 //! cover is one entry there, so it alerts once. A `game = …` watch remembers the servers of that
 //! game it has seen (their last name and game: once expired, a server is in no dump to be matched
 //! by game), at most [`MAX_WATCHED`] per webhook.
