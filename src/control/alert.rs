@@ -2,7 +2,7 @@
 //! [`Transition`]s over a bounded channel it never waits on ([`Outbox::send`]: a full channel drops
 //! the transition, counted); the thread keeps one [`Notifier`] per webhook and, on a
 //! single-threaded tokio runtime of its own, POSTs what they ask for — HTTP/1.1 over TCP, or TLS
-//! (rustls with Mozilla's roots built in) for `https://` — bounded by [`CONNECT_TIMEOUT`] per
+//! (rustls; Mozilla's roots built in, and the system's) for `https://` — bounded by [`CONNECT_TIMEOUT`] per
 //! address and [`POST_TIMEOUT`] in all, and tells them how it went.
 //!
 //! Nothing here runs on a packet core or the control thread; stopping it drops what is still
@@ -250,10 +250,19 @@ fn answered(hook: &Webhook, d: &mut Delivery, n: &mut Notifier, now: u64, a: Ans
     }
 }
 
-/// TLS as a browser does it: Mozilla's roots, TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
+/// TLS as a browser does it: Mozilla's roots and the system's (`SSL_CERT_FILE`, `SSL_CERT_DIR`,
+/// `/etc/ssl/certs`… when there are any: an internal CA, a TLS-inspecting proxy), TLS 1.2 and 1.3,
+/// HTTP/1.1 by ALPN.
 fn tls_config() -> Result<ClientConfig, String> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let system = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(system.certs);
+    tracing::debug!(
+        system_roots = added,
+        errors = system.errors.len(),
+        "TLS roots for down alerts"
+    );
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let mut c = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
