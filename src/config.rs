@@ -2,6 +2,8 @@
 //! `default-config.toml` (so the commented file in the repo *is* the defaults), command-line
 //! overrides applied on top, then checked and turned into the engine's [`Settings`].
 
+use crate::control::watch::{MAX_GAME_LEN, MAX_WATCH_SERVERS, MAX_WATCHES, WatchSpec, Watched};
+use crate::control::webhook::Webhook;
 use crate::engine::Settings;
 use crate::master::Config as MasterConfig;
 use crate::master::TxConfig;
@@ -68,6 +70,21 @@ pub struct File {
     /// Where listed servers are kept across restarts ("" = nowhere).
     pub state_file: String,
     pub state_interval_secs: u64,
+    /// `[[watch]]`: servers whose going and coming back is posted to a webhook.
+    #[serde(default)]
+    pub watch: Vec<WatchFile>,
+}
+
+/// One `[[watch]]` table: `servers` or `game`, and where to post.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchFile {
+    /// Addresses (`ip:port`) of the servers watched.
+    pub servers: Option<Vec<String>>,
+    /// Every server of this game (Valve gamedir, DarkPlaces gamename; any case).
+    pub game: Option<String>,
+    /// Discord's or Slack's incoming-webhook URL (or any that takes their JSON).
+    pub webhook: String,
 }
 
 /// One `[[game]]` table (dpmaster's `-g <game> protocols=… heartbeat=… options=…`).
@@ -426,7 +443,61 @@ impl File {
             public_refresh,
             state_file: (!self.state_file.is_empty()).then(|| PathBuf::from(&self.state_file)),
             state_interval: Duration::from_secs(self.state_interval_secs),
+            watches: self.watches()?,
         })
+    }
+
+    /// The `[[watch]]` tables, checked.
+    fn watches(&self) -> Result<Vec<WatchSpec>, ConfigError> {
+        let bad = |why: String| ConfigError::Invalid { key: "watch", why };
+        if self.watch.len() > MAX_WATCHES {
+            return Err(bad(format!(
+                "{} entries, at most {MAX_WATCHES}",
+                self.watch.len()
+            )));
+        }
+        let mut specs = Vec::with_capacity(self.watch.len());
+        for (i, w) in self.watch.iter().enumerate() {
+            let n = i + 1;
+            let webhook = Webhook::parse(w.webhook.trim())
+                .map_err(|e| bad(format!("entry {n}: webhook {e}")))?;
+            let watched = match (&w.servers, &w.game) {
+                (Some(servers), None) => {
+                    if servers.is_empty() || servers.len() > MAX_WATCH_SERVERS {
+                        return Err(bad(format!(
+                            "entry {n}: servers must list 1..={MAX_WATCH_SERVERS} addresses"
+                        )));
+                    }
+                    let addrs = servers
+                        .iter()
+                        .map(|a| {
+                            a.trim().parse::<SocketAddr>().map_err(|_| {
+                                bad(format!(
+                                    "entry {n}: {a:?} is not an ip:port (like 192.0.2.7:27015)"
+                                ))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Watched::Servers(addrs)
+                }
+                (None, Some(game)) => {
+                    let game = game.trim();
+                    if game.is_empty() || game.len() > MAX_GAME_LEN {
+                        return Err(bad(format!(
+                            "entry {n}: game must be 1..={MAX_GAME_LEN} bytes"
+                        )));
+                    }
+                    Watched::Game(game.to_owned())
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "entry {n}: give exactly one of `servers` and `game`"
+                    )));
+                }
+            };
+            specs.push(WatchSpec { watched, webhook });
+        }
+        Ok(specs)
     }
 
     /// The `ban` list, checked (a bare address is a network of one).
@@ -728,6 +799,8 @@ pub struct Operations {
     pub public_refresh: Duration,
     pub state_file: Option<PathBuf>,
     pub state_interval: Duration,
+    /// `[[watch]]`, checked (empty: no down alerts).
+    pub watches: Vec<WatchSpec>,
 }
 
 /// toml's messages quote the offending line over several lines; errors here are one line:
@@ -808,6 +881,65 @@ mod tests {
             assert!(f.settings(2, [0; 16]).is_err(), "{bad}");
         }
         assert!(File::parse_partial("[[game]]\nname = \"X\"\noptions = 1\n", "t").is_err());
+    }
+
+    #[test]
+    fn watch_tables_are_checked() {
+        let f = File::parse_partial(
+            "[[watch]]\nservers = [\"192.0.2.7:27015\", \"[2001:db8::1]:27960\"]\nwebhook = \"https://discord.com/api/webhooks/1/s\"\n\n[[watch]]\ngame = \"cstrike\"\nwebhook = \"http://127.0.0.1:9/hook\"\n",
+            "t",
+        )
+        .unwrap();
+        let w = f.operations().unwrap().watches;
+        assert_eq!(w.len(), 2);
+        assert_eq!(
+            w[0].watched,
+            Watched::Servers(vec![
+                "192.0.2.7:27015".parse().unwrap(),
+                "[2001:db8::1]:27960".parse().unwrap()
+            ])
+        );
+        assert!(w[0].webhook.is_discord());
+        assert_eq!(w[1].watched, Watched::Game("cstrike".into()));
+        assert!(File::defaults().operations().unwrap().watches.is_empty());
+        for (bad, why) in [
+            ("servers = [\"a:1\"]\nwebhook = \"http://h/x\"", "ip:port"),
+            ("servers = []\nwebhook = \"http://h/x\"", "1..="),
+            ("game = \"\"\nwebhook = \"http://h/x\"", "game"),
+            (
+                "game = \"x\"\nservers = [\"192.0.2.1:1\"]\nwebhook = \"http://h/x\"",
+                "exactly one",
+            ),
+            ("webhook = \"http://h/x\"", "exactly one"),
+            ("game = \"x\"\nwebhook = \"ftp://h/x\"", "http"),
+            ("game = \"x\"\nwebhook = \"https://h/x\"\nurl = 1", "url"),
+        ] {
+            let e = File::parse_partial(&format!("[[watch]]\n{bad}\n"), "t")
+                .and_then(|f| f.operations().map(|_| ()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        // The commented examples of the default config, uncommented, check out.
+        let example: String = DEFAULT_TOML
+            .lines()
+            .skip_while(|l| *l != "# [[watch]]")
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+            .collect();
+        let w = File::parse_partial(&example, "example")
+            .unwrap()
+            .operations()
+            .unwrap()
+            .watches;
+        assert_eq!(w.len(), 2, "{example}");
+        let many = "[[watch]]\ngame = \"x\"\nwebhook = \"http://h/x\"\n".repeat(MAX_WATCHES + 1);
+        assert!(
+            File::parse_partial(&many, "t")
+                .unwrap()
+                .operations()
+                .is_err()
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! - [`engine`]: the product around the core — a pinned glommio executor, sockets and a shard per
 //!   core, the list builder's thread, status and dumps over bounded channels.
 //! - [`control`]: the operator's side off the packet cores — state file, reloads, watchdog,
-//!   history — and the HTTP listeners (operator and public).
+//!   history — the HTTP listeners (operator and public), and down alerts for `[[watch]]`ed
+//!   servers (`control::watch` and `control::notifier` sans-IO, `control::message` and
+//!   `control::webhook` pure, the POSTs on the `muster-alerts` thread in `control::alert`).
 //! - [`state`]: the state file's versioned, checksummed format.
 //! - [`config`]: the `serve` configuration — embedded TOML defaults, files, flags, validation.
 //!

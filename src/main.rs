@@ -229,6 +229,7 @@ fn needs_restart(old: &config::File, new: &config::File) -> Vec<&'static str> {
         old.state_interval_secs != new.state_interval_secs,
         "state_interval_secs",
     );
+    check(old.watch != new.watch, "watch");
     v
 }
 
@@ -252,9 +253,11 @@ fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
     let mut settings = file.settings(cpus, secret)?;
     settings.housekeeping = Some(release_freed_memory);
     let mut control = ControlSettings::new(env!("CARGO_PKG_VERSION"));
-    if ops.http.is_some() || ops.state_file.is_some() {
+    // The API, the state file and the watches all read the cores' dumps.
+    if ops.http.is_some() || ops.state_file.is_some() || !ops.watches.is_empty() {
         settings.dump_every = Some(muster::control::DUMP_EVERY);
     }
+    control.watches = ops.watches.clone();
     if let Some(path) = &ops.state_file {
         let (body, msg) = read_state(path);
         settings.restore = body;

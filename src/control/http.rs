@@ -8,6 +8,7 @@
 //! | `/api/stats` | totals, rates, per-game counts, top refused sources, per core, state, config |
 //! | `/api/servers?game=NAME&page=N` | listed servers, [`PAGE_SIZE`](super::view::PAGE_SIZE) a page |
 //! | `/api/history` | the last hour of rates |
+//! | `/api/watch` | the watched servers (`[[watch]]`), their last transitions, each webhook's delivery |
 //! | `/healthz` | `ok` while every core reports, 503 otherwise |
 //!
 //! Only GET (and HEAD). No authentication: the default listener is loopback. `/healthz` is
@@ -99,6 +100,7 @@ pub fn route(view: &View, url: &str, history_interval_secs: u64) -> Reply {
         ),
         "/api/stats" => json(&view.stats()),
         "/api/history" => json(&view.history_json(history_interval_secs)),
+        "/api/watch" => json(&view.watch_json()),
         "/api/servers" => {
             let game = param(query, "game").filter(|g| !g.is_empty());
             let page = match param(query, "page").map(|p| p.parse::<usize>()) {
@@ -199,6 +201,13 @@ mod tests {
         assert_eq!(route(&v, "/", 10).status, 200);
         assert_eq!(route(&v, "/nope", 10).status, 404);
         assert_eq!(route(&v, "/api/servers?page=x", 10).status, 400);
+        let w: serde_json::Value =
+            serde_json::from_slice(&route(&v, "/api/watch", 10).body).unwrap();
+        assert_eq!(
+            w["hooks"],
+            serde_json::json!([]),
+            "no watch: nothing watched"
+        );
         let page = route(&v, "/api/servers?game=cstrike&page=0", 10);
         let j: serde_json::Value = serde_json::from_slice(&page.body).unwrap();
         assert_eq!(

@@ -122,6 +122,51 @@ fn http(r: &Reg, view: &View) {
     );
 }
 
+/// Down alerts (`[[watch]]`): transitions seen, alerts posted, failed, dropped; watched servers.
+/// Zeros without a watch (the series exist either way).
+fn watch(r: &Reg, view: &View) {
+    let s = view.watch_summary();
+    let t = s.as_ref().map(|s| s.transitions).unwrap_or_default();
+    r.counters(
+        "muster_watch_transitions_total",
+        "Watched servers that stopped being listed (down) or were listed again (up).",
+        &["direction"],
+        &[(vec!["down".into()], t.down), (vec!["up".into()], t.up)],
+    );
+    r.counter(
+        "muster_alerts_sent_total",
+        "Down alerts (messages) delivered to their webhooks.",
+        s.as_ref().map_or(0, |s| s.alerts_sent),
+    );
+    r.counter(
+        "muster_alerts_failed_total",
+        "Webhook POSTs that failed (connection error, timeout, non-2xx); each retry counts.",
+        s.as_ref().map_or(0, |s| s.alerts_failed),
+    );
+    let dropped: Vec<(Vec<String>, u64)> = view
+        .alerts_dropped()
+        .iter()
+        .map(|(why, n)| (vec![(*why).to_owned()], *n))
+        .collect();
+    r.counters(
+        "muster_alerts_dropped_total",
+        "Transitions or alerts never posted, by reason (channel_full, queue_full: transitions; gave_up: messages).",
+        &["reason"],
+        &dropped,
+    );
+    let watched = |f: &dyn Fn(&super::view::WatchSummary) -> usize| int(s.as_ref().map_or(0, f));
+    r.gauges(
+        "muster_watched_servers",
+        "Watched servers by state (never_listed: not listed since start).",
+        &["state"],
+        &[
+            (vec!["up".into()], watched(&|s| s.up)),
+            (vec!["down".into()], watched(&|s| s.down)),
+            (vec!["never_listed".into()], watched(&|s| s.never_listed)),
+        ],
+    );
+}
+
 /// The exposition text.
 pub fn render(view: &View) -> String {
     let r = Reg(Registry::new());
@@ -384,6 +429,7 @@ pub fn render(view: &View) -> String {
         view.config.reload_errors,
     );
     http(&r, view);
+    watch(&r, view);
     r.gauge(
         "muster_start_time_seconds",
         "When this process started, Unix seconds.",
@@ -402,4 +448,37 @@ pub fn render(view: &View) -> String {
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&r.0.gather(), &mut out);
     String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_series_exist_without_a_watch_and_count_with_one() {
+        let text = render(&View::default());
+        for line in [
+            "muster_alerts_sent_total 0",
+            "muster_alerts_failed_total 0",
+            "muster_watch_transitions_total{direction=\"down\"} 0",
+            "muster_alerts_dropped_total{reason=\"queue_full\"} 0",
+            "muster_watched_servers{state=\"never_listed\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        let spec = super::super::watch::WatchSpec {
+            watched: super::super::watch::Watched::Servers(vec![([192, 0, 2, 1], 1).into()]),
+            webhook: super::super::webhook::Webhook::parse("http://h/x").unwrap(),
+        };
+        let w = super::super::watch::Watcher::new(&[spec], 0);
+        let v = View {
+            watch: Some(std::sync::Arc::new(w.status())),
+            ..View::default()
+        };
+        let text = render(&v);
+        assert!(
+            text.contains("muster_watched_servers{state=\"never_listed\"} 1"),
+            "{text}"
+        );
+    }
 }

@@ -6,7 +6,9 @@
 //! - keeps the last hour of rates ([`history`]) and logs a summary line every minute;
 //! - writes the state file every `state_interval` and once more at shutdown ([`crate::state`]);
 //! - reloads the config on SIGHUP and hands it to every core;
-//! - tells systemd it is alive (`WATCHDOG=1`) only while every core reports.
+//! - tells systemd it is alive (`WATCHDOG=1`) only while every core reports;
+//! - watches the servers of `[[watch]]` in each fresh set of dumps and hands their transitions to
+//!   the alert thread ([`alert`]), which posts them to their webhooks.
 //!
 //! HTTP is never served on that thread: each listener runs on a thread of its own
 //! ([`serve`]), the operator's from the control thread's [`View`], the public one (`public_http`,
@@ -27,20 +29,30 @@
 //! | [`public`] | the public lists of one publication: FWGS text, the JSON API's pages, the browser page |
 //! | [`fwgs`] | Xash3D FWGS's HTTP server list format |
 //! | [`lists`] | the public lists' builder thread and the public listener's app |
+//! | [`watch`] | sans-IO: which watched servers are listed, their transitions and history |
+//! | [`notifier`] | sans-IO: one webhook's outbox — quiet time, digests, rate limit, retries |
+//! | [`message`] | what an alert says, and the Discord / Slack JSON body |
+//! | [`webhook`] | a webhook URL checked and taken apart (and shown without its secret) |
+//! | [`alert`] | the alert thread: the channel from the control thread, the POSTs over TCP / TLS |
 
+pub mod alert;
 pub mod conns;
 pub mod fwgs;
 pub mod history;
 pub mod http;
 pub mod limits;
 pub mod lists;
+pub mod message;
 pub mod metrics;
+pub mod notifier;
 pub mod public;
 pub mod reply;
 pub mod request;
 pub mod serve;
 pub mod stall;
 pub mod view;
+pub mod watch;
+pub mod webhook;
 
 use crate::engine::{EngineHandle, unix_now_ms};
 use crate::master::Config as MasterConfig;
@@ -52,11 +64,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+
 use view::View;
 
-/// How often each core dumps its shard for the control thread when HTTP or a state file is on
-/// (the API's freshness; the state file is written from the latest dumps).
+/// How often each core dumps its shard for the control thread when HTTP, a state file or a watch
+/// is on (the API's freshness; the state file is written from the latest dumps; how soon a
+/// watched server's change is seen).
 pub const DUMP_EVERY: Duration = Duration::from_secs(1);
 /// The control loop's period: it takes reports and dumps, hands the HTTP side a fresh view and
 /// sees to its duties this often.
@@ -98,6 +111,9 @@ pub struct ControlSettings {
     pub reload: Option<Reload>,
     /// Set by the SIGHUP handler; the thread takes it.
     pub hup: Arc<AtomicBool>,
+    /// `[[watch]]`: servers whose coming and going is posted to webhooks. They need the cores'
+    /// dumps ([`crate::engine::Settings::dump_every`]).
+    pub watches: Vec<watch::WatchSpec>,
     /// The listeners, once bound ([`ControlSettings::bind_http`], [`ControlSettings::bind_public`]).
     operator_listener: Option<std::net::TcpListener>,
     public_listener: Option<std::net::TcpListener>,
@@ -120,6 +136,7 @@ impl ControlSettings {
             state_at_start: None,
             reload: None,
             hup: Arc::new(AtomicBool::new(false)),
+            watches: Vec::new(),
             operator_listener: None,
             public_listener: None,
         }
@@ -159,6 +176,7 @@ pub struct Control {
     operator: Option<serve::Running>,
     public: Option<serve::Running>,
     public_builder: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    alerts: Option<alert::Alerts>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,11 +213,29 @@ pub fn start(engine: EngineHandle, mut s: ControlSettings) -> Result<Control, Co
     let (operator_listener, public_listener) =
         (s.operator_listener.take(), s.public_listener.take());
     let (limits, public_refresh, housekeeping) = (s.http_limits, s.public_refresh, s.housekeeping);
-    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(http::Snapshot::default()));
+    let (snapshot_tx, snapshot_rx) =
+        tokio::sync::watch::channel(Arc::new(http::Snapshot::default()));
     let reload = s.reload.take();
+    let (watching, alerts) = if s.watches.is_empty() {
+        (None, None)
+    } else {
+        let watcher = watch::Watcher::new(&s.watches, unix_now_ms());
+        let alerts = alert::Alerts::start(watcher.webhooks()).map_err(thread_err)?;
+        let watching = Watching {
+            watcher,
+            outbox: alerts.outbox.clone(),
+            fresh: vec![false; engine.cores],
+        };
+        (Some(watching), Some(alerts))
+    };
     // The view exists before any request can arrive: the first answers already know the state
     // file's fate, the config, the version.
     let mut t = Thread::new(engine.clone(), s, reload, snapshot_tx);
+    if let Some(w) = &watching {
+        t.view.watch = Some(Arc::new(w.watcher.status()));
+        t.view.alerts = Some(w.outbox.health.clone());
+    }
+    t.watching = watching;
     t.publish();
     let mut counters = Vec::new();
     let operator = match operator_listener {
@@ -215,7 +251,7 @@ pub fn start(engine: EngineHandle, mut s: ControlSettings) -> Result<Control, Co
     let (public, public_builder) = match public_listener {
         Some(l) => {
             let lists = engine.lists.clone().ok_or(ControlError::NoLists)?;
-            let (tx, rx) = watch::channel(None);
+            let (tx, rx) = tokio::sync::watch::channel(None);
             let args = lists::BuilderArgs {
                 lists,
                 published: tx,
@@ -253,6 +289,7 @@ pub fn start(engine: EngineHandle, mut s: ControlSettings) -> Result<Control, Co
         public,
         // The builder stops with the engine (its list channel closes) or with this flag.
         public_builder: public_builder.map(|b| (stop_public, b)),
+        alerts,
     })
 }
 
@@ -282,6 +319,9 @@ impl Control {
             stop.store(true, Ordering::Relaxed);
             let _ = t.join();
         }
+        if let Some(a) = self.alerts.take() {
+            a.stop();
+        }
         match joined {
             Some(Err(p)) => Err(ControlError::Thread(format!(
                 "panicked: {}",
@@ -297,7 +337,7 @@ struct Thread {
     s: ControlSettings,
     reload: Option<Reload>,
     /// Where each tick's view goes for the operator's listener.
-    snapshots: watch::Sender<Arc<http::Snapshot>>,
+    snapshots: tokio::sync::watch::Sender<Arc<http::Snapshot>>,
     view: View,
     /// Each core's last report time (`at_ms`), to see it advance.
     last_at: Vec<u64>,
@@ -307,6 +347,58 @@ struct Thread {
     /// A foreign file sits at the state path: never overwritten.
     state_blocked: bool,
     watchdog: Option<(Duration, Instant)>,
+    watching: Option<Watching>,
+}
+
+/// The watches' side of the control thread.
+struct Watching {
+    watcher: watch::Watcher,
+    outbox: alert::Outbox,
+    /// Which cores dumped since the last observation: the watcher sees only whole sets (a server
+    /// is in exactly one core's dump; a partial set would show the others' servers as gone).
+    fresh: Vec<bool>,
+}
+
+impl Watching {
+    /// Hands the watcher every server of `dumps` once every core has dumped anew; the
+    /// transitions go to the alert thread. `Some` new status when it changed.
+    fn observe(
+        &mut self,
+        now_ms: u64,
+        dumps: &[Option<Arc<crate::engine::CoreDump>>],
+        clock: Option<crate::engine::WallClock>,
+    ) -> Option<watch::Status> {
+        if !self.fresh.iter().all(|f| *f) {
+            return None;
+        }
+        // A stopping core's last dump is no news about the servers.
+        if dumps.iter().flatten().any(|d| d.last) {
+            return None;
+        }
+        self.fresh.iter_mut().for_each(|f| *f = false);
+        let seen = dumps.iter().flatten().flat_map(|d| {
+            d.shard.iter().map(move |(s, _)| watch::Seen {
+                addr: s.addr.addr(),
+                game: d.shard.strings.get(s.game),
+                name: d.shard.strings.get(s.hostname),
+                listed: s.is_listed(),
+                first_seen_unix_ms: clock.map_or(0, |c| {
+                    c.unix_ms(crate::master::Time::from_secs(u64::from(s.first_seen)))
+                }),
+            })
+        });
+        for t in self.watcher.observe(now_ms, seen) {
+            tracing::info!(
+                server = %t.address,
+                name = %message::clean_name(&t.name),
+                after = %message::duration(t.after_ms),
+                "watched server {}",
+                if t.up { "back" } else { "down" }
+            );
+            self.outbox.send(t);
+        }
+        self.watcher.status_if_changed()
+    }
 }
 
 impl Thread {
@@ -314,7 +406,7 @@ impl Thread {
         engine: EngineHandle,
         s: ControlSettings,
         reload: Option<Reload>,
-        snapshots: watch::Sender<Arc<http::Snapshot>>,
+        snapshots: tokio::sync::watch::Sender<Arc<http::Snapshot>>,
     ) -> Self {
         let cores = engine.cores;
         let now_ms = unix_now_ms();
@@ -338,6 +430,8 @@ impl Thread {
             },
             clock: Some(engine.wall()),
             http: Vec::new(),
+            watch: None,
+            alerts: None,
         };
         let state_blocked = s
             .state_file
@@ -362,6 +456,7 @@ impl Thread {
             summarised: (start, Cumulative::default()),
             state_written: start,
             state_blocked,
+            watching: None,
         }
     }
 
@@ -410,6 +505,14 @@ impl Thread {
             if let Some(slot) = self.view.dumps.get_mut(core) {
                 *slot = Some(Arc::new(d));
             }
+            if let Some(f) = self.watching.as_mut().and_then(|w| w.fresh.get_mut(core)) {
+                *f = true;
+            }
+        }
+        if let Some(w) = &mut self.watching
+            && let Some(status) = w.observe(now_ms, &self.view.dumps, self.view.clock)
+        {
+            self.view.watch = Some(Arc::new(status));
         }
     }
 

@@ -1,7 +1,9 @@
 //! What the control thread knows: each core's latest report and dump, the history, what the state
-//! file and config reloads last did — and the answers built from it (`/api/stats`,
-//! `/api/servers`). Pure: the thread feeds it, the HTTP handlers read it.
+//! file and config reloads last did, the watched servers — and the answers built from it
+//! (`/api/stats`, `/api/servers`, `/api/watch`). Pure: the thread feeds it, the HTTP handlers
+//! read it.
 
+use super::alert::{Delivery, Health};
 use super::conns::ConnCounters;
 use super::history::{Cumulative, History, Point};
 use crate::engine::{CoreDump, CoreStatus, EngineCounters};
@@ -47,6 +49,10 @@ pub struct View {
     pub clock: Option<crate::engine::WallClock>,
     /// Each HTTP listener's counters, by name (`operator`, `public`).
     pub http: Vec<(&'static str, Arc<ConnCounters>)>,
+    /// `[[watch]]`: the watched servers, as of the last fresh set of dumps (`None`: no watch).
+    pub watch: Option<Arc<super::watch::Status>>,
+    /// The alert thread's deliveries (`None`: no watch).
+    pub alerts: Option<Arc<Health>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -276,6 +282,75 @@ impl View {
                 .collect(),
             state: self.state.clone(),
             config: self.config.clone(),
+            watch: self.watch_summary(),
+        }
+    }
+
+    /// The watches in a few figures (`/api/stats`); `None` without a watch.
+    pub fn watch_summary(&self) -> Option<WatchSummary> {
+        let w = self.watch.as_ref()?;
+        let d = self.deliveries();
+        let sum = |f: &dyn Fn(&Delivery) -> u64| d.iter().map(f).sum::<u64>();
+        Some(WatchSummary {
+            watched: w.hooks.iter().map(|h| h.watched).sum(),
+            up: w.hooks.iter().map(|h| h.up).sum(),
+            down: w.hooks.iter().map(|h| h.down).sum(),
+            never_listed: w.hooks.iter().map(|h| h.never_listed).sum(),
+            transitions: w.transitions,
+            alerts_sent: sum(&|d| d.counts.sent),
+            alerts_failed: sum(&|d| d.counts.failed),
+            alerts_dropped: self.alerts_dropped().iter().map(|(_, n)| n).sum(),
+            alerts_pending: d.iter().map(|d| d.pending).sum(),
+        })
+    }
+
+    /// Each webhook's delivery (empty without a watch).
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.alerts
+            .as_ref()
+            .map(|a| a.deliveries())
+            .unwrap_or_default()
+    }
+
+    /// Transitions not posted, by reason: the channel to the alert thread was full, a webhook's
+    /// queue was full, every attempt failed (or the webhook refused).
+    pub fn alerts_dropped(&self) -> [(&'static str, u64); 3] {
+        let d = self.deliveries();
+        let channel = self.alerts.as_ref().map_or(0, |a| {
+            a.channel_full.load(std::sync::atomic::Ordering::Relaxed)
+        });
+        [
+            ("channel_full", channel),
+            ("queue_full", d.iter().map(|d| d.counts.queue_full).sum()),
+            ("gave_up", d.iter().map(|d| d.counts.gave_up).sum()),
+        ]
+    }
+
+    /// `/api/watch`: every webhook's watches, servers (down first) and delivery; the last
+    /// transitions.
+    pub fn watch_json(&self) -> WatchJson {
+        let d = self.deliveries();
+        match &self.watch {
+            None => WatchJson {
+                now_unix_ms: self.now_unix_ms,
+                ..WatchJson::default()
+            },
+            Some(w) => WatchJson {
+                now_unix_ms: self.now_unix_ms,
+                hooks: w
+                    .hooks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| HookJson {
+                        watch: h.clone(),
+                        delivery: d.get(i).cloned(),
+                    })
+                    .collect(),
+                history: w.history.clone(),
+                transitions: w.transitions,
+                untracked: w.untracked,
+                dropped: self.alerts_dropped().into_iter().collect(),
+            },
         }
     }
 
@@ -341,6 +416,37 @@ impl View {
 }
 
 #[derive(Debug, Serialize)]
+pub struct WatchSummary {
+    pub watched: usize,
+    pub up: usize,
+    pub down: usize,
+    pub never_listed: usize,
+    pub transitions: super::watch::Directions,
+    pub alerts_sent: u64,
+    pub alerts_failed: u64,
+    pub alerts_dropped: u64,
+    pub alerts_pending: usize,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct WatchJson {
+    /// The control thread's clock (the `since` and `at` times are on it).
+    pub now_unix_ms: u64,
+    pub hooks: Vec<HookJson>,
+    pub history: Vec<super::watch::Transition>,
+    pub transitions: super::watch::Directions,
+    pub untracked: usize,
+    pub dropped: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HookJson {
+    #[serde(flatten)]
+    pub watch: super::watch::HookStatus,
+    pub delivery: Option<Delivery>,
+}
+
+#[derive(Debug, Serialize)]
 pub struct HistoryJson<'a> {
     pub interval_secs: u64,
     pub points: Vec<&'a Point>,
@@ -362,6 +468,8 @@ pub struct Stats {
     pub per_core: Vec<PerCore>,
     pub state: StateInfo,
     pub config: ConfigInfo,
+    /// `null` without a `[[watch]]`.
+    pub watch: Option<WatchSummary>,
 }
 
 #[derive(Debug, Serialize)]
