@@ -5,8 +5,8 @@
 #  1. cost: N GoldSrc servers (`muster-loadgen fleet --protocol valve`, re-heartbeating every
 #     600 s so that nothing but probes crosses the wire while measured) against
 #     `muster serve --cores 1` on CPU 0 (the fleet on the other CPU); once every server is listed
-#     (each answered its first probe), one probe interval (30 s, the default) of the master's
-#     CPU (utime+stime), probes sent and bytes sent (`/metrics`), RSS. At N = 10,000 and
+#     (each answered its first probe) and one probe interval (30 s, the default) later, 45 s of
+#     the master's CPU (utime+stime), probes sent and bytes sent (`/metrics`), RSS. At N = 10,000 and
 #     1,000,000; at 10,000 also the same window with `--no-probes` (the idle baseline).
 #  2. silent → unlisted: the 10,000-server fleet is stopped (every server silent at once); the
 #     time until the first and the last leaves the list (polled every 0.5 s; default timings:
@@ -19,7 +19,7 @@
 #     (it lists the live ones) and of muster `--no-probes` (it lists every server that
 #     heartbeats, as Valve's master does).
 #
-#   benches/probes.sh                  # about 8 minutes
+#   benches/probes.sh                  # about 12 minutes
 #   N_BIG=100000 benches/probes.sh     # smaller second size
 #
 # Loopback only; every step bounded in time.
@@ -28,7 +28,8 @@ cd "$(dirname "$0")/.."
 
 N_SMALL="${N_SMALL:-10000}"
 N_BIG="${N_BIG:-1000000}"
-WINDOW="${WINDOW:-30}"
+WINDOW="${WINDOW:-45}"
+WARMUP="${WARMUP:-30}"
 OUT=target/bench-probes
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.txt "$OUT"/*.out "$OUT"/*.err
@@ -77,7 +78,8 @@ cost() {
     local limit=$(( 120 + n / 2000 ))
     wait_listed "$http" "$n" "$limit" >/dev/null
     python3 -c "print(round($(now) - $t0, 1))" >"$OUT/$tag.listed_secs.txt"
-    # One interval in steady state.
+    # Steady state: one interval for the probes' phases to spread, then the window.
+    sleep "$WARMUP"
     local c0 p0 b0 r0; c0=$(cpu_ticks "$PID"); p0=$(metric "$http" muster_probes_sent_total)
     b0=$(metric "$http" muster_bytes_sent_total); r0=$(metric "$http" muster_datagrams_received_total)
     sleep "$WINDOW"
