@@ -22,6 +22,8 @@
 # receive buffer muster asks for (net.core.rmem_default raised while it starts, so run as root), and
 # with one master core every muster thread runs on CPU 0 under `taskset -c 0`, as dpmaster does.
 # Everything runs on loopback; every step is bounded in time.
+# Every muster here runs --no-probes: the fleets register and stop, and what probing costs is
+# measured by benches/probes.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,8 +49,8 @@ if [[ " $PARTS " == *" dpmaster "* ]]; then
             case $who in
                 dpmaster) start_dpmaster; pin=$LG1 ;;
                 # The load generator's sources are trusted: this measures speed, not admission.
-                muster1) start_muster 1 --trust 127.0.0.0/8; pin=$LG1 ;;
-                muster2) start_muster 2 --trust 127.0.0.0/8; pin="" ;;
+                muster1) start_muster 1 --no-probes --trust 127.0.0.0/8; pin=$LG1 ;;
+                muster2) start_muster 2 --no-probes --trust 127.0.0.0/8; pin="" ;;
             esac
             register "$ADDR" "$n" dp 100 "$tag" dp "$n"
             sleep 1
@@ -62,7 +64,7 @@ if [[ " $PARTS " == *" dpmaster "* ]]; then
         tag="reg-$who-r$rate"
         case $who in
             dpmaster) start_dpmaster ;;
-            muster1) start_muster 1 --trust 127.0.0.0/8 ;;
+            muster1) start_muster 1 --no-probes --trust 127.0.0.0/8 ;;
             floor)
                 port=$(free_port)
                 taskset -c 0 $L floor --listen "127.0.0.1:$port" --duration 300 >/dev/null 2>&1 &
@@ -84,7 +86,7 @@ if [[ " $PARTS " == *" sizes "* ]]; then
         for n in $SIZES; do
             tag="size-c$cores-n$n"
             echo "== $tag"
-            start_muster "$cores" --trust 127.0.0.0/8 --max-servers 2000000
+            start_muster "$cores" --no-probes --trust 127.0.0.0/8 --max-servers 2000000
             rss0=$(rss_kib "$PID")
             valve_n=$(( (n + 2) / 3 )); dp_n=$(( (n + 1) / 3 ))
             register "$ADDR" "$n" mixed 100 "$tag"
@@ -104,7 +106,7 @@ if [[ " $PARTS " == *" million "* ]]; then
         tag="million-$who"
         echo "== $tag"
         case $who in
-            muster) start_muster 2 --trust 127.0.0.0/8 --max-servers 1100000 ;;
+            muster) start_muster 2 --no-probes --trust 127.0.0.0/8 --max-servers 1100000 ;;
             dpmaster) [ -n "$DPMASTER" ] || continue; start_dpmaster ;;
         esac
         c0=$(cpu_ticks "$PID")

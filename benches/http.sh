@@ -58,8 +58,9 @@ printf '%-8s %-20s %-7s %12s %10s %10s %14s %14s %8s\n' servers path server "bod
 } | tee "$OUT"
 
 for N in "${SIZES[@]}"; do
+    # --no-probes: the fleet registers and stops (probes are measured by benches/probes.sh).
     $M serve --listen 127.0.0.1:$MPORT --cores 1 --allow-private --max-servers-per-ip 64 \
-        --trust 127.0.0.0/8 --max-servers $((N + 1000)) --http 127.0.0.1:$OPORT \
+        --max-servers-per-net 65535 --no-probes --trust 127.0.0.0/8 --max-servers $((N + 1000)) --http 127.0.0.1:$OPORT \
         --public-http 127.0.0.1:$HPORT >"$W/muster.out" 2>"$W/muster.err" &
     MPID=$!
     PIDS+=("$MPID")

@@ -41,8 +41,9 @@ now() { date +%s.%N; }
 serve() {
     local tag=$1 port=$2; shift 2
     local t0; t0=$(now)
+    # --no-probes: the fleet registers and stops (probes are measured by benches/probes.sh).
     $M serve --config benches/bench.toml --listen "127.0.0.1:$port" --cores 2 --allow-private \
-        --max-servers-per-ip 64 --trust 127.0.0.0/8 --max-servers "$MAX" "$@" \
+        --max-servers-per-ip 64 --no-probes --trust 127.0.0.0/8 --max-servers "$MAX" "$@" \
         >"$OUT/$tag.out" 2>"$OUT/$tag.err" &
     PID=$!
     for _ in $(seq 12000); do

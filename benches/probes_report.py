@@ -17,8 +17,9 @@ def read(name):
 
 
 def window(tag):
-    ticks, probes, sent, received, secs, tick, rss = (int(x) for x in read(f"{tag}.window.txt"))
-    return dict(cpu=ticks / tick, probes=probes, sent=sent, received=received, secs=secs, rss=rss / 1024)
+    ticks, probes, sent, received, secs, tick, rss, listed = (int(x) for x in read(f"{tag}.window.txt"))
+    return dict(cpu=ticks / tick, probes=probes, sent=sent, received=received, secs=secs, rss=rss / 1024,
+                listed=listed)
 
 
 def fleet(tag):
@@ -37,7 +38,7 @@ listed_off = float(read("off.listed_secs.txt")[0])
 def row(name, n, w, listed):
     s = w["secs"]
     per = w["cpu"] / w["probes"] * 1e6 if w["probes"] else 0
-    return (f"| {name} | {n:,} | {w['probes'] / s:,.0f} | {w['sent'] / s / 1000:,.1f} KB/s | "
+    return (f"| {name} | {w['listed']:,} of {n:,} | {w['probes'] / s:,.0f} | {w['sent'] / s / 1000:,.1f} KB/s | "
             f"{w['received'] / s:,.0f} | {w['cpu'] / s * 100:.2f}% | {per:.1f} µs | {w['rss']:.0f} MiB | {listed:.1f} s |")
 
 
@@ -75,9 +76,11 @@ load generator on the other CPU; default probe settings (interval 30 s, timeout 
 --protocol valve`, re-heartbeating every 600 s, so that only probes and their answers cross the
 wire in the window) answer A2S_INFO with the S2C_CHALLENGE step, so one probe is two datagrams each
 way. Figures over {small['secs']} s, one probe interval after every server is listed; CPU is the master's
-utime + stime (`/proc/PID/stat`), probes and bytes from its `/metrics`.
+utime + stime (`/proc/PID/stat`), probes and bytes from its `/metrics`. "Listed" counts every server
+whose handshake completed (the fleet gives a handshake up after 3 retries and comes back at its
+next heartbeat, 600 s later).
 
-| | servers | probe datagrams sent /s | bytes sent | datagrams received /s | master CPU | CPU per probe datagram | RSS | fleet start → all listed |
+| | servers listed | probe datagrams sent /s | bytes sent | datagrams received /s | master CPU | CPU per probe datagram | RSS | fleet start → listed |
 |---|---|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + f"""
 

@@ -29,6 +29,8 @@
 #   benches/reflection.sh                # about 15 minutes
 #   FLOODS="per24 servers" MASTERS="dpmaster muster2" benches/reflection.sh
 #   KEEP=1 MASTERS=muster2 benches/reflection.sh    # again for one master, the others' results kept
+# Every muster here runs --no-probes: the fleets register and stop, and what probing costs is
+# measured by benches/probes.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,8 +63,8 @@ for who in $MASTERS; do
     case $who in
         dpmaster) [ -n "$DPMASTER" ] || continue; start_dpmaster ;;
         dpmaster-f) [ -n "$DPMASTER" ] || continue; start_dpmaster -f ;;
-        muster1) start_muster 1 --trust 127.61.0.0/16 ;;
-        muster2) start_muster 2 --trust 127.61.0.0/16 ;;
+        muster1) start_muster 1 --no-probes --trust 127.61.0.0/16 ;;
+        muster2) start_muster 2 --no-probes --trust 127.61.0.0/16 ;;
     esac
     register "$ADDR" 10000 dp 100 "$who-dp" dp 10000
     if [[ $who == muster* ]]; then register "$ADDR" 2000 valve 120 "$who-valve" valve 2000; fi
@@ -103,7 +105,7 @@ done
 if [ "$EXPENSIVE" = 1 ]; then
     tag=expensive
     echo "== $tag (muster --cores 2, 100,000 GoldSrc servers)"
-    start_muster 2 --trust 127.61.0.0/16
+    start_muster 2 --no-probes --trust 127.61.0.0/16
     register "$ADDR" 100000 valve 120 "$tag-valve" valve 100000
     # Fresh clients, one list every 2 s, each from its own address: one region (i % 8 == 3).
     c0=$(cpu_ticks "$PID")
