@@ -70,6 +70,9 @@ pub struct File {
     /// Where listed servers are kept across restarts ("" = nowhere).
     pub state_file: String,
     pub state_interval_secs: u64,
+    /// A file holding the challenge secret (64 hex digits), shared by masters behind one address
+    /// ("": a fresh secret per process).
+    pub challenge_secret_file: String,
     /// `[[watch]]`: servers whose going and coming back is posted to a webhook.
     #[serde(default)]
     pub watch: Vec<WatchFile>,
@@ -258,6 +261,7 @@ pub struct Overrides {
     pub state_file: Option<String>,
     /// `--no-probes`: list every server that completes a handshake (probing off).
     pub no_probes: bool,
+    pub challenge_secret_file: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -349,6 +353,9 @@ impl File {
         }
         if let Some(v) = &o.state_file {
             self.state_file.clone_from(v);
+        }
+        if let Some(v) = &o.challenge_secret_file {
+            self.challenge_secret_file.clone_from(v);
         }
     }
 
@@ -573,8 +580,44 @@ impl File {
         Ok(NetSet::new(&nets))
     }
 
-    /// Checks every value and builds the engine settings. `online_cpus` resolves `cores = 0`.
+    /// The challenge secret of `challenge_secret_file`, if one is set: 64 hex digits (32 bytes,
+    /// whitespace around them ignored), reduced to the 16-byte key by SipHash-128. Every master
+    /// given the same file verifies the others' challenges (instances behind one anycast address
+    /// or an L4 balancer: a `q` answered by one, the heartbeat reaching another).
+    pub fn challenge_secret(&self) -> Result<Option<[u8; 16]>, ConfigError> {
+        use siphasher::sip128::{Hasher128, SipHasher24};
+        use std::hash::Hasher;
+        let path = self.challenge_secret_file.trim();
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let bad = |why: String| ConfigError::Invalid {
+            key: "challenge_secret_file",
+            why,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(format!("{path}: {e}")))?;
+        let hex = text.trim();
+        let bytes: Option<Vec<u8>> = (hex.len() == 64 && hex.is_ascii())
+            .then(|| {
+                (0..32)
+                    .map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok())
+                    .collect()
+            })
+            .flatten();
+        let bytes = bytes.ok_or_else(|| {
+            bad(format!(
+                "{path}: expected 64 hex digits (32 random bytes: `head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'`)"
+            ))
+        })?;
+        let mut h = SipHasher24::new_with_key(b"muster challenge");
+        h.write(&bytes);
+        Ok(Some(h.finish128().as_bytes()))
+    }
+
+    /// Checks every value and builds the engine settings. `online_cpus` resolves `cores = 0`;
+    /// `secret` is the challenge secret unless `challenge_secret_file` names one.
     pub fn settings(&self, online_cpus: usize, secret: [u8; 16]) -> Result<Settings, ConfigError> {
+        let secret = self.challenge_secret()?.unwrap_or(secret);
         let bad = |key, why: &str| {
             Err(ConfigError::Invalid {
                 key,

@@ -99,6 +99,9 @@ struct Serve {
     /// shutdown, read at start).
     #[arg(long, value_name = "FILE")]
     state_file: Option<PathBuf>,
+    /// The challenge secret (64 hex digits), the same file on every master behind one address.
+    #[arg(long, value_name = "FILE")]
+    challenge_secret_file: Option<PathBuf>,
     /// A network (CIDR, or one address) to ban: its servers are delisted, its datagrams dropped.
     /// Repeatable; adds to the config's `ban`.
     #[arg(long, value_name = "CIDR")]
@@ -171,6 +174,10 @@ fn overrides(s: &Serve) -> Overrides {
         http_listen: s.http.clone(),
         public_http: s.public_http.clone(),
         state_file: s.state_file.as_ref().map(|p| p.display().to_string()),
+        challenge_secret_file: s
+            .challenge_secret_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
     }
 }
 
@@ -230,6 +237,10 @@ fn needs_restart(old: &config::File, new: &config::File) -> Vec<&'static str> {
         "state_interval_secs",
     );
     check(old.watch != new.watch, "watch");
+    check(
+        old.challenge_secret_file != new.challenge_secret_file,
+        "challenge_secret_file",
+    );
     v
 }
 

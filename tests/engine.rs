@@ -548,3 +548,67 @@ fn valve_pages_to_an_unproven_walk_hold_three_times_the_query_until_its_proof() 
     // nothing (where the walk started is random, so how many is not fixed).
     assert!(r.shard.wrong_continuations >= 1);
 }
+
+/// A master on one core with the fresh secret `fresh`, and `challenge_secret_file` if given.
+fn master_with_secret(fresh: [u8; 16], file: Option<&std::path::Path>) -> muster::engine::Engine {
+    let mut f = muster::config::File::defaults();
+    f.apply(&muster::config::Overrides {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        cores: Some(1),
+        allow_private: true,
+        list_refresh_ms: Some(100),
+        no_probes: true,
+        challenge_secret_file: file.map(|p| p.display().to_string()),
+        ..Default::default()
+    });
+    let s = f
+        .settings(muster::engine::sys::allowed_cpus().len(), fresh)
+        .unwrap();
+    muster::engine::start(s).unwrap()
+}
+
+#[test]
+fn two_masters_sharing_a_challenge_secret_accept_each_others_handshakes() {
+    let dir = std::env::temp_dir().join(format!("muster-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("challenge.key");
+    std::fs::write(&key, format!("{}\n", "5a".repeat(32))).unwrap();
+    // Different fresh secrets: only the file can make them agree.
+    let a = master_with_secret([1; 16], Some(&key));
+    let b = master_with_secret([2; 16], Some(&key));
+    let c = master_with_secret([3; 16], None);
+    let server = socket(Ipv4Addr::new(127, 0, 120, 1));
+    let mut buf = [0u8; 64];
+    // The game server's `q` reaches A; its heartbeat reaches B (an anycast route changed) and C.
+    server.send_to(b"q", a.local_addrs()[0]).unwrap();
+    let n = recv_from_master(&server, a.local_addrs()[0], &mut buf).expect("A's challenge");
+    let challenge = u32::from_le_bytes(buf[6..10].try_into().unwrap());
+    assert_eq!(n, 10);
+    let hb = format!("0\n{}", valve_info("cstrike", "de_dust2", challenge));
+    server.send_to(hb.as_bytes(), b.local_addrs()[0]).unwrap();
+    server.send_to(hb.as_bytes(), c.local_addrs()[0]).unwrap();
+    every_core_lists(&b, 1, 0);
+    let bad = |e: &muster::engine::Engine| {
+        e.status()
+            .into_iter()
+            .flatten()
+            .map(|s| s.counters.dropped(DropReason::BadChallenge))
+            .sum::<u64>()
+    };
+    assert!(
+        eventually(|| bad(&c) == 1),
+        "C, with its own secret, refuses it"
+    );
+    every_core_lists(&c, 0, 0);
+    assert_eq!(bad(&b), 0);
+    // A file that is not 64 hex digits is refused at start, in one line.
+    std::fs::write(&key, "not a key").unwrap();
+    let mut f = muster::config::File::defaults();
+    f.challenge_secret_file = key.display().to_string();
+    let e = f.settings(1, [0; 16]).unwrap_err().to_string();
+    assert!(e.contains("64 hex digits"), "{e}");
+    for e in [a, b, c] {
+        e.stop().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

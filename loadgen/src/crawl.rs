@@ -31,6 +31,10 @@ pub struct Config {
 pub struct Report {
     pub regions_queried: usize,
     pub region_lists_incomplete: u64,
+    /// Region lists asked again of another master after a timeout, and which master answered
+    /// each (several `--target`s).
+    pub failovers: u64,
+    pub lists_answered_by: std::collections::BTreeMap<String, u64>,
     /// Distinct servers over every region's list.
     pub listed: usize,
     pub probed: usize,
@@ -70,6 +74,10 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         let (rep, servers) = l?;
         r.regions_queried += 1;
         r.region_lists_incomplete += rep.lists_incomplete;
+        r.failovers += rep.failovers;
+        for (m, n) in rep.answered_by {
+            *r.lists_answered_by.entry(m).or_default() += n;
+        }
         listed.extend(servers);
     }
     r.listed = listed.len();
@@ -85,15 +93,18 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     Ok(r)
 }
 
-/// One region's whole list from one master (a single Valve list walk).
+/// One region's whole list (a single Valve list walk) from `master` first, failing over to the
+/// other masters in a random order with doubling timeouts.
 fn region_list(
     cfg: &Config,
     master: SocketAddr,
     region: u8,
     i: usize,
 ) -> Result<(query::Report, Vec<SocketAddr>), String> {
+    let mut targets = vec![master];
+    targets.extend(cfg.masters.iter().filter(|m| **m != master));
     let q = query::Config {
-        targets: vec![master],
+        targets,
         mode: Mode::Valve,
         region,
         filter: String::new(),

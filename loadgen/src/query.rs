@@ -82,6 +82,11 @@ pub struct Report {
     pub timeouts: u64,
     /// Valve pages asked again after a timeout.
     pub page_retries: u64,
+    /// Lists started again on the next master of their order after a timeout (several
+    /// `--target`s: the Valve paper's failover, each master waited on twice as long as the last).
+    pub failovers: u64,
+    /// Lists ended (whole or not) by each master that answered them.
+    pub answered_by: std::collections::BTreeMap<String, u64>,
     pub entries_expected: Option<usize>,
     pub entries_received: u64,
     pub duplicate_entries: u64,
@@ -97,6 +102,11 @@ pub struct Report {
 
 struct Fetch {
     target: SocketAddr,
+    /// The masters this list may ask, in its own random order; `next` is the one after `target`.
+    order: Vec<SocketAddr>,
+    next: usize,
+    /// How long this list waits on its current master (doubles at each failover).
+    timeout: u64,
     intended: u64,
     first: Option<u64>,
     last_activity: u64,
@@ -106,6 +116,25 @@ struct Fetch {
     entries: Vec<Key>,
     /// IPv6 entries by key (to report them back by address).
     v6: HashMap<Key, SocketAddr>,
+}
+
+/// A list's own order of the masters: a random rotation and direction per list (SplitMix64 of the
+/// list's number), so a client population spreads over the masters and one dead master costs
+/// each list at most one timeout.
+fn target_order(targets: &[SocketAddr], list: u64) -> Vec<SocketAddr> {
+    let mut x = list.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    let mut v = targets.to_vec();
+    // Fisher–Yates with the one random word, re-mixed per step.
+    for i in (1..v.len()).rev() {
+        x = x
+            .wrapping_mul(0x5851_F42D_4C95_7F2D)
+            .wrapping_add(1442695040888963407);
+        v.swap(i, ((x >> 33) % (i as u64 + 1)) as usize);
+    }
+    v
 }
 
 /// An entry as an integer, cheap to sort: IPv4 address and port in the low 48 bits; IPv6 a
@@ -223,8 +252,14 @@ fn run_inner(
     let mut buf = vec![0u8; 65536];
     let mut progress = Progress::new();
     let timeout = cfg.timeout.as_nanos() as u64;
-    // Hard stop: the run's duration plus one timeout to let the last lists end.
-    let hard_end = end.saturating_add(timeout.saturating_mul(u64::from(cfg.retries) + 2));
+    // Hard stop: the run's duration plus time for the last lists to end, failovers included
+    // (each master waited on twice as long as the one before).
+    let failover_span = (1u64 << cfg.targets.len().min(16)).saturating_sub(1);
+    let hard_end = end.saturating_add(
+        timeout
+            .saturating_mul(u64::from(cfg.retries) + 2)
+            .saturating_mul(failover_span),
+    );
     // Slots are taken in turn (a queue, not a stack): consecutive lists come from different
     // sockets, so with as many hosts as slots each list is a fresh client.
     let mut free: std::collections::VecDeque<usize> = (0..slots_n).collect();
@@ -239,8 +274,13 @@ fn run_inner(
                 break;
             };
             free.pop_front();
-            let target = cfg.targets[next_target % cfg.targets.len()];
+            let order = if cfg.targets.len() > 1 {
+                target_order(&cfg.targets, next_target as u64)
+            } else {
+                cfg.targets.clone()
+            };
             next_target += 1;
+            let target = order[0];
             let s = &mut slots[slot];
             // Anything late from this socket's previous list is not this list's.
             let _ = sources::drain(&s.sock, &mut buf, usize::MAX, |_, _| {});
@@ -256,6 +296,9 @@ fn run_inner(
             r.lists_started += 1;
             s.fetch = Some(Fetch {
                 target,
+                order,
+                next: 1,
+                timeout,
                 intended,
                 first: None,
                 last_activity: now,
@@ -268,7 +311,30 @@ fn run_inner(
         // Timeouts.
         for (i, s) in slots.iter_mut().enumerate() {
             let Some(f) = &mut s.fetch else { continue };
-            if now.saturating_sub(f.last_activity) < timeout {
+            if now.saturating_sub(f.last_activity) < f.timeout {
+                continue;
+            }
+            let xash_end = cfg.mode == Mode::Xash && f.first.is_some();
+            if !xash_end
+                && (f.tries >= cfg.retries || cfg.mode != Mode::Valve)
+                && let Some(&next) = f.order.get(f.next)
+            {
+                // Fail over: the whole list again from the next master, waited on twice as long.
+                f.next += 1;
+                f.target = next;
+                f.timeout = f.timeout.saturating_mul(2);
+                f.tries = 0;
+                f.first = None;
+                f.last_activity = now;
+                f.seed = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+                f.entries.clear();
+                f.v6.clear();
+                r.failovers += 1;
+                let q = match cfg.mode {
+                    Mode::Valve => valve_query(cfg.region, f.seed, &cfg.filter),
+                    _ => dp_query.clone(),
+                };
+                let _ = s.sock.send_to(&q, next);
                 continue;
             }
             if cfg.mode == Mode::Valve && f.tries < cfg.retries {
@@ -281,7 +347,6 @@ fn run_inner(
                 continue;
             }
             // A Xash burst has no last datagram: silence after it is its end.
-            let xash_end = cfg.mode == Mode::Xash && f.first.is_some();
             if !xash_end {
                 r.timeouts += 1;
             }
@@ -426,6 +491,9 @@ fn finish(
     expect: Option<usize>,
 ) {
     let Some(mut f) = f else { return };
+    if f.first.is_some() {
+        *r.answered_by.entry(f.target.to_string()).or_default() += 1;
+    }
     let received = f.entries.len();
     // Masters that send in address order (muster does) need no sort; others get a radix sort
     // (comparison sorts were most of the load generator's time against such a master).
@@ -481,11 +549,34 @@ mod tests {
     }
 
     #[test]
+    fn each_list_has_its_own_order_of_every_master() {
+        let t: Vec<SocketAddr> = (1..=3)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        let mut firsts = std::collections::HashMap::new();
+        for list in 0..300 {
+            let o = target_order(&t, list);
+            let mut sorted = o.clone();
+            sorted.sort();
+            assert_eq!(sorted, t, "every master once");
+            *firsts.entry(o[0]).or_insert(0) += 1;
+        }
+        // Lists start at every master, roughly evenly (a dead one costs a third of them a timeout).
+        assert!(
+            firsts.values().all(|&n| (60..=140).contains(&n)),
+            "{firsts:?}"
+        );
+    }
+
+    #[test]
     fn accounting_of_complete_incomplete_and_latency() {
         let mut r = Report::default();
         let mut lat = Latencies::default();
         let fetch = |n: usize, first: Option<u64>| Fetch {
             target: "127.0.0.1:1".parse().unwrap(),
+            order: Vec::new(),
+            next: 0,
+            timeout: 1,
             intended: 1_000,
             first,
             last_activity: 0,

@@ -327,3 +327,84 @@ fn a_fleet_with_silent_lying_and_slow_servers_is_listed_by_what_its_probes_show(
     assert_eq!(c.hidden[contradicts], lying, "{c:?}");
     m.stop().unwrap();
 }
+
+#[test]
+fn query_and_crawl_fail_over_from_a_dead_master_and_say_who_answered() {
+    let m = master();
+    let live = m.local_addrs()[0].to_string();
+    // A master that is down: its port is bound, nothing ever answers.
+    let dead_sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = dead_sock.local_addr().unwrap().to_string();
+    // 30 Nexuiz servers (listed at once: a DP registration is a getinfo answered).
+    let fleet = loadgen(&[
+        "fleet",
+        "--target",
+        &live,
+        "--servers",
+        "30",
+        "--protocol",
+        "dp",
+        "--count",
+        "30",
+        "--source-base",
+        "120",
+    ]);
+    assert_eq!(u(&fleet, "registered"), 30);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m.every_core_lists(0, 30) {
+        assert!(Instant::now() < deadline, "{:?}", m.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // 20 lists, each asking the two masters in its own random order: those that start with the
+    // dead one time out once (0.2 s) and fail over; every list ends whole, from the live one.
+    let q = loadgen(&[
+        "query",
+        "--target",
+        &dead,
+        "--target",
+        &live,
+        "--mode",
+        "dp",
+        "--count",
+        "20",
+        "--expect",
+        "30",
+        "--timeout",
+        "0.2",
+        "--retries",
+        "0",
+    ]);
+    assert_eq!(
+        (u(&q, "lists_complete"), u(&q, "lists_incomplete")),
+        (20, 0),
+        "{q}"
+    );
+    let failovers = u(&q, "failovers");
+    assert!(
+        (1..20).contains(&failovers),
+        "random orders: some lists start at each: {q}"
+    );
+    assert_eq!(q["answered_by"][live.as_str()].as_u64(), Some(20), "{q}");
+    assert!(q["answered_by"].get(dead.as_str()).is_none(), "{q}");
+    // The crawler's region lists fail over the same way.
+    let c = loadgen(&[
+        "crawl",
+        "--target",
+        &dead,
+        "--target",
+        &live,
+        "--timeout",
+        "0.2",
+        "--retries",
+        "0",
+        "--duration",
+        "30",
+    ]);
+    assert_eq!(u(&c, "region_lists_incomplete"), 0, "{c}");
+    assert_eq!(
+        c["lists_answered_by"][live.as_str()].as_u64(),
+        Some(8),
+        "{c}"
+    );
+    m.stop().unwrap();
+}

@@ -27,6 +27,7 @@
 //! | [`infostring`] | `\key\value` infostrings |
 //! | [`filter`] | the Valve filter language as a typed tree |
 //! | [`xash`] | Xash3D FWGS list queries (`\key\`, `\clver\`, `\nat\`) and their bursts |
+//! | [`peer`] | muster's peering datagram between masters: forwarded registrations, sync, MAC, replay window |
 //! | [`classify`](mod@classify) | which protocol and message a datagram is |
 
 pub mod a2s;
@@ -37,6 +38,7 @@ pub mod dp_server;
 pub mod error;
 pub mod filter;
 pub mod infostring;
+pub mod peer;
 pub mod valve_heartbeat;
 pub mod valve_list;
 pub mod xash;
