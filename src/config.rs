@@ -76,6 +76,8 @@ pub struct File {
     /// `[[watch]]`: servers whose going and coming back is posted to a webhook.
     #[serde(default)]
     pub watch: Vec<WatchFile>,
+    /// `[peering]`: the masters this one exchanges registrations with.
+    pub peering: PeeringFile,
 }
 
 /// One `[[watch]]` table: `servers` or `game`, and where to post.
@@ -117,6 +119,21 @@ pub struct HttpFile {
     pub min_send_rate_bytes: u64,
     pub public_refresh_secs: u64,
 }
+
+/// `[peering]`: redundant masters (issue 22).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeeringFile {
+    /// Where this master's peering socket listens ("": `0.0.0.0:27951` when there are peers).
+    pub listen: String,
+    /// Every other master's peering address (`host:port`).
+    pub peers: Vec<String>,
+    /// 64 hex digits (32 random bytes), the same file on every peer.
+    pub key_file: String,
+}
+
+/// Peers a master may have (each forwarded registration goes to every one).
+pub const MAX_PEERS: usize = 32;
 
 /// `[probe]`: liveness probes ([`crate::master::probe`]).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -262,6 +279,9 @@ pub struct Overrides {
     /// `--no-probes`: list every server that completes a handshake (probing off).
     pub no_probes: bool,
     pub challenge_secret_file: Option<String>,
+    pub peers: Vec<String>,
+    pub peer_key_file: Option<String>,
+    pub peer_listen: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -357,6 +377,13 @@ impl File {
         if let Some(v) = &o.challenge_secret_file {
             self.challenge_secret_file.clone_from(v);
         }
+        self.peering.peers.extend(o.peers.iter().cloned());
+        if let Some(v) = &o.peer_key_file {
+            self.peering.key_file.clone_from(v);
+        }
+        if let Some(v) = &o.peer_listen {
+            self.peering.listen.clone_from(v);
+        }
     }
 
     /// The operator's side: HTTP listeners and their bounds, the state file, checked.
@@ -451,7 +478,48 @@ impl File {
             state_file: (!self.state_file.is_empty()).then(|| PathBuf::from(&self.state_file)),
             state_interval: Duration::from_secs(self.state_interval_secs),
             watches: self.watches()?,
+            peering: self.peering()?,
         })
+    }
+
+    /// The `[peering]` table, checked: `None` without peers.
+    fn peering(&self) -> Result<Option<crate::control::peering::PeeringSettings>, ConfigError> {
+        let p = &self.peering;
+        if p.peers.is_empty() {
+            return Ok(None);
+        }
+        let bad = |key, why: String| ConfigError::Invalid { key, why };
+        if p.peers.len() > MAX_PEERS {
+            return Err(bad("peering.peers", format!("at most {MAX_PEERS}")));
+        }
+        let peers = p
+            .peers
+            .iter()
+            .map(|a| {
+                a.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|_| bad("peering.peers", format!("{a:?} is not an address:port")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let listen = match p.listen.trim() {
+            "" => SocketAddr::from(([0, 0, 0, 0], 27951)),
+            l => l
+                .parse()
+                .map_err(|_| bad("peering.listen", format!("{l:?} is not an address:port")))?,
+        };
+        let path = p.key_file.trim();
+        if path.is_empty() {
+            return Err(bad(
+                "peering.key_file",
+                "peers need a key file (64 hex digits, the same on every peer)".to_owned(),
+            ));
+        }
+        let key = read_hex_key(path).map_err(|why| bad("peering.key_file", why))?;
+        Ok(Some(crate::control::peering::PeeringSettings {
+            listen,
+            peers,
+            key,
+        }))
     }
 
     /// The `[[watch]]` tables, checked.
@@ -595,20 +663,7 @@ impl File {
             key: "challenge_secret_file",
             why,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(format!("{path}: {e}")))?;
-        let hex = text.trim();
-        let bytes: Option<Vec<u8>> = (hex.len() == 64 && hex.is_ascii())
-            .then(|| {
-                (0..32)
-                    .map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok())
-                    .collect()
-            })
-            .flatten();
-        let bytes = bytes.ok_or_else(|| {
-            bad(format!(
-                "{path}: expected 64 hex digits (32 random bytes: `head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'`)"
-            ))
-        })?;
+        let bytes = read_hex_key(path).map_err(bad)?;
         let mut h = SipHasher24::new_with_key(b"muster challenge");
         h.write(&bytes);
         Ok(Some(h.finish128().as_bytes()))
@@ -844,6 +899,26 @@ pub struct Operations {
     pub state_interval: Duration,
     /// `[[watch]]`, checked (empty: no down alerts).
     pub watches: Vec<WatchSpec>,
+    /// `[peering]`, checked (`None`: no peers).
+    pub peering: Option<crate::control::peering::PeeringSettings>,
+}
+
+/// A 32-byte key from a file of 64 hex digits (whitespace around them ignored).
+fn read_hex_key(path: &str) -> Result<[u8; 32], String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let hex = text.trim();
+    let bytes: Option<Vec<u8>> = (hex.len() == 64 && hex.is_ascii())
+        .then(|| {
+            (0..32)
+                .map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok())
+                .collect()
+        })
+        .flatten();
+    bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()).ok_or_else(|| {
+        format!(
+            "{path}: expected 64 hex digits (32 random bytes: `head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'`)"
+        )
+    })
 }
 
 /// toml's messages quote the offending line over several lines; errors here are one line:

@@ -102,6 +102,15 @@ struct Serve {
     /// The challenge secret (64 hex digits), the same file on every master behind one address.
     #[arg(long, value_name = "FILE")]
     challenge_secret_file: Option<PathBuf>,
+    /// Another master to exchange registrations with (its peering HOST:PORT); repeatable.
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    peers: Vec<String>,
+    /// The peers' shared key (64 hex digits).
+    #[arg(long, value_name = "FILE")]
+    peer_key_file: Option<PathBuf>,
+    /// Where this master's peering socket listens. [default: 0.0.0.0:27951 with peers]
+    #[arg(long, value_name = "ADDR:PORT")]
+    peer_listen: Option<String>,
     /// A network (CIDR, or one address) to ban: its servers are delisted, its datagrams dropped.
     /// Repeatable; adds to the config's `ban`.
     #[arg(long, value_name = "CIDR")]
@@ -178,6 +187,9 @@ fn overrides(s: &Serve) -> Overrides {
             .challenge_secret_file
             .as_ref()
             .map(|p| p.display().to_string()),
+        peers: s.peers.clone(),
+        peer_key_file: s.peer_key_file.as_ref().map(|p| p.display().to_string()),
+        peer_listen: s.peer_listen.clone(),
     }
 }
 
@@ -241,6 +253,7 @@ fn needs_restart(old: &config::File, new: &config::File) -> Vec<&'static str> {
         old.challenge_secret_file != new.challenge_secret_file,
         "challenge_secret_file",
     );
+    check(old.peering != new.peering, "peering");
     v
 }
 
@@ -265,10 +278,15 @@ fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
     settings.housekeeping = Some(release_freed_memory);
     let mut control = ControlSettings::new(env!("CARGO_PKG_VERSION"));
     // The API, the state file and the watches all read the cores' dumps.
-    if ops.http.is_some() || ops.state_file.is_some() || !ops.watches.is_empty() {
+    if ops.http.is_some()
+        || ops.state_file.is_some()
+        || !ops.watches.is_empty()
+        || ops.peering.is_some()
+    {
         settings.dump_every = Some(muster::control::DUMP_EVERY);
     }
     control.watches = ops.watches.clone();
+    control.peering = ops.peering.clone();
     if let Some(path) = &ops.state_file {
         let (body, msg) = read_state(path);
         settings.restore = body;

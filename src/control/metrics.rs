@@ -306,6 +306,59 @@ pub fn render(view: &View) -> String {
         &["reason"],
         &now_hidden,
     );
+    if let Some(p) = &view.peering {
+        let peers = p.json();
+        let by_peer = |f: fn(&super::peering::PeerJson) -> u64,
+                       g: fn(&super::peering::PeerJson) -> u64| {
+            peers
+                .iter()
+                .flat_map(|j| {
+                    [
+                        (vec![j.address.clone(), "in".to_owned()], f(j)),
+                        (vec![j.address.clone(), "out".to_owned()], g(j)),
+                    ]
+                })
+                .collect::<Vec<_>>()
+        };
+        r.counters(
+            "muster_peer_datagrams_total",
+            "Peering datagrams received (verified) from and sent to each peer.",
+            &["peer", "direction"],
+            &by_peer(|j| j.datagrams_in, |j| j.datagrams_out),
+        );
+        r.counters(
+            "muster_peer_entries_total",
+            "Servers received from and sent to each peer.",
+            &["peer", "direction"],
+            &by_peer(|j| j.entries_in, |j| j.entries_out),
+        );
+        let rejected: Vec<(Vec<String>, u64)> = p
+            .rejected()
+            .into_iter()
+            .map(|(k, v)| (vec![k.to_owned()], v))
+            .collect();
+        r.counters(
+            "muster_peer_rejected_total",
+            "Peering datagrams refused (mac, replay, unknown_peer, malformed) or batches dropped.",
+            &["reason"],
+            &rejected,
+        );
+        let heard: Vec<(Vec<String>, i64)> = peers
+            .iter()
+            .map(|j| {
+                (
+                    vec![j.address.clone()],
+                    int(j.last_heard_unix_ms.unwrap_or(0) / 1000),
+                )
+            })
+            .collect();
+        r.gauges(
+            "muster_peer_last_heard_timestamp_seconds",
+            "When each peer was last heard (Unix seconds; 0: never).",
+            &["peer"],
+            &heard,
+        );
+    }
     r.counter(
         "muster_received_total",
         "Datagrams handled by the master.",

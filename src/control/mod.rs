@@ -33,6 +33,7 @@
 //! | [`notifier`] | sans-IO: one webhook's outbox — quiet time, digests, rate limit, retries |
 //! | [`message`] | what an alert says, and the Discord / Slack JSON body |
 //! | [`webhook`] | a webhook URL checked and taken apart (and shown without its secret) |
+//! | [`peering`] | the peering thread: this master's registrations to its peers, theirs to the cores, full sync at start |
 //! | [`alert`] | the alert thread: the channel from the control thread, the POSTs over TCP / TLS |
 
 pub mod alert;
@@ -45,6 +46,7 @@ pub mod lists;
 pub mod message;
 pub mod metrics;
 pub mod notifier;
+pub mod peering;
 pub mod public;
 pub mod reply;
 pub mod request;
@@ -114,6 +116,8 @@ pub struct ControlSettings {
     /// `[[watch]]`: servers whose coming and going is posted to webhooks. They need the cores'
     /// dumps ([`crate::engine::Settings::dump_every`]).
     pub watches: Vec<watch::WatchSpec>,
+    /// `[peering]`: other masters to exchange registrations with (needs the cores' dumps).
+    pub peering: Option<peering::PeeringSettings>,
     /// The listeners, once bound ([`ControlSettings::bind_http`], [`ControlSettings::bind_public`]).
     operator_listener: Option<std::net::TcpListener>,
     public_listener: Option<std::net::TcpListener>,
@@ -137,6 +141,7 @@ impl ControlSettings {
             reload: None,
             hup: Arc::new(AtomicBool::new(false)),
             watches: Vec::new(),
+            peering: None,
             operator_listener: None,
             public_listener: None,
         }
@@ -177,6 +182,7 @@ pub struct Control {
     public: Option<serve::Running>,
     public_builder: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     alerts: Option<alert::Alerts>,
+    peering: Option<Arc<peering::PeeringCounters>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,12 +236,21 @@ pub fn start(engine: EngineHandle, mut s: ControlSettings) -> Result<Control, Co
     };
     // The view exists before any request can arrive: the first answers already know the state
     // file's fate, the config, the version.
+    let peering_settings = s.peering.take();
     let mut t = Thread::new(engine.clone(), s, reload, snapshot_tx);
     if let Some(w) = &watching {
         t.view.watch = Some(Arc::new(w.watcher.status()));
         t.view.alerts = Some(w.outbox.health.clone());
     }
     t.watching = watching;
+    let mut peering_counters = None;
+    if let Some(p) = peering_settings {
+        let p = peering::Peering::start(p, engine.clone()).map_err(thread_err)?;
+        tracing::info!(listen = %p.local, "peering");
+        t.view.peering = Some(p.counters.clone());
+        peering_counters = Some(p.counters.clone());
+        t.peering = Some(p);
+    }
     t.publish();
     let mut counters = Vec::new();
     let operator = match operator_listener {
@@ -290,6 +305,7 @@ pub fn start(engine: EngineHandle, mut s: ControlSettings) -> Result<Control, Co
         // The builder stops with the engine (its list channel closes) or with this flag.
         public_builder: public_builder.map(|b| (stop_public, b)),
         alerts,
+        peering: peering_counters,
     })
 }
 
@@ -297,6 +313,11 @@ impl Control {
     /// Where the operator's HTTP is served (the port resolved).
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.operator.as_ref().map(|r| r.addr)
+    }
+
+    /// The peering thread's figures (`None`: no peers).
+    pub fn peering(&self) -> Option<&Arc<peering::PeeringCounters>> {
+        self.peering.as_ref()
     }
 
     /// Where the public lists are served (the port resolved).
@@ -348,6 +369,7 @@ struct Thread {
     state_blocked: bool,
     watchdog: Option<(Duration, Instant)>,
     watching: Option<Watching>,
+    peering: Option<peering::Peering>,
 }
 
 /// The watches' side of the control thread.
@@ -432,6 +454,7 @@ impl Thread {
             http: Vec::new(),
             watch: None,
             alerts: None,
+            peering: None,
         };
         let state_blocked = s
             .state_file
@@ -457,6 +480,7 @@ impl Thread {
             state_written: start,
             state_blocked,
             watching: None,
+            peering: None,
         }
     }
 
@@ -502,8 +526,12 @@ impl Thread {
         }
         while let Ok(d) = self.engine.dumps.try_recv() {
             let core = d.core;
+            let d = Arc::new(d);
+            if let Some(p) = &self.peering {
+                p.dump(d.clone());
+            }
             if let Some(slot) = self.view.dumps.get_mut(core) {
-                *slot = Some(Arc::new(d));
+                *slot = Some(d);
             }
             if let Some(f) = self.watching.as_mut().and_then(|w| w.fresh.get_mut(core)) {
                 *f = true;

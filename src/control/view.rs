@@ -53,6 +53,8 @@ pub struct View {
     pub watch: Option<Arc<super::watch::Status>>,
     /// The alert thread's deliveries (`None`: no watch).
     pub alerts: Option<Arc<Health>>,
+    /// The peering thread's figures (`None`: no peers).
+    pub peering: Option<Arc<super::peering::PeeringCounters>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -283,6 +285,10 @@ impl View {
             state: self.state.clone(),
             config: self.config.clone(),
             watch: self.watch_summary(),
+            peering: self.peering.as_ref().map(|p| PeeringJson {
+                peers: p.json(),
+                rejected: p.rejected(),
+            }),
         }
     }
 
@@ -470,6 +476,8 @@ pub struct Stats {
     pub config: ConfigInfo,
     /// `null` without a `[[watch]]`.
     pub watch: Option<WatchSummary>,
+    /// Each peer's state and the datagrams refused (`null` without peers).
+    pub peering: Option<PeeringJson>,
 }
 
 #[derive(Debug, Serialize)]
@@ -771,4 +779,13 @@ mod tests {
                 .any(|s| !s.listed && s.hidden == Some("not_answered_yet"))
         );
     }
+}
+
+/// `/api/stats` `peering`.
+#[derive(Debug, Serialize)]
+pub struct PeeringJson {
+    pub peers: Vec<super::peering::PeerJson>,
+    /// Datagrams refused, by reason (`mac`, `replay`, `unknown_peer`, `malformed`) and batches
+    /// not handed over (`core_queue_full`, `out_queue_full`).
+    pub rejected: BTreeMap<&'static str, u64>,
 }

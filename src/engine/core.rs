@@ -23,6 +23,7 @@ use super::sys::{self, BATCH, RecvBatch, SendStop};
 use super::{CLOCK_START, LAST_DUMP_WAIT, Settings, WallClock};
 use crate::master::Config as MasterConfig;
 use crate::master::Counters;
+use crate::master::Forwarded;
 use crate::master::List;
 use crate::master::ShardSnapshot;
 use crate::master::Transmit;
@@ -46,6 +47,11 @@ pub const MAX_DATAGRAM: usize = 2048;
 pub const EXPIRY_BUDGET: usize = 4096;
 /// Transmits taken from the master per `sendmmsg` round of a flush.
 pub const SEND_BATCH: usize = 4 * BATCH;
+/// Batches of forwarded servers (a peering datagram's worth each, ~20) applied per main-loop tick.
+pub const MAX_FORWARDED_BATCHES: usize = 256;
+/// Batches of forwarded servers queued per core before the peering thread's are refused.
+pub const FORWARDED_QUEUE: usize = 4096;
+
 /// The pacer's tick while replies are paced or a send is waiting for buffer space.
 pub const PACE_TICK: Duration = Duration::from_millis(1);
 
@@ -63,6 +69,8 @@ pub struct CoreArgs {
     pub status: StatusSender,
     pub dumps: crossbeam_channel::Sender<CoreDump>,
     pub reconfig: crossbeam_channel::Receiver<Arc<MasterConfig>>,
+    /// Servers forwarded by peer masters, for this shard ([`EngineHandle::forward`](super::EngineHandle::forward)).
+    pub forwarded: crossbeam_channel::Receiver<Arc<Vec<Forwarded>>>,
     pub epoch: Instant,
     pub wall: WallClock,
     /// A state file's servers; this core lists those steered to it, then lets go.
@@ -109,6 +117,7 @@ struct Core {
     status: StatusSender,
     dumps: crossbeam_channel::Sender<CoreDump>,
     reconfig: crossbeam_channel::Receiver<Arc<MasterConfig>>,
+    forwarded: crossbeam_channel::Receiver<Arc<Vec<Forwarded>>>,
     /// When this shard was last published, the allocator last purged, the shard last dumped.
     last_publish: Cell<Option<Instant>>,
     kept: Cell<Instant>,
@@ -128,6 +137,7 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         status,
         dumps,
         reconfig,
+        forwarded,
         epoch,
         wall,
         restore: to_restore,
@@ -163,6 +173,7 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         status,
         dumps,
         reconfig,
+        forwarded,
         last_publish: Cell::new(None),
         kept: Cell::new(Instant::now()),
         dumped: Cell::new(Instant::now()),
@@ -176,6 +187,7 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(settings.tick()).await;
         core.take_reloads();
+        core.take_forwarded();
         core.expire().await;
         core.publish();
         core.install_newest_list();
@@ -201,6 +213,21 @@ impl Core {
         while let Ok(cfg) = self.reconfig.try_recv() {
             let gone = self.master.borrow_mut().reconfigure(self.now(), &cfg);
             tracing::info!(core = self.index, delisted = gone, "configuration reloaded");
+        }
+    }
+
+    /// Servers peers forwarded, at most [`MAX_FORWARDED_BATCHES`] batches a tick (the rest wait:
+    /// the channel is bounded, the peering thread counts what it could not hand over).
+    fn take_forwarded(&self) {
+        for _ in 0..MAX_FORWARDED_BATCHES {
+            let Ok(batch) = self.forwarded.try_recv() else {
+                return;
+            };
+            let now = self.now();
+            let mut m = self.master.borrow_mut();
+            for f in batch.iter() {
+                let _ = m.apply_forwarded(now, f);
+            }
         }
     }
 

@@ -139,6 +139,7 @@ pub struct EngineHandle {
     /// Every list the builder publishes, newest waiting ([`Settings::publish_lists`]).
     pub lists: Option<crossbeam_channel::Receiver<Arc<crate::master::list::List>>>,
     reconfig: Vec<crossbeam_channel::Sender<Arc<MasterConfig>>>,
+    forward: Vec<crossbeam_channel::Sender<Arc<Vec<crate::master::Forwarded>>>>,
     wall: WallClock,
     stop: Arc<AtomicBool>,
 }
@@ -173,6 +174,14 @@ impl EngineHandle {
         self.reconfig
             .iter()
             .all(|tx| tx.send_timeout(cfg.clone(), Duration::from_secs(1)).is_ok())
+    }
+
+    /// Hands core `core` servers forwarded by a peer (its shard's: steered by
+    /// [`crate::master::steer::shard_for`]); `false` if its queue is full (counted by the caller).
+    pub fn forward(&self, core: usize, batch: Arc<Vec<crate::master::Forwarded>>) -> bool {
+        self.forward
+            .get(core)
+            .is_some_and(|tx| tx.try_send(batch).is_ok())
     }
 
     /// Stops every core (as a signal would).
@@ -294,6 +303,9 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
     let (dump_tx, dump_rx) = crossbeam_channel::bounded(cores * status::DUMPS_PER_CORE);
     let (reconfig_tx, reconfig_rx): (Vec<_>, Vec<_>) =
         (0..cores).map(|_| crossbeam_channel::bounded(1)).unzip();
+    let (forward_tx, forward_rx): (Vec<_>, Vec<_>) = (0..cores)
+        .map(|_| crossbeam_channel::bounded(core::FORWARDED_QUEUE))
+        .unzip();
     let epoch = Instant::now();
     let started_unix_ms = unix_now_ms();
     let settings = Arc::new(settings);
@@ -325,11 +337,12 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
                 why: format!("the list builder's thread: {e}"),
             })?
     };
-    for (((index, sockets), (snapshots, lists)), reconfig) in per_core
+    for ((((index, sockets), (snapshots, lists)), reconfig), forwarded) in per_core
         .into_iter()
         .enumerate()
         .zip(snap_tx.into_iter().zip(list_rx))
         .zip(reconfig_rx)
+        .zip(forward_rx)
     {
         let args = core::CoreArgs {
             index,
@@ -344,6 +357,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
             status: status_tx.clone(),
             dumps: dump_tx.clone(),
             reconfig,
+            forwarded,
             epoch,
             wall: WallClock { started_unix_ms },
             restore: restore.clone(),
@@ -366,6 +380,7 @@ pub fn start(settings: Settings) -> Result<Engine, StartError> {
         dumps: dump_rx,
         lists: observer_rx,
         reconfig: reconfig_tx,
+        forward: forward_tx,
         wall: WallClock { started_unix_ms },
         stop: stop.clone(),
     };

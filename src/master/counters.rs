@@ -201,6 +201,8 @@ pub struct Counters {
     /// Servers hidden, by [`Hidden`](crate::master::probe::Hidden) code − 1, and shown again.
     pub hidden: [u64; 5],
     pub shown: u64,
+    /// Servers listed or refreshed on a peer's word (peering).
+    pub forwarded_in: u64,
     pub dropped: [u64; DropReason::COUNT],
 }
 
@@ -259,6 +261,7 @@ impl AddAssign<&Counters> for Counters {
         add(&mut self.probes_answered, o.probes_answered);
         add(&mut self.probe_timeouts, o.probe_timeouts);
         add(&mut self.shown, o.shown);
+        add(&mut self.forwarded_in, o.forwarded_in);
         for (a, b) in self.hidden.iter_mut().zip(o.hidden) {
             add(a, b);
         }

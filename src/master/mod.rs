@@ -44,7 +44,7 @@ pub use list::{List, Packets};
 pub use policy::bans::NetSet;
 pub use policy::games::Games;
 pub use policy::{GamePolicy, IpKey, Limits};
-pub use service::{Config, Datagram, Master, XashConfig};
+pub use service::{Config, Datagram, Forwarded, Master, XashConfig};
 pub use table::budget::Budget;
 pub use table::record::{AddrKey, Family, Server};
 pub use table::{Fields, ShardDump, ShardSnapshot, Table};

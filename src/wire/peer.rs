@@ -223,6 +223,13 @@ impl Builder {
         true
     }
 
+    /// Sets the sequence number (a batch is numbered when it is sent).
+    pub fn set_seq(&mut self, seq: u64) {
+        if let Some(b) = self.buf.get_mut(18..26) {
+            b.copy_from_slice(&seq.to_be_bytes());
+        }
+    }
+
     /// Entries added so far.
     pub fn len(&self) -> usize {
         usize::from(self.count)
@@ -340,6 +347,11 @@ pub struct ReplayWindow {
 }
 
 impl ReplayWindow {
+    /// The highest sequence accepted.
+    pub fn highest(&self) -> u64 {
+        self.highest
+    }
+
     /// `true` (and remembered) if `seq` was not seen and is not older than the window.
     pub fn accept(&mut self, seq: u64) -> bool {
         if seq > self.highest {

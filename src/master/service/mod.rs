@@ -35,8 +35,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{Config, DEFAULT_MAX_STRING_BYTES, XashConfig};
+pub use peer::Forwarded;
 
 mod config;
+mod peer;
 mod probe;
 mod query;
 mod register;

@@ -152,6 +152,8 @@ impl Master {
         if family == Family::Valve && self.probes_apply(from) {
             f.flags |= flags::HIDDEN;
         }
+        // A server a peer forwarded that registers here becomes this master's own (probed here).
+        let taken_over = self.table.get(from).is_some_and(|s| s.is_forwarded());
         // A completed handshake lists the server; it proves nothing about list queries from its
         // address (game servers are what DDoS attacks aim at: [`crate::master::admission`]).
         match self.table.upsert(now, from, family, &f)? {
@@ -159,7 +161,18 @@ impl Master {
                 inc(&mut self.counters.registered);
                 self.probe_registered(now, from, local, family, tag);
             }
-            Upserted::Refreshed => inc(&mut self.counters.refreshed),
+            Upserted::Refreshed => {
+                inc(&mut self.counters.refreshed);
+                if taken_over {
+                    self.probe_registered(now, from, local, family, tag);
+                    // Listed as its origin said until this master's own probe answers.
+                    if let Some(slot) = self.table.slot_of(from)
+                        && self.table.at(slot).is_some_and(|s| s.is_listed())
+                    {
+                        self.prober.set_hidden(slot, None);
+                    }
+                }
+            }
         }
         Ok(())
     }

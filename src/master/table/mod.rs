@@ -216,6 +216,11 @@ impl ShardDump {
         })
     }
 
+    /// Slots the dump covers (one past the highest ever used).
+    pub fn slots_len(&self) -> usize {
+        self.seen.len()
+    }
+
     /// The server at `addr`, its slot and when it was last heard (a scan: the operator's "why").
     pub fn find(&self, addr: SocketAddr) -> Option<(u32, &Server, u32)> {
         let key = AddrKey::new(addr);

@@ -92,6 +92,8 @@ pub mod flags {
     /// Kept in the table but in no list: a liveness probe has not vouched for it
     /// ([`crate::master::probe`]). Never set by what a server claims.
     pub const HIDDEN: u16 = 1 << 8;
+    /// Listed on a peer's word (peering): its liveness is its origin's; never forwarded again.
+    pub const FORWARDED: u16 = 1 << 9;
 }
 
 /// One listed server.
@@ -127,6 +129,11 @@ impl Server {
     /// Whether the server takes a place in list replies (not hidden by its probes).
     pub fn is_listed(&self) -> bool {
         self.flags & flags::HIDDEN == 0
+    }
+
+    /// Whether a peer forwarded it (it registered with another master).
+    pub fn is_forwarded(&self) -> bool {
+        self.flags & flags::FORWARDED != 0
     }
 
     /// A record with nothing in it (a stand-in where a lookup that cannot fail must still not panic).
