@@ -327,6 +327,12 @@ pub fn render(view: &View) -> String {
             &by_peer(|j| j.datagrams_in, |j| j.datagrams_out),
         );
         r.counters(
+            "muster_peer_bytes_total",
+            "Peering bytes (UDP payload) received from and sent to each peer.",
+            &["peer", "direction"],
+            &by_peer(|j| j.bytes_in, |j| j.bytes_out),
+        );
+        r.counters(
             "muster_peer_entries_total",
             "Servers received from and sent to each peer.",
             &["peer", "direction"],

@@ -14,7 +14,8 @@
 //!   answers whole, at most [`SYNC_TRIES`] times); asked, it answers with every server of its own,
 //!   paced, to that peer only.
 //!
-//! Bounded: the out queue ([`MAX_OUT_QUEUE`] datagrams; past it the oldest are dropped, counted),
+//! Bounded: the out queue ([`MAX_OUT_QUEUE`] datagrams: a dump's changes past it wait for a later
+//! dump; a sync's answer waits its turn; anything else past it drops the oldest, counted),
 //! sends and receives per round, sync work per round, the replay windows (one per sender id, at
 //! most [`MAX_SENDERS`]). A dead or slow peer costs sends that go nowhere, nothing more.
 
@@ -60,6 +61,8 @@ pub struct PeerCounters {
     pub entries_out: AtomicU64,
     pub last_heard_unix_ms: AtomicU64,
     pub synced_entries: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
 }
 
 /// The peering thread's figures (read by the operator's side).
@@ -85,6 +88,8 @@ pub struct PeerJson {
     pub entries_in: u64,
     pub entries_out: u64,
     pub synced_entries: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 impl PeeringCounters {
@@ -115,6 +120,8 @@ impl PeeringCounters {
                 entries_in: l(&c.entries_in),
                 entries_out: l(&c.entries_out),
                 synced_entries: l(&c.synced_entries),
+                bytes_in: l(&c.bytes_in),
+                bytes_out: l(&c.bytes_out),
             })
             .collect()
     }
@@ -305,6 +312,7 @@ impl Worker {
                     && let Some((_, c)) = self.counters.peers.iter().find(|(a, _)| *a == p)
                 {
                     c.datagrams_out.fetch_add(1, Ordering::Relaxed);
+                    c.bytes_out.fetch_add(d.len() as u64, Ordering::Relaxed);
                 }
             }
         }
@@ -332,6 +340,11 @@ impl Worker {
             if s.is_forwarded() {
                 continue;
             }
+            // Backpressure: what does not fit in the out queue now stays unsent (its remembered
+            // state unchanged), and goes with a later dump.
+            if self.out.len().saturating_add(batches.len()) >= MAX_OUT_QUEUE {
+                break;
+            }
             let now_state = (seen, s.is_listed());
             let Some(was) = sent.get_mut(slot as usize) else {
                 continue;
@@ -353,6 +366,7 @@ impl Worker {
         if !b.is_empty() {
             batches.push(b);
         }
+        // Changes left for later still had their state recorded above only if sent.
         if let Some(l) = self.latest.get_mut(core) {
             *l = Some(d);
         }
@@ -373,7 +387,7 @@ impl Worker {
         };
         let mut made = 0;
         let now = unix_ms();
-        while made < MAX_PER_ROUND / 4 {
+        while made < MAX_PER_ROUND / 4 && self.out.len() < MAX_OUT_QUEUE / 2 {
             let Some(d) = self.latest.get(job.core).cloned() else {
                 break;
             };
@@ -451,6 +465,7 @@ impl Worker {
             return;
         }
         peer.datagrams_in.fetch_add(1, Ordering::Relaxed);
+        peer.bytes_in.fetch_add(d.len() as u64, Ordering::Relaxed);
         peer.last_heard_unix_ms.store(unix_ms(), Ordering::Relaxed);
         match sealed.kind {
             Kind::SyncRequest => {
