@@ -3,7 +3,8 @@
 //! control thread, nothing shared with either but bounded channels and counters.
 //!
 //! - Out: every core's dump (each second) is compared, slot by slot, with what was last sent of
-//!   it; a server heard again, new, or hidden or shown by its probes since is sent in
+//!   it; a server heard again, new, or hidden or shown by its probes since is sent (paced: UDP,
+//!   no acknowledgement; a server whose datagram was lost goes again at its next heartbeat) in
 //!   [`wire::peer`](crate::wire::peer) datagrams (about 19 servers each) to every peer, with how
 //!   long ago this master last heard it. Servers peers forwarded are never sent on (no loops).
 //! - In: a datagram is read only if its MAC verifies with the shared key, it comes from a
@@ -33,8 +34,14 @@ use std::time::{Duration, Instant};
 
 /// Sealed datagrams waiting to be sent, at most.
 pub const MAX_OUT_QUEUE: usize = 16_384;
-/// Datagrams sent, and received, per round of the thread's loop.
+/// Datagrams received per round of the thread's loop.
 pub const MAX_PER_ROUND: usize = 2048;
+/// Datagrams sent per round (a round lasts at least the socket's read wait when nothing comes
+/// in): ~25,000 a second, paced so a peer's receive buffer is not overrun by a dump's burst.
+pub const MAX_SENDS_PER_ROUND: usize = 256;
+/// The peering socket's receive buffer (capped by `net.core.rmem_max`): a peer's burst of a
+/// million servers' changes arrives paced, but a few rounds of it may queue here.
+pub const RECV_BUFFER: usize = 4 << 20;
 /// A round's wait for datagrams when there is nothing to send.
 pub const ROUND: Duration = Duration::from_millis(10);
 /// Sync requests sent at start (one a second) until a peer answers whole.
@@ -141,6 +148,7 @@ impl Peering {
     pub fn start(s: PeeringSettings, engine: EngineHandle) -> std::io::Result<Peering> {
         let sock = UdpSocket::bind(s.listen)?;
         sock.set_read_timeout(Some(ROUND))?;
+        let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(RECV_BUFFER);
         let local = sock.local_addr()?;
         let counters = Arc::new(PeeringCounters {
             peers: s
@@ -299,7 +307,7 @@ impl Worker {
     }
 
     fn send(&mut self) {
-        for _ in 0..MAX_PER_ROUND {
+        for _ in 0..MAX_SENDS_PER_ROUND {
             let Some((to, d)) = self.out.pop_front() else {
                 return;
             };
