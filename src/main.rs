@@ -283,7 +283,11 @@ fn serve(s: Serve) -> Result<(), Box<dyn std::error::Error>> {
         || !ops.watches.is_empty()
         || ops.peering.is_some()
     {
-        settings.dump_every = Some(muster::control::DUMP_EVERY);
+        settings.dump_every = Some(if ops.peering.is_some() {
+            muster::control::PEERING_DUMP_EVERY
+        } else {
+            muster::control::DUMP_EVERY
+        });
     }
     control.watches = ops.watches.clone();
     control.peering = ops.peering.clone();

@@ -11,8 +11,8 @@
 //!   configured peer's address, and its sequence number is new for its sender (a replay window,
 //!   and a sequence older than [`MAX_SEQ_AGE_MS`] is refused: sequences start from the sender's
 //!   clock). Its servers go to the cores they belong to ([`EngineHandle::forward`]).
-//! - Sync: at start this master asks every peer for everything it lists (every second until one
-//!   answers whole, at most [`SYNC_TRIES`] times); asked, it answers with every server of its own,
+//! - Sync: at start this master asks every peer for everything it lists (1 s apart, the wait
+//!   doubling, until one answers whole, at most [`SYNC_TRIES`] times); asked, it answers with every server of its own,
 //!   paced, to that peer only.
 //!
 //! Bounded: the out queue ([`MAX_OUT_QUEUE`] datagrams: a dump's changes past it wait for a later
@@ -44,7 +44,8 @@ pub const MAX_SENDS_PER_ROUND: usize = 256;
 pub const RECV_BUFFER: usize = 4 << 20;
 /// A round's wait for datagrams when there is nothing to send.
 pub const ROUND: Duration = Duration::from_millis(10);
-/// Sync requests sent at start (one a second) until a peer answers whole.
+/// Sync requests sent at start (1 s apart, then doubling up to a minute) until a peer answers
+/// whole.
 pub const SYNC_TRIES: u32 = 10;
 /// Sender ids with a replay window, at most (a restarted peer has a new one).
 pub const MAX_SENDERS: usize = 64;
@@ -281,7 +282,11 @@ impl Worker {
         while !stop.load(Ordering::Relaxed) {
             if self.sync_tries > 0 && Instant::now() >= self.next_sync {
                 self.sync_tries -= 1;
-                self.next_sync = Instant::now() + Duration::from_secs(1);
+                // 1 s, 2 s, 4 s … between requests (at most a minute): a peer that is down is
+                // asked less and less.
+                let asked = SYNC_TRIES.saturating_sub(self.sync_tries).min(6);
+                self.next_sync =
+                    Instant::now() + Duration::from_secs(1u64 << asked.saturating_sub(1));
                 let d = Builder::new(Kind::SyncRequest, self.id, self.next_seq()).seal(&self.s.key);
                 self.queue(None, d);
             }
