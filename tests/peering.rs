@@ -17,12 +17,23 @@ const KEY: [u8; 32] = [0x5a; 32];
 struct Peer {
     engine: Engine,
     control: Control,
+    /// The configuration it started with (a test reloads a changed copy).
+    master: muster::master::Config,
 }
 
 impl Peer {
     fn stop(self) {
         self.engine.stop().unwrap();
         self.control.finish().unwrap();
+    }
+
+    fn forwarded_gone(&self) -> u64 {
+        self.engine
+            .status()
+            .into_iter()
+            .flatten()
+            .map(|s| s.counters.forwarded_gone)
+            .sum()
     }
 
     fn forwarded_in(&self) -> u64 {
@@ -70,11 +81,16 @@ fn peer(port: u16, peers: &[u16], key: &Path, timeout: u64) -> Peer {
         .settings(muster::engine::sys::allowed_cpus().len(), [port as u8; 16])
         .unwrap();
     s.dump_every = Some(Duration::from_millis(200));
+    let master = s.master.clone();
     let engine = muster::engine::start(s).unwrap();
     let mut cs = ControlSettings::new("test");
     cs.peering = ops.peering;
     let control = control::start(engine.handle(), cs).unwrap();
-    Peer { engine, control }
+    Peer {
+        engine,
+        control,
+        master,
+    }
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -211,5 +227,48 @@ fn a_started_master_syncs_and_a_dead_origins_servers_last_their_timeout() {
     );
     every_core_lists(&b.engine, 0, 0);
     b.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_ban_at_the_origin_delists_its_servers_on_every_peer_before_their_timeout() {
+    let dir = temp_dir("peering3");
+    let key = key_file(&dir);
+    let (pa, pb) = (free_port(), free_port());
+    // Servers live 900 s: anything delisted during the test was delisted by a message.
+    let a = peer(pa, &[pb], &key, 900);
+    let b = peer(pb, &[pa], &key, 900);
+    let banned = sockets(136, 2, 4);
+    let kept = sockets(137, 2, 3);
+    let ma = a.engine.local_addrs()[0];
+    let mb = b.engine.local_addrs()[0];
+    for fleet in [&banned, &kept] {
+        assert_eq!(
+            dp_register(ma, fleet, "DarkPlaces", NEXUIZ_INFO).answered,
+            fleet.len()
+        );
+    }
+    // One of the banned hosts also heartbeats to B itself: B's own registration stays.
+    let own = &banned[..1];
+    assert_eq!(dp_register(mb, own, "DarkPlaces", NEXUIZ_INFO).answered, 1);
+    every_core_lists(&b.engine, 0, 7);
+    // A bans 127.0.136.0/24 (a reload): A delists its 4, B the 3 it held on A's word.
+    let mut cfg = a.master.clone();
+    cfg.bans = std::sync::Arc::new(muster::master::NetSet::new(&["127.0.136.0/24"
+        .parse()
+        .unwrap()]));
+    assert!(a.engine.handle().reconfigure(cfg));
+    every_core_lists(&a.engine, 0, 3);
+    every_core_lists(&b.engine, 0, 4);
+    assert_eq!(
+        b.forwarded_gone(),
+        3,
+        "removed on A's word, not by a timeout"
+    );
+    // The kept ones are still A's, listed on B on A's word.
+    assert!(b.forwarded_in() >= 3);
+    for m in [a, b] {
+        m.stop();
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -291,6 +291,16 @@ pub fn render(view: &View) -> String {
         &hidden,
     );
     r.counter(
+        "muster_forwarded_servers_total",
+        "Servers listed or refreshed on a peer's word (peering).",
+        c.forwarded_in,
+    );
+    r.counter(
+        "muster_forwarded_gone_total",
+        "Servers listed on a peer's word removed because their origin stopped listing them.",
+        c.forwarded_gone,
+    );
+    r.counter(
         "muster_servers_shown_total",
         "Hidden servers listed again after answering a probe.",
         c.shown,

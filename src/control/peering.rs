@@ -24,7 +24,7 @@ use crate::engine::{CoreDump, EngineHandle};
 use crate::master::steer::shard_for;
 use crate::master::table::record::{Family, flags};
 use crate::master::{Forwarded, policy};
-use crate::wire::peer::{Builder, Entry, Kind, ReplayWindow, STRINGS, Sealed};
+use crate::wire::peer::{Builder, Entry, GONE, Kind, ReplayWindow, STRINGS, Sealed};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
@@ -349,6 +349,44 @@ impl Worker {
         if sent.len() < slots {
             sent.resize(slots, (0, false));
         }
+        // Servers sent before that left this core's table since (a ban, their timeout, a
+        // reload's policy): peers delist them now rather than at their timeout. Found in the
+        // previous dump by slot; their entries go before this dump's (a server that left and came
+        // back into another slot is gone, then new).
+        let mut gone = Vec::new();
+        if let Some(Some(prev)) = self.latest.get(core) {
+            for (slot, was) in sent.iter_mut().enumerate() {
+                if *was == (0, false) {
+                    continue;
+                }
+                let Ok(slot) = u32::try_from(slot) else { break };
+                let Some((old, _)) = prev.shard.at(slot) else {
+                    continue;
+                };
+                let stays = d
+                    .shard
+                    .at(slot)
+                    .is_some_and(|(s, _)| s.addr == old.addr && !s.is_forwarded());
+                if !stays && !old.is_forwarded() {
+                    *was = (0, false);
+                    gone.push(gone_entry(old, dump_age));
+                }
+            }
+        }
+        for e in &gone {
+            // Bounded like the rest: past the out queue's room, peers delist at the timeout.
+            if self.out.len().saturating_add(batches.len()) >= MAX_OUT_QUEUE {
+                break;
+            }
+            if !b.push(e) {
+                batches.push(std::mem::replace(
+                    &mut b,
+                    Builder::new(Kind::Entries, self.id, 0),
+                ));
+                b.push(e);
+            }
+            entries += 1;
+        }
         for (slot, s, seen) in d.shard.slots() {
             if s.is_forwarded() {
                 continue;
@@ -564,6 +602,25 @@ fn entry_of<'a>(
     }
 }
 
+/// The entry saying the origin stopped listing `s`, `dump_age_ms` ago.
+fn gone_entry(s: &crate::master::Server, dump_age_ms: u64) -> Entry<'static> {
+    Entry {
+        family: s.family as u8,
+        addr: s.addr.addr(),
+        age_ms: u32::try_from(dump_age_ms).unwrap_or(u32::MAX),
+        hop: 0,
+        flags: GONE,
+        region: 0,
+        server_type: 0,
+        players: 0,
+        max_players: 0,
+        bots: 0,
+        appid: 0,
+        protocol: 0,
+        strings: [b""; STRINGS],
+    }
+}
+
 fn forwarded_of(e: &Entry<'_>) -> Option<Forwarded> {
     let family = match e.family {
         1 => Family::Valve,
@@ -576,6 +633,7 @@ fn forwarded_of(e: &Entry<'_>) -> Option<Forwarded> {
         family,
         age_ms: e.age_ms,
         listed: e.flags & flags::HIDDEN == 0,
+        gone: e.flags & GONE != 0,
         region: e.region,
         server_type: e.server_type,
         players: e.players,

@@ -203,6 +203,8 @@ pub struct Counters {
     pub shown: u64,
     /// Servers listed or refreshed on a peer's word (peering).
     pub forwarded_in: u64,
+    /// Forwarded servers removed because their origin stopped listing them (peering).
+    pub forwarded_gone: u64,
     pub dropped: [u64; DropReason::COUNT],
 }
 
@@ -262,6 +264,7 @@ impl AddAssign<&Counters> for Counters {
         add(&mut self.probe_timeouts, o.probe_timeouts);
         add(&mut self.shown, o.shown);
         add(&mut self.forwarded_in, o.forwarded_in);
+        add(&mut self.forwarded_gone, o.forwarded_gone);
         for (a, b) in self.hidden.iter_mut().zip(o.hidden) {
             add(a, b);
         }

@@ -18,7 +18,9 @@
 //!   | port (u16 BE) | age_ms (u32 BE: how long before sending the origin last heard it) | hop
 //!   (u8: 0 from its origin) | flags (u16 BE) | region | server type | players | max | bots
 //!   | appid (u32 BE) | protocol (u32 BE) | 7 strings, each a length byte then the bytes (game,
-//!   product, map, version, tags, gamedata, hostname).
+//!   product, map, version, tags, gamedata, hostname). An entry whose flags hold [`GONE`] says
+//!   the origin stopped listing the server (a ban, its timeout, a reload's policy) at `age_ms`
+//!   before sending; its other fields are zero and its strings empty.
 //! - [`Kind::SyncRequest`]: empty; the receiver answers with everything it lists.
 //! - [`Kind::SyncDone`]: `count (u32 BE)`: the sync sent that many entries.
 
@@ -35,6 +37,8 @@ pub const MAC_LEN: usize = 16;
 pub const MAX_DATAGRAM: usize = 1400;
 /// Strings of an entry, in order.
 pub const STRINGS: usize = 7;
+/// Entry flag: the origin no longer lists this server (above every flag a record carries).
+pub const GONE: u16 = 1 << 15;
 
 /// What a peering datagram carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

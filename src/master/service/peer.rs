@@ -22,6 +22,9 @@ pub struct Forwarded {
     pub age_ms: u32,
     /// Listed at its origin (false: hidden by the origin's probes).
     pub listed: bool,
+    /// The origin stopped listing it `age_ms` before it was received (a ban, its timeout): it
+    /// leaves this table too unless a fresher word or a local registration holds it.
+    pub gone: bool,
     pub region: u8,
     pub server_type: u8,
     pub players: u8,
@@ -69,6 +72,9 @@ impl Master {
     /// ran out already). Today's local rules apply (bans, address and game policy, caps).
     pub fn apply_forwarded(&mut self, now: Time, f: &Forwarded) -> Result<bool, DropReason> {
         let from = policy::canonical(f.addr);
+        if f.gone {
+            return Ok(self.forget_forwarded(now, from, f.age_ms));
+        }
         if self.config.bans.contains(from.ip()) {
             return Err(DropReason::Banned);
         }
@@ -99,6 +105,28 @@ impl Master {
         inc(&mut self.counters.forwarded_in);
         Ok(true)
     }
+
+    /// The origin delisted `from` `age_ms` ago: removed if held on a peer's word no fresher than
+    /// that (a later word, from it or another peer, or a local registration keeps it).
+    fn forget_forwarded(&mut self, now: Time, from: SocketAddr, age_ms: u32) -> bool {
+        let Some(held) = self.table.get(from) else {
+            return false;
+        };
+        if !held.is_forwarded() {
+            return false;
+        }
+        let gone_ms = now.millis().saturating_sub(u64::from(age_ms));
+        let held_ms = u64::from(self.table.last_seen(from).unwrap_or(0)).saturating_mul(1000);
+        // Seen-seconds round up; a word from the same second as the removal is the removed one.
+        if held_ms > gone_ms.saturating_add(999) {
+            return false;
+        }
+        let removed = self.table.remove(from);
+        if removed {
+            inc(&mut self.counters.forwarded_gone);
+        }
+        removed
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +140,7 @@ mod tests {
             family: Family::Valve,
             age_ms,
             listed,
+            gone: false,
             region: 255,
             server_type: b'd',
             players: 3,
@@ -206,5 +235,39 @@ mod tests {
             strict.apply_forwarded(t, &fwd("5.1.1.1:27015", 0, true, b"m")),
             Err(DropReason::Banned)
         );
+    }
+
+    #[test]
+    fn a_delisting_at_the_origin_removes_what_its_word_listed_and_nothing_fresher() {
+        let mut m = master(GamePolicy::default());
+        let t = Time::from_secs(1000);
+        let gone = |addr: &str, age_ms: u32| Forwarded {
+            gone: true,
+            ..fwd(addr, age_ms, true, b"")
+        };
+        // Listed on a word 5 s old, delisted by the origin 1 s ago: removed and counted.
+        m.apply_forwarded(t, &fwd("1.2.3.4:27015", 5_000, true, b"m"))
+            .unwrap();
+        assert_eq!(
+            m.apply_forwarded(t, &gone("1.2.3.4:27015", 1_000)),
+            Ok(true)
+        );
+        assert!(m.table().get(a("1.2.3.4:27015")).is_none());
+        assert_eq!(m.counters().forwarded_gone, 1);
+        // A word fresher than the delisting (another peer heard it since): kept.
+        m.apply_forwarded(t, &fwd("1.2.3.5:27015", 0, true, b"m"))
+            .unwrap();
+        assert_eq!(
+            m.apply_forwarded(t, &gone("1.2.3.5:27015", 10_000)),
+            Ok(false)
+        );
+        assert!(m.table().get(a("1.2.3.5:27015")).is_some());
+        // This master's own registration: kept; an address never held: nothing.
+        let own = a("1.2.3.6:27015");
+        xash_register(&mut m, own, false).unwrap();
+        assert_eq!(m.apply_forwarded(t, &gone("1.2.3.6:27015", 0)), Ok(false));
+        assert!(m.table().get(own).is_some());
+        assert_eq!(m.apply_forwarded(t, &gone("9.9.9.9:27015", 0)), Ok(false));
+        assert_eq!(m.counters().forwarded_gone, 1);
     }
 }

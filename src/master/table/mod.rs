@@ -216,6 +216,13 @@ impl ShardDump {
         })
     }
 
+    /// The server in `slot` (hidden or not) and when it was last heard.
+    pub fn at(&self, slot: u32) -> Option<(&Server, u32)> {
+        let i = slot as usize;
+        let s = self.records.get(i / CHUNK)?.get(i % CHUNK)?.as_ref()?;
+        Some((s, self.seen.get(i).copied().unwrap_or(0)))
+    }
+
     /// Slots the dump covers (one past the highest ever used).
     pub fn slots_len(&self) -> usize {
         self.seen.len()
