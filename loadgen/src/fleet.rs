@@ -623,11 +623,12 @@ fn valve_info(i: Info) -> String {
 }
 
 /// xash3d-fwgs `sv_main.c` SV_AddToMaster's info string (no trailing newline; `password` is
-/// inverted in the engine: 1 means none).
+/// inverted in the engine: 1 means none; `region` is always 255 there, "all regions", and
+/// xash3d-master lists a server only to queries naming its exact region).
 fn xash_info(i: Info, challenge: u32) -> String {
     format!(
-        "0\n\\protocol\\49\\challenge\\{challenge}\\players\\{}\\max\\16\\bots\\0\\gamedir\\valve\\map\\crossfire\\type\\d\\password\\1\\os\\w\\secure\\0\\lan\\0\\version\\0.21\\region\\{}\\product\\valve\\nat\\0",
-        i.players, i.region
+        "0\n\\protocol\\49\\challenge\\{challenge}\\players\\{}\\max\\16\\bots\\0\\gamedir\\valve\\map\\crossfire\\type\\d\\password\\1\\os\\w\\secure\\0\\lan\\0\\version\\0.21\\region\\255\\product\\valve\\nat\\0",
+        i.players
     )
 }
 

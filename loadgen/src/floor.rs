@@ -3,6 +3,9 @@
 //! fixed `getinfo` (`sendmmsg`) and does nothing else: no challenge, no table, no list. Run a
 //! fleet against it and read its CPU time: what remains is the kernel's work for two datagrams
 //! in and one out, the floor under any master's cost per registration.
+//!
+//! With `--answer valve` it answers every Valve list query (`0x31`) with one fixed full page
+//! (230 addresses and the `0.0.0.0:0` end: 1,392 bytes, a full page): the floor under a master's cost per page.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -10,6 +13,24 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const BATCH: usize = 64;
+
+/// What the floor answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Answer {
+    Dp,
+    Valve,
+}
+
+/// A full Valve page that ends the list: header, 230 servers, `0.0.0.0:0`.
+fn valve_page() -> Vec<u8> {
+    let mut p = b"\xFF\xFF\xFF\xFF\x66\x0A".to_vec();
+    for i in 0..230u32 {
+        p.extend_from_slice(&(0x0A00_0001 + i).to_be_bytes());
+        p.extend_from_slice(&27015u16.to_be_bytes());
+    }
+    p.extend_from_slice(&[0; 6]);
+    p
+}
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Report {
@@ -19,7 +40,7 @@ pub struct Report {
 }
 
 /// Serves on `listen` until `duration` passes or SIGINT/SIGTERM.
-pub fn run(listen: SocketAddr, duration: Duration) -> Result<Report, String> {
+pub fn run(listen: SocketAddr, duration: Duration, answer: Answer) -> Result<Report, String> {
     let s = UdpSocket::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_millis(100)))
         .map_err(|e| e.to_string())?;
@@ -35,7 +56,10 @@ pub fn run(listen: SocketAddr, duration: Duration) -> Result<Report, String> {
     let mut bufs = vec![[0u8; 2048]; BATCH];
     // SAFETY: sockaddr_storage is plain data; zeroed is valid.
     let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
-    let reply = b"\xFF\xFF\xFF\xFFgetinfo ABCDEFGHIJ";
+    let reply: Vec<u8> = match answer {
+        Answer::Dp => b"\xFF\xFF\xFF\xFFgetinfo ABCDEFGHIJ".to_vec(),
+        Answer::Valve => valve_page(),
+    };
     while start.elapsed() < duration && !stop.load(Ordering::Relaxed) {
         let mut iov: Vec<libc::iovec> = bufs
             .iter_mut()
@@ -74,7 +98,11 @@ pub fn run(listen: SocketAddr, duration: Duration) -> Result<Report, String> {
         };
         let mut out: Vec<libc::mmsghdr> = Vec::with_capacity(n);
         for i in 0..n {
-            if bufs[i].get(4..13) == Some(b"heartbeat") {
+            let asked = match answer {
+                Answer::Dp => bufs[i].get(4..13) == Some(b"heartbeat"),
+                Answer::Valve => bufs[i].first() == Some(&b'1'),
+            };
+            if asked {
                 // SAFETY: plain data.
                 let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
                 h.msg_hdr.msg_name = (&raw mut addrs[i]).cast();

@@ -219,6 +219,10 @@ enum Command {
         /// Stop after this many seconds (or at SIGINT/SIGTERM).
         #[arg(long, default_value_t = 60.0)]
         duration: f64,
+        /// What to answer: `dp` (every `heartbeat` with a fixed `getinfo`) or `valve` (every
+        /// `0x31` list query with one fixed full page that ends the list).
+        #[arg(long, value_enum, default_value_t = floor::Answer::Dp)]
+        answer: floor::Answer,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -400,10 +404,11 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Floor {
             listen,
             duration,
+            answer,
             json,
         } => {
             let listen = sources::check_target(listen)?;
-            let r = floor::run(listen, secs(duration))?;
+            let r = floor::run(listen, secs(duration), answer)?;
             emit(&json, &r)
         }
         Command::Blast {

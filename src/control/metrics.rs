@@ -234,6 +234,11 @@ pub fn render(view: &View) -> String {
             (vec!["dp".into()], c.dp_queries),
         ],
     );
+    r.counter(
+        "muster_xash_bursts_reused_total",
+        "Xash3D queries answered with a burst built for an earlier query of the same filter and list.",
+        c.xash_bursts_reused,
+    );
     let drops: Vec<(Vec<String>, u64)> = DropReason::ALL
         .iter()
         .map(|d| (vec![d.name().to_owned()], c.dropped(*d)))

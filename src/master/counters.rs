@@ -182,6 +182,8 @@ pub struct Counters {
     pub xash_queries: u64,
     /// Of those, old clients answered with the update entry (`xash.min_clver`).
     pub xash_updates: u64,
+    /// Of those, answered with a burst built for an earlier query of the same filter and list.
+    pub xash_bursts_reused: u64,
     /// Servers listed from the state file at start.
     pub restored: u64,
     /// Servers delisted by a config reload (a ban, a game no longer accepted).
@@ -265,6 +267,7 @@ impl AddAssign<&Counters> for Counters {
         add(&mut self.shown, o.shown);
         add(&mut self.forwarded_in, o.forwarded_in);
         add(&mut self.forwarded_gone, o.forwarded_gone);
+        add(&mut self.xash_bursts_reused, o.xash_bursts_reused);
         for (a, b) in self.hidden.iter_mut().zip(o.hidden) {
             add(a, b);
         }

@@ -19,7 +19,7 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`service`] | [`Master`], one shard: [`Master::handle`] a datagram (registration, queries), [`Master::poll_transmit`] what is due, [`Master::tick`] expiry and due liveness probes (`service/probe.rs`), snapshot publication, reload and restore, the last refused registrations (`service/rejections.rs`) |
+//! | [`service`] | [`Master`], one shard: [`Master::handle`] a datagram (registration, queries), [`Master::poll_transmit`] what is due, [`Master::tick`] expiry and due liveness probes (`service/probe.rs`), snapshot publication, reload and restore, the last refused registrations (`service/rejections.rs`), Xash3D bursts kept per list and filter (`service/xash_bursts.rs`) |
 //! | [`admission`] | who gets how many replies, bytes and how much scan work: Valve walks and their proofs, token buckets per source, network and core, the master-wide budget for unproven replies, the sources known from before a flood, the sources refused most |
 //! | [`table`] | one shard's servers: the compact record, interned strings, the expiry wheel, the global `max_servers` budget, handshakes in progress |
 //! | [`list`] | the list every core serves (Valve pages, Xash3D bursts, DP replies), the builder that merges every shard's snapshot into it, filter evaluation |

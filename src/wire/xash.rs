@@ -211,6 +211,24 @@ impl<'o> BurstWriter<'o> {
     }
 }
 
+/// Writes `key` into the key header of every datagram of a keyed burst (`bytes` laid end to end,
+/// each ending at the next of `ends`): one burst built once serves every client of a filter,
+/// each with its own key. Only for a burst built keyed (an unkeyed datagram whose first entry is
+/// a 127/8 address with a port ending in 08 would look keyed).
+pub fn rekey_burst(bytes: &mut [u8], ends: &[usize], key: u32) {
+    let mut start = 0usize;
+    for &end in ends {
+        let at = start.saturating_add(PAGE_HEADER.len());
+        if let Some(h) = bytes.get_mut(at..at.saturating_add(KEY_HEADER_LEN))
+            && at.saturating_add(KEY_HEADER_LEN) <= end
+            && let [KEY_MARKER, k @ .., KEY_END] = h
+        {
+            k.copy_from_slice(&key.to_le_bytes());
+        }
+        start = end;
+    }
+}
+
 /// One burst datagram, decoded (the load generator's and the tests' reader).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BurstDatagram {
@@ -324,6 +342,36 @@ mod tests {
         let d = BurstDatagram::decode(&out, false, true).unwrap();
         assert_eq!(d.key, Some(0x9be5_942b));
         assert_eq!(d.servers.len(), 2);
+    }
+
+    #[test]
+    fn a_burst_rekeyed_carries_the_new_key_in_every_datagram() {
+        let (mut out, mut ends) = (Vec::new(), Vec::new());
+        let mut w = BurstWriter::new(false, Some(0), &mut out, &mut ends);
+        for i in 1..=100u32 {
+            w.push(v4(i)).unwrap();
+        }
+        assert_eq!(w.finish(), 2);
+        rekey_burst(&mut out, &ends, 0x9be5_942b);
+        // The engine's header on each datagram: 7F, the key little-endian, 08.
+        assert_eq!(out.get(6..12), Some(&b"\x7f\x2b\x94\xe5\x9b\x08"[..]));
+        assert_eq!(
+            out.get(ends[0] + 6..ends[0] + 12),
+            Some(&b"\x7f\x2b\x94\xe5\x9b\x08"[..])
+        );
+        let (a, b) = out.split_at(ends[0]);
+        let one = BurstDatagram::decode(a, false, true).unwrap();
+        let two = BurstDatagram::decode(b, false, true).unwrap();
+        assert_eq!((one.key, two.key), (Some(0x9be5_942b), Some(0x9be5_942b)));
+        assert_eq!(one.servers.len() + two.servers.len(), 100);
+        // Without a key header (and no 127/8 first entry) nothing is written.
+        let (mut plain, mut ends) = (Vec::new(), Vec::new());
+        let mut w = BurstWriter::new(false, None, &mut plain, &mut ends);
+        w.push(v4(1)).unwrap();
+        w.finish();
+        let before = plain.clone();
+        rekey_burst(&mut plain, &ends, 7);
+        assert_eq!(plain, before);
     }
 
     #[test]

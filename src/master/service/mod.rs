@@ -46,6 +46,7 @@ mod rejections;
 mod reload;
 #[cfg(test)]
 pub(crate) mod test_support;
+mod xash_bursts;
 
 /// List queries handled per batch while the core is saturated (the rest are shed, counted);
 /// registrations in the batch are all handled, first.
@@ -100,6 +101,8 @@ pub struct Master {
     due: Vec<Due>,
     /// The last refused registration of addresses not listed (the operator's "why").
     rejections: Rejections,
+    /// Xash3D bursts built from `list`, per filter.
+    xash_bursts: xash_bursts::XashBursts,
 }
 
 impl Master {
@@ -136,6 +139,7 @@ impl Master {
             prober: Prober::new(now, config.probe.clone()),
             due: Vec::new(),
             rejections: Rejections::default(),
+            xash_bursts: xash_bursts::XashBursts::default(),
             config,
         }
     }
@@ -333,6 +337,7 @@ impl Master {
     pub fn install_list(&mut self, list: Arc<List>) {
         if list.epoch > self.list.epoch {
             self.list = list;
+            self.xash_bursts.clear();
         }
     }
 }

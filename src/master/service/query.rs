@@ -12,7 +12,9 @@ use crate::wire::filter::Filter;
 use crate::wire::valve_list::{
     ENTRY_LEN, ListQuery, MAX_PAGE_ENTRIES, NULL_ADDR, PAGE_HEADER, Region,
 };
-use crate::wire::xash::{BurstWriter, XashQuery};
+use crate::wire::xash::{BurstWriter, XashQuery, rekey_burst};
+
+use super::xash_bursts::BurstKey;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -248,6 +250,7 @@ impl Master {
         self.admission.admit_scan(now, grant, estimate)?;
         let v6 = from.is_ipv6();
         let mut packets = Packets::default();
+        let burst: Arc<Packets>;
         let update = self
             .config
             .xash
@@ -259,14 +262,40 @@ impl Master {
             let _ = w.push(addr);
             w.finish();
             inc(&mut self.counters.xash_updates);
+            burst = Arc::new(std::mem::take(&mut packets));
         } else {
-            let scan = self
-                .list
-                .xash_burst(v6, q.region, filter, x.key, &mut packets);
-            self.account_scan(now, grant, scan);
+            // Built once per list and filter; each client gets it with its own key written in.
+            let key = BurstKey::new(v6, q.region, x.key.is_some(), q.filter);
+            let shared = match self.xash_bursts.get(&key) {
+                Some((shared, scan)) => {
+                    inc(&mut self.counters.xash_bursts_reused);
+                    // Charged as if scanned: what a filter costs an untrusted source does not
+                    // depend on who asked for it first.
+                    self.admission.charge_scan(now, grant, scan.units());
+                    shared
+                }
+                None => {
+                    let scan =
+                        self.list
+                            .xash_burst(v6, q.region, filter, x.key.map(|_| 0), &mut packets);
+                    self.account_scan(now, grant, scan);
+                    let shared = Arc::new(std::mem::take(&mut packets));
+                    self.xash_bursts.insert(key, shared.clone(), scan);
+                    shared
+                }
+            };
+            burst = match x.key {
+                Some(k) => {
+                    let mut own = Packets::clone(&shared);
+                    rekey_burst(&mut own.bytes, &own.ends, k);
+                    Arc::new(own)
+                }
+                // Unkeyed (xash3d-query without -k): the kept burst itself.
+                None => shared,
+            };
         }
         // No round trip proves a Xash3D client: the master-wide budget for unproven addresses.
-        let answer = Answer::Packets(Arc::new(packets));
+        let answer = Answer::Packets(burst);
         self.send(now, grant, from, local, answer, Budgets::Unproven)
     }
 
@@ -304,6 +333,59 @@ mod tests {
     use super::*;
     use crate::master::service::test_support::*;
     use crate::master::service::*;
+
+    /// The servers of a keyed burst asked with `key`, checking every datagram carries it.
+    fn keyed_burst(m: &mut Master, from: SocketAddr, key: u32) -> Vec<SocketAddr> {
+        let now = Time::from_secs(11);
+        let mut q = b"1\xff0.0.0.0:0\0".to_vec();
+        q.extend_from_slice(
+            format!("\\gamedir\\valve\\clver\\0.21\\nat\\0\\key\\{key:x}\0").as_bytes(),
+        );
+        m.handle(now, from, 0, &q).unwrap();
+        let mut servers = Vec::new();
+        for d in m.transmits(now).iter().flat_map(Transmit::datagrams) {
+            let b = crate::wire::xash::BurstDatagram::decode(&d, false, true).unwrap();
+            assert_eq!(b.key, Some(key), "each client's own key in every datagram");
+            servers.extend(b.servers);
+        }
+        servers.sort();
+        servers
+    }
+
+    #[test]
+    fn a_burst_is_built_once_per_list_and_filter_and_keyed_per_client() {
+        let mut m = master(GamePolicy::default());
+        let mut v4: Vec<SocketAddr> = (0..200u32)
+            .map(|i| SocketAddr::new(std::net::Ipv4Addr::from(0x0505_0000 + i).into(), 27015))
+            .collect();
+        for &a in &v4 {
+            xash_register(&mut m, a, false).unwrap();
+        }
+        // One builder across the test: each list it publishes is newer than the last.
+        let mut builder = crate::master::list::builder::ListBuilder::new(1, 1400);
+        let mut sync = |m: &mut Master| {
+            if let Some(snap) = m.publish() {
+                builder.apply(0, snap);
+            }
+            m.install_list(builder.build().unwrap());
+        };
+        sync(&mut m);
+        v4.sort();
+        let first = keyed_burst(&mut m, a("7.7.7.7:27005"), 0x9be5_942b);
+        assert_eq!(first, v4);
+        assert_eq!(m.counters().xash_bursts_reused, 0);
+        // Another client, another key: the same burst, its own key.
+        assert_eq!(keyed_burst(&mut m, a("7.7.7.8:27005"), 1), v4);
+        assert_eq!(m.counters().xash_bursts_reused, 1);
+        // A new list: built again, with the new server.
+        let new = a("5.5.9.9:27015");
+        xash_register(&mut m, new, false).unwrap();
+        sync(&mut m);
+        v4.push(new);
+        v4.sort();
+        assert_eq!(keyed_burst(&mut m, a("7.7.7.9:27005"), 0xdead_beef), v4);
+        assert_eq!(m.counters().xash_bursts_reused, 1);
+    }
 
     #[test]
     pub(super) fn xash_clients_get_the_whole_list_as_a_burst_ipv6_to_ipv6_and_nat_by_flag() {
