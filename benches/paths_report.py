@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Writes the results of benches/paths.sh into docs/benchmarks.md, between the paths markers
+(appended at the end of the file the first time). Each master's figure is the median of the
+rounds; ratios are against the baseline of the same part, measured in the same run."""
+import datetime
+import json
+import measured
+import os
+import platform
+import statistics
+import sys
+
+out, rounds, tick = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+commit, dirty = measured.commit_of(out)
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+xm_commit = open(f"{out}/xm-commit.txt").read().strip() if os.path.exists(f"{out}/xm-commit.txt") else "?"
+
+
+def have(tag):
+    return os.path.exists(f"{out}/{tag}.cpu.txt")
+
+
+def cpu_s(tag):
+    return int(open(f"{out}/{tag}.cpu.txt").read()) / tick
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def fmt_ratio(x, base):
+    return f"{x / base:.2f}×" if base else "–"
+
+
+sections = []
+
+# 1. Registrations.
+names = {"floor": "floor (`muster-loadgen floor`)", "dpmaster": "dpmaster 2.2", "muster": "muster `--cores 1`"}
+rows = []
+for rate in (20000, 100000):
+    reg = {}
+    for who in ("floor", "dpmaster", "muster"):
+        runs = []
+        for r in range(1, rounds + 1):
+            tag = f"reg-{who}-r{rate}-{r}"
+            if not have(tag):
+                continue
+            listed = int(open(f"{out}/{tag}.listed.txt").read().split()[0])
+            retries = json.load(open(f"{out}/{tag}.fleet.json"))["retries"]
+            c = cpu_s(tag)
+            runs.append((listed / c if c else 0, listed, retries, c))
+        if runs:
+            reg[who] = runs
+    base = med([r[0] for r in reg.get("dpmaster", [])])
+    floor = med([r[0] for r in reg.get("floor", [])])
+    for who, runs in reg.items():
+        per = med([r[0] for r in runs])
+        rows.append(
+            f"| {rate:,}/s | {names[who]} | {', '.join(f'{r[1]:,}' for r in runs)} | {', '.join(str(r[2]) for r in runs)} | "
+            f"{', '.join(f'{r[3]:.2f} s' for r in runs)} | {per:,.0f} | {1e6 / per:.1f} µs | "
+            f"{fmt_ratio(per, base)} | {fmt_ratio(per, floor)} |")
+if rows:
+    sections.append("""### Registrations per master CPU-second
+
+100,000 DP servers offered at 20,000/s and at 100,000/s through the whole handshake (`fleet
+--protocol dp --rate R`), one master at a time on CPU 0 with the same receive buffer;
+registrations per CPU-second = servers listed afterwards / the master's CPU over the fleet's run
+(the floor lists nothing: it counts as all 100,000; a registration lost is CPU spent for nothing).
+Each round's listed, retries and CPU, then the median's figures.
+
+| offered | master | listed | challenge retries | master CPU | registrations per CPU-second | per registration | vs dpmaster | vs floor |
+|---|---|---|---|---|---|---|---|---|
+""" + "\n".join(rows))
+
+
+# 2-4. List paths: lists (or pages) per master CPU-second.
+def list_rows(part, whos, count_key, base_who, label, sizes=(None,)):
+    rows = []
+    for n in sizes:
+        figures = {}
+        for who in whos:
+            runs = []
+            for r in range(1, rounds + 1):
+                tag = f"{part}-{who}" + (f"-n{n}" if n else "") + f"-{r}"
+                if not have(tag) or not os.path.exists(f"{out}/{tag}.json"):
+                    continue
+                q = json.load(open(f"{out}/{tag}.json"))
+                c = cpu_s(tag)
+                done = q[count_key]
+                runs.append((done / c if c else 0, done / q["duration_secs"], q["time_to_complete"]["p99_us"] / 1000,
+                             q["lists_incomplete"], c))
+            if runs:
+                figures[who] = runs
+        base = med([r[0] for r in figures.get(base_who, [])])
+        for who, runs in figures.items():
+            per = med([r[0] for r in runs])
+            rows.append(
+                (f"| {n:,} " if n else "") +
+                f"| {label[who]} | {med([r[1] for r in runs]):,.0f} | {med([r[2] for r in runs]):.2f} | "
+                f"{med([r[4] for r in runs]):.2f} s | {sum(r[3] for r in runs)} | {per:,.0f} | {fmt_ratio(per, base)} |")
+    return rows
+
+
+rows = list_rows("xash", ("xm", "muster"), "lists_complete", "xm",
+                 {"xm": f"xash3d-master (`{xm_commit}`)", "muster": "muster `--cores 1`"}, sizes=(1000, 10000))
+if rows:
+    sections.append(f"""### Xash3D bursts per master CPU-second
+
+A Xash3D fleet (the engine's handshake and info string, region 255, 14 servers per address), then
+`query --mode xash --concurrency {os.environ.get('CONC', '8')}` for {os.environ.get('DUR', '6')} s: the
+engine's keyed query, the whole list read as a burst (complete when every server arrived). Medians of
+the rounds; incomplete is summed.
+
+| servers | master | lists/s | p99 list (ms) | master CPU | incomplete | lists per CPU-second | vs xash3d-master |
+|---|---|---|---|---|---|---|---|
+""" + "\n".join(rows))
+
+rows = list_rows("valve", ("floor-valve", "muster"), "packets", "floor-valve",
+                 {"floor-valve": "floor (`floor --answer valve`, one page a list)",
+                  "muster": "muster `--cores 1`, 10,000 GoldSrc servers (44 pages a list)"})
+if rows:
+    sections.append("""### Valve pages per master CPU-second
+
+`query --mode valve` (walks in flight as above), each page a round trip; the floor answers every
+`0x31` with one fixed full page (230 servers and the end), so its lists are one page long. The
+lists/s column counts pages here; p99 is per list (a 44-page walk for muster, one page for the floor).
+
+| master | pages/s | p99 list (ms) | master CPU | incomplete | pages per CPU-second | vs floor |
+|---|---|---|---|---|---|---|
+""" + "\n".join(rows))
+
+rows = list_rows("dp", ("dpmaster", "muster"), "lists_complete", "dpmaster",
+                 {"dpmaster": "dpmaster 2.2", "muster": "muster `--cores 1`"})
+if rows:
+    sections.append("""### DP lists per master CPU-second (the reference path)
+
+10,000 DP servers, `query --mode dp` (the client reads datagram by datagram).
+
+| master | lists/s | p99 list (ms) | master CPU | incomplete | lists per CPU-second | vs dpmaster |
+|---|---|---|---|---|---|---|
+""" + "\n".join(rows))
+
+text = f"""<!-- paths:begin (written by benches/paths.sh; do not edit by hand) -->
+## Every path per master CPU-second
+
+Issue 23. Run on {datetime.date.today()} at commit `{commit}`{' (with uncommitted changes)' if dirty else ''}:
+`benches/paths.sh` (rounds: {rounds}, `cargo build --release`). Machine: {os.cpu_count()} × {cpu}, Linux
+{platform.release()}. Masters on CPU 0, the load generator on CPU 1, loopback; muster runs `--cores 1
+--no-probes --trust 127.0.0.0/8`.
+
+""" + "\n\n".join(sections) + """
+<!-- paths:end -->"""
+
+doc = open("docs/benchmarks.md").read()
+b, e = doc.find("<!-- paths:begin"), doc.find("<!-- paths:end -->")
+if b < 0 or e < 0:
+    doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+else:
+    doc = doc[:b] + text + doc[e + len("<!-- paths:end -->"):]
+open("docs/benchmarks.md", "w").write(doc)
+print(text)
+print("docs/benchmarks.md updated")
