@@ -204,4 +204,30 @@ mod tests {
         x.clear();
         assert!(x.is_empty() && x.get(&k(202)).is_none());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_filter_loses_exactly_its_key_pairs(
+            pairs in proptest::collection::vec(
+                (proptest::sample::select(vec!["key", "gamedir", "clver", "nat", "map"]), "[a-z0-9.]{0,8}"),
+                0..8,
+            )
+        ) {
+            let raw: String = pairs.iter().map(|(k, v)| format!("\\{k}\\{v}")).collect();
+            let kept: String = pairs
+                .iter()
+                .filter(|(k, _)| *k != "key")
+                .map(|(k, v)| format!("\\{k}\\{v}"))
+                .collect();
+            proptest::prop_assert_eq!(without_key(raw.as_bytes()), kept.as_bytes());
+            // Twice is once.
+            proptest::prop_assert_eq!(without_key(kept.as_bytes()), kept.as_bytes());
+        }
+
+        #[test]
+        fn no_bytes_panic_it(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let out = without_key(&raw);
+            proptest::prop_assert!(out.len() <= raw.len());
+        }
+    }
 }
