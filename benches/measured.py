@@ -23,3 +23,19 @@ def commit_of(out):
         capture_output=True, text=True,
     ).stdout.strip()
     return commit, bool(dirty)
+
+
+def write_section(name, text, doc_path="docs/benchmarks.md"):
+    """Puts `text` (which opens with `<!-- NAME:begin` and closes with `<!-- NAME:end -->`) in
+    place of the section of that name in the doc, or at its end the first time; prints it."""
+    end = f"<!-- {name}:end -->"
+    doc = open(doc_path).read()
+    b, e = doc.find(f"<!-- {name}:begin"), doc.find(end)
+    if b < 0 or e < 0:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    else:
+        doc = doc[:b] + text + doc[e + len(end):]
+    open(doc_path, "w").write(doc)
+    print(text)
+    print(f"{doc_path} updated")
+

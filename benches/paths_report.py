@@ -151,12 +151,4 @@ Issue 23. Run on {datetime.date.today()} at commit `{commit}`{' (with uncommitte
 """ + "\n\n".join(sections) + """
 <!-- paths:end -->"""
 
-doc = open("docs/benchmarks.md").read()
-b, e = doc.find("<!-- paths:begin"), doc.find("<!-- paths:end -->")
-if b < 0 or e < 0:
-    doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-else:
-    doc = doc[:b] + text + doc[e + len("<!-- paths:end -->"):]
-open("docs/benchmarks.md", "w").write(doc)
-print(text)
-print("docs/benchmarks.md updated")
+measured.write_section("paths", text)

@@ -36,12 +36,4 @@ lists. Bytes are A's peering datagrams (UDP payload) to one peer.
 """ + "\n".join(rows) + """
 <!-- peering:end -->"""
 
-doc = open("docs/benchmarks.md").read()
-b, e = doc.find("<!-- peering:begin"), doc.find("<!-- peering:end -->")
-if b < 0 or e < 0:
-    doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-else:
-    doc = doc[:b] + text + doc[e + len("<!-- peering:end -->"):]
-open("docs/benchmarks.md", "w").write(doc)
-print(text)
-print("docs/benchmarks.md updated")
+measured.write_section("peering", text)

@@ -104,12 +104,4 @@ The crawl (python-valve's flow: 8 region lists, 256 A2S_INFO in flight, 1 s time
 spends its time waiting on the dead; the API answer is at most one probe interval (30 s) old.
 <!-- probes:end -->"""
 
-doc = open("docs/benchmarks.md").read()
-b, e = doc.find("<!-- probes:begin"), doc.find("<!-- probes:end -->")
-if b < 0 or e < 0:
-    doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-else:
-    doc = doc[:b] + text + doc[e + len("<!-- probes:end -->"):]
-open("docs/benchmarks.md", "w").write(doc)
-print(text)
-print("docs/benchmarks.md updated")
+measured.write_section("probes", text)
