@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
 """Writes the results of benches/e2e.sh into docs/benchmarks.md, between the e2e markers."""
-import datetime
 import measured
 import json
 import os
@@ -34,7 +33,7 @@ blast = load("blast.json")
 sections = []
 sections.append(f"""### End to end (muster-loadgen on loopback)
 
-Run on {datetime.date.today()} at commit `{commit}`{' (with uncommitted changes)' if dirty else ''}: `PARTS="{' '.join(parts)}" SIZES="{' '.join(sizes)}" DUR={dur} CONC={conc} benches/e2e.sh`
+Run on {measured.run_date(out)} at commit `{commit}`{' (with uncommitted changes)' if dirty else ''}: `PARTS="{' '.join(parts)}" SIZES="{' '.join(sizes)}" DUR={dur} CONC={conc} benches/e2e.sh`
 (`cargo build --release`). Machine: {os.cpu_count()} × {cpu}, Linux {platform.release()}. With one
 master core, the master runs on CPU 0 (muster and dpmaster under `taskset -c 0`: every muster
 thread, list builder, control and HTTP included) and the load generator on the other CPU; with

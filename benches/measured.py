@@ -5,6 +5,7 @@ The scripts write `commit.txt` in their output directory when they build (`bench
 but docs/benchmarks.md (the reports' own output). A report run after later commits still names
 the commit measured. Without the file (an older run), HEAD now.
 """
+import datetime
 import os
 import subprocess
 
@@ -23,6 +24,16 @@ def commit_of(out):
         capture_output=True, text=True,
     ).stdout.strip()
     return commit, bool(dirty)
+
+
+def run_date(out):
+    """The day the run whose outputs are in `out` built (its `commit.txt`), so a report re-written
+    later from stored outputs keeps the run's date; without the file, today."""
+    path = out if os.path.isdir(out) else os.path.dirname(out)
+    f = os.path.join(path, "commit.txt")
+    if os.path.exists(f):
+        return datetime.date.fromtimestamp(os.path.getmtime(f))
+    return datetime.date.today()
 
 
 def write_section(name, text, doc_path="docs/benchmarks.md"):

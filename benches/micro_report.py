@@ -2,7 +2,6 @@
 """Writes the results of benches/micro.sh into docs/benchmarks.md, between the micro markers.
 Every figure is read from criterion's estimates of this run (target/criterion/*/new) or from the
 memory bench's output; the texts here only say what each bench does."""
-import datetime
 import measured
 import json
 import os
@@ -78,7 +77,7 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 parts = [f"""<!-- micro:begin (written by benches/micro.sh; do not edit by hand) -->
 ## Micro-benches (criterion)
 
-Run on {datetime.date.today()} at commit `{commit}`{' (with uncommitted changes)' if dirty else ''}: `benches/micro.sh`
+Run on {measured.run_date(out)} at commit `{commit}`{' (with uncommitted changes)' if dirty else ''}: `benches/micro.sh`
 (`cargo bench --bench wire|master|state -- --warm-up-time 1 --measurement-time 3`, then
 `cargo bench --bench memory`). Machine: {os.cpu_count()} × {cpu}, Linux {platform.release()}.
 Medians. Each ratio is to a baseline measured in the same run."""]

@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 """Writes the results of benches/operations-million.sh into docs/benchmarks.md, between the
 operations markers."""
-import datetime
 import measured
 import json
 import os
@@ -56,7 +55,7 @@ against `muster serve --cores 2` with `--http off` (no dumps, no state file) and
 then `kill -9` and a restart from the file. The script checks its counts (every server listed
 before and after the restart, counted restored with no registration) before writing this.
 
-Run on {datetime.date.today()} at commit `{commit}`{' (with uncommitted changes)' if dirty else ''}: `{env + ' ' if env else ''}benches/operations-million.sh`
+Run on {measured.run_date(out)} at commit `{commit}`{' (with uncommitted changes)' if dirty else ''}: `{env + ' ' if env else ''}benches/operations-million.sh`
 (`cargo build --release`). Machine: {os.cpu_count()} × {cpu}, Linux {platform.release()}; the
 master (`--cores 2`) and the load generator share the CPUs. Ticks are utime + stime of the master
 from `/proc/PID/stat` ({tick} per second).

@@ -2,7 +2,6 @@
 """Writes the results of benches/paths.sh into docs/benchmarks.md, between the paths markers
 (appended at the end of the file the first time). Each master's figure is the median of the
 rounds; ratios are against the baseline of the same part, measured in the same run."""
-import datetime
 import json
 import measured
 import os
@@ -22,6 +21,15 @@ def have(tag):
 
 def cpu_s(tag):
     return int(open(f"{out}/{tag}.cpu.txt").read()) / tick
+
+
+def lg_share(tag, secs):
+    """The load generator's CPU (utime+stime, /usr/bin/time) over the run's duration: near 1.00
+    it had no CPU to spare, and the figures are what it could ask, not what the master can do."""
+    path = f"{out}/{tag}.lgtime.txt"
+    if not os.path.exists(path) or not secs:
+        return float("nan")
+    return sum(float(x) for x in open(path).read().split()[:2]) / secs
 
 
 def med(xs):
@@ -88,7 +96,7 @@ def list_rows(part, whos, count_key, base_who, label, sizes=(None,)):
                 c = cpu_s(tag)
                 done = q[count_key]
                 runs.append((done / c if c else 0, done / q["duration_secs"], q["time_to_complete"]["p99_us"] / 1000,
-                             q["lists_incomplete"], c))
+                             q["lists_incomplete"], c, lg_share(tag, q["duration_secs"])))
             if runs:
                 figures[who] = runs
         base = med([r[0] for r in figures.get(base_who, [])])
@@ -97,7 +105,8 @@ def list_rows(part, whos, count_key, base_who, label, sizes=(None,)):
             rows.append(
                 (f"| {n:,} " if n else "") +
                 f"| {label[who]} | {med([r[1] for r in runs]):,.0f} | {med([r[2] for r in runs]):.2f} | "
-                f"{med([r[4] for r in runs]):.2f} s | {sum(r[3] for r in runs)} | {per:,.0f} | {fmt_ratio(per, base)} |")
+                f"{med([r[4] for r in runs]):.2f} s | {med([r[5] for r in runs]):.2f} | {sum(r[3] for r in runs)} | {per:,.0f} | "
+                f"{fmt_ratio(per, base)} |")
     return rows
 
 
@@ -109,10 +118,13 @@ if rows:
 A Xash3D fleet (the engine's handshake and info string, region 255, 14 servers per address), then
 `query --mode xash --concurrency {os.environ.get('CONC', '8')}` for {os.environ.get('DUR', '6')} s: the
 engine's keyed query, the whole list read as a burst (complete when every server arrived). Medians of
-the rounds; incomplete is summed.
+the rounds; incomplete is summed. "Load generator CPU / s" is the load generator's CPU (user +
+system) per second of the run, on its one CPU: at 0.95 or more it had nothing to spare, so the
+master was not the limit, and lists per master CPU-second then say how cheaply the master waits
+between requests as much as what it can serve (this and the tables below).
 
-| servers | master | lists/s | p99 list (ms) | master CPU | incomplete | lists per CPU-second | vs xash3d-master |
-|---|---|---|---|---|---|---|---|
+| servers | master | lists/s | p99 list (ms) | master CPU | load generator CPU / s | incomplete | lists per CPU-second | vs xash3d-master |
+|---|---|---|---|---|---|---|---|---|
 """ + "\n".join(rows))
 
 rows = list_rows("valve", ("floor-valve", "muster"), "packets", "floor-valve",
@@ -125,8 +137,8 @@ if rows:
 `0x31` with one fixed full page (230 servers and the end), so its lists are one page long. The
 lists/s column counts pages here; p99 is per list (a 44-page walk for muster, one page for the floor).
 
-| master | pages/s | p99 list (ms) | master CPU | incomplete | pages per CPU-second | vs floor |
-|---|---|---|---|---|---|---|
+| master | pages/s | p99 list (ms) | master CPU | load generator CPU / s | incomplete | pages per CPU-second | vs floor |
+|---|---|---|---|---|---|---|---|
 """ + "\n".join(rows))
 
 rows = list_rows("dp", ("dpmaster", "muster"), "lists_complete", "dpmaster",
@@ -136,14 +148,14 @@ if rows:
 
 10,000 DP servers, `query --mode dp` (the client reads datagram by datagram).
 
-| master | lists/s | p99 list (ms) | master CPU | incomplete | lists per CPU-second | vs dpmaster |
-|---|---|---|---|---|---|---|
+| master | lists/s | p99 list (ms) | master CPU | load generator CPU / s | incomplete | lists per CPU-second | vs dpmaster |
+|---|---|---|---|---|---|---|---|
 """ + "\n".join(rows))
 
 text = f"""<!-- paths:begin (written by benches/paths.sh; do not edit by hand) -->
 ## Every path per master CPU-second
 
-Issue 23. Run on {datetime.date.today()} at commit `{commit}`{' (with uncommitted changes)' if dirty else ''}:
+Issue 23. Run on {measured.run_date(out)} at commit `{commit}`{' (with uncommitted changes)' if dirty else ''}:
 `benches/paths.sh` (rounds: {rounds}, `cargo build --release`). Machine: {os.cpu_count()} × {cpu}, Linux
 {platform.release()}. Masters on CPU 0, the load generator on CPU 1, loopback; muster runs `--cores 1
 --no-probes --trust 127.0.0.0/8`.

@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 """Writes the results of benches/peering.sh into docs/benchmarks.md, between the peering markers
 (appended at the end of the file the first time)."""
-import datetime
 import measured
 import os
 import platform
@@ -22,7 +21,7 @@ for tag in ("small", "big"):
 text = f"""<!-- peering:begin (written by benches/peering.sh; do not edit by hand) -->
 ## Peering
 
-Three masters on loopback (issue 22). Run on {datetime.date.today()} at commit
+Three masters on loopback (issue 22). Run on {measured.run_date(out)} at commit
 `{commit}`{' (with uncommitted changes)' if dirty else ''}: `benches/peering.sh` (`cargo build --release`). Machine:
 {os.cpu_count()} × {cpu}, Linux {platform.release()}. A, B and C (`muster serve --cores 1
 --no-probes`, each `--peer` of the other two with one key file) all on CPU 0; a DP fleet registers

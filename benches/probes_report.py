@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 """Writes the results of benches/probes.sh into docs/benchmarks.md, between the probes markers
 (appended at the end of the file the first time)."""
-import datetime
 import json
 import measured
 import os
@@ -68,7 +67,7 @@ crawl = {t: json.load(open(f"{out}/seed.crawl-{t}.json")) for t in ("probes", "n
 text = f"""<!-- probes:begin (written by benches/probes.sh; do not edit by hand) -->
 ## Liveness probes
 
-What probing costs and what it buys (issue 21). Run on {datetime.date.today()} at commit
+What probing costs and what it buys (issue 21). Run on {measured.run_date(out)} at commit
 `{commit}`{' (with uncommitted changes)' if dirty else ''}: `benches/probes.sh` (`cargo build --release`). Machine:
 {os.cpu_count()} × {cpu}, Linux {platform.release()}. `muster serve --cores 1` on CPU 0, the
 load generator on the other CPU; default probe settings (interval 30 s, timeout 1 s, one resend,

@@ -2,7 +2,6 @@
 """Writes the results of benches/reflection.sh into docs/benchmarks.md, between the reflection
 markers: what every flood delivered to the spoofed addresses, per master, and what clients got
 meanwhile. Every figure is read from the run's JSON files; nothing is typed in by hand."""
-import datetime
 import measured
 import json
 import os
@@ -102,7 +101,7 @@ rcvbuf = int(open(f"{out}/rcvbuf.txt").read()) if os.path.exists(f"{out}/rcvbuf.
 text = f"""<!-- reflection:begin (written by benches/reflection.sh; do not edit by hand) -->
 ### Reflection against the smartest spoofer
 
-Run on {datetime.date.today()} at commit `{commit}`{' (with uncommitted changes)' if dirty else ''}: `benches/reflection.sh`
+Run on {measured.run_date(out)} at commit `{commit}`{' (with uncommitted changes)' if dirty else ''}: `benches/reflection.sh`
 (`cargo build --release`). Machine: {os.cpu_count()} × {cpu}, Linux {platform.release()}. Every
 master on its defaults (muster trusts only the helper that checks what is listed); 10,000 DP
 servers listed, and for muster 2,000 GoldSrc servers beside them. Floods from
