@@ -4,8 +4,12 @@
 //! bounded channels it never waits on.
 //!
 //! Tasks on the core:
-//! - one receive loop per socket: wait until readable, then drain with `recvmmsg` ([`BATCH`] at a
-//!   time) → [`Master::handle_batch`] (registrations first; queries shed when saturated) → flush;
+//! - the receive loop, over all the core's sockets: drain each readable one with `recvmmsg`
+//!   ([`BATCH`] at a time) → [`Master::handle_batch`] (registrations first; queries shed when
+//!   saturated) → flush; with nothing left to read it waits in `ppoll` on the sockets until one is
+//!   readable or the core's earliest timer is due, then lets glommio fire that timer. glommio runs
+//!   the tasks and their timers; the wait for datagrams is the kernel's, one call per wake-up
+//!   (an io_uring peek per wake-up made glommio re-arm its preemption timeouts every time);
 //! - the pacer: while replies are paced, one tick per millisecond (or when the earliest is due)
 //!   flushes what came due — no timer per client;
 //! - the core's main loop (every [`Settings::tick`]): reloads, expiry, publishing this shard to
@@ -30,11 +34,10 @@ use crate::master::Transmit;
 use crate::master::{Datagram, Master, Time};
 use futures_lite::future;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::net::UdpSocket;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +54,9 @@ pub const SEND_BATCH: usize = 4 * BATCH;
 pub const MAX_FORWARDED_BATCHES: usize = 256;
 /// Batches of forwarded servers queued per core before the peering thread's are refused.
 pub const FORWARDED_QUEUE: usize = 4096;
+
+/// How long the receive loop steps out so that glommio fires the core's due timers.
+const TIMER_TURN: Duration = Duration::from_micros(1);
 
 /// The pacer's tick while replies are paced or a send is waiting for buffer space.
 pub const PACE_TICK: Duration = Duration::from_millis(1);
@@ -104,12 +110,19 @@ struct Core {
     index: usize,
     master: RefCell<Master>,
     stats: RefCell<EngineCounters>,
-    sockets: Vec<UdpSocket>,
+    /// Blocking sockets; every call on them is the core's own (`sys`), with `MSG_DONTWAIT`.
+    sockets: Vec<socket2::Socket>,
     epoch: Instant,
     /// Wakes the pacer when it sleeps with nothing to do and something gets queued.
     wake: LocalSender<()>,
     /// A send found the socket buffer full: the pacer retries after a tick.
     blocked: Cell<bool>,
+    /// Another task of the core was made runnable (the pacer woken, the main loop between two
+    /// expiry chunks): the receive loop gives the executor a turn before it waits.
+    others: Cell<bool>,
+    /// When the main loop's timer fires next, and the pacer's (`None`: it waits to be woken).
+    next_tick: Cell<Instant>,
+    pace_due: Cell<Option<Instant>>,
     out: RefCell<Vec<Transmit>>,
     settings: Arc<Settings>,
     snapshots: crossbeam_channel::Sender<Arc<ShardSnapshot>>,
@@ -144,11 +157,6 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         ..
     } = args;
     let (shard, shards) = (index, cores);
-    let sockets = sockets
-        .into_iter()
-        // SAFETY: each fd comes from a socket2 socket given up here; glommio owns it from now on.
-        .map(|s| unsafe { UdpSocket::from_raw_fd(s.into_raw_fd()) })
-        .collect();
     let (wake, wake_rx) = local_channel::new_bounded(1);
     let now = clock(epoch);
     let mut master = Master::new(now, settings.master.clone(), shard, shards);
@@ -166,6 +174,9 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         epoch,
         wake,
         blocked: Cell::new(false),
+        others: Cell::new(false),
+        next_tick: Cell::new(Instant::now()),
+        pace_due: Cell::new(None),
         out: RefCell::new(Vec::with_capacity(SEND_BATCH)),
         settings: settings.clone(),
         snapshots,
@@ -178,13 +189,12 @@ async fn run(args: CoreArgs) -> Result<CoreReport, String> {
         kept: Cell::new(Instant::now()),
         dumped: Cell::new(Instant::now()),
     });
-    for i in 0..core.sockets.len() {
-        glommio::spawn_local(receive(core.clone(), i)).detach();
-    }
+    glommio::spawn_local(receive(core.clone())).detach();
     glommio::spawn_local(pace(core.clone(), wake_rx)).detach();
     let _ = ready.send(Ok(index));
     tracing::debug!(core = index, shard, cpu = args.cpu, "core serving");
     while !stop.load(Ordering::Relaxed) {
+        core.next_tick.set(Instant::now() + settings.tick());
         glommio::timer::sleep(settings.tick()).await;
         core.take_reloads();
         core.take_forwarded();
@@ -240,6 +250,7 @@ impl Core {
             if done {
                 break;
             }
+            self.others.set(true);
             future::yield_now().await;
         }
     }
@@ -383,6 +394,63 @@ impl Core {
         self.blocked.set(false);
     }
 
+    /// One `recvmmsg` on socket `local` and what it brought handled and flushed; returns how
+    /// many datagrams came (0: none waited, or the call failed, counted).
+    fn receive_batch(&self, batch: &mut RecvBatch, local: u8, was_full: &mut bool) -> usize {
+        let n = match batch.recv(self.fd(local)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => {
+                self.stats.borrow_mut().recv_errors += 1;
+                0
+            }
+        };
+        if n == 0 {
+            return 0;
+        }
+        let full = n == BATCH;
+        // Two full batches in a row: the kernel queue is backing up.
+        let saturated = full && *was_full;
+        *was_full = full;
+        let mut datagrams: Vec<Datagram<'_>> = Vec::with_capacity(n);
+        {
+            let mut st = self.stats.borrow_mut();
+            st.recv_calls += 1;
+            st.datagrams_received += n as u64;
+            st.saturated_batches += u64::from(saturated);
+            for i in 0..n {
+                match batch.get(i) {
+                    Some((from, bytes, false)) if bytes.len() <= MAX_DATAGRAM => {
+                        datagrams.push(Datagram { from, local, bytes });
+                    }
+                    _ => st.oversized += 1,
+                }
+            }
+        }
+        self.master
+            .borrow_mut()
+            .handle_batch(self.now(), &datagrams, saturated);
+        self.flush();
+        if self.master.borrow_mut().poll_timeout().is_some() {
+            self.wake_pacer();
+        }
+        n
+    }
+
+    /// Wakes the pacer if it sleeps with nothing to do; the receive loop then lets it run.
+    fn wake_pacer(&self) {
+        if self.wake.try_send(()).is_ok() {
+            self.others.set(true);
+        }
+    }
+
+    /// When the receive loop must give the executor a turn at the latest: the main loop's next
+    /// tick or the pacer's next wake-up, whichever is first.
+    fn deadline(&self) -> Instant {
+        let tick = self.next_tick.get();
+        self.pace_due.get().map_or(tick, |p| p.min(tick))
+    }
+
     /// Sends `out` (grouped by socket); `false` if a socket buffer filled (the rest went back).
     fn send_all(&self, out: &mut Vec<Transmit>) -> bool {
         let mut i = 0;
@@ -435,67 +503,71 @@ impl Core {
         self.master.borrow_mut().unsent(rest.into_iter());
         out.clear();
         self.blocked.set(true);
-        let _ = self.wake.try_send(());
+        self.wake_pacer();
     }
 }
 
-async fn receive(core: Rc<Core>, socket: usize) {
+/// The core's receive loop, over all its sockets: drain each readable socket with `recvmmsg`
+/// ([`BATCH`] at a time) into [`Master::handle_batch`], flush, and when nothing is left to read,
+/// either give the executor a turn (a timer of the core is due, or another task was woken) or
+/// wait in the kernel on the sockets themselves until one is readable or the earliest timer is
+/// due ([`Core::deadline`]). Waiting on the sockets directly, not through an io_uring operation
+/// per wake-up, is what keeps a lightly loaded core cheap: each wake-up is one `ppoll` and one
+/// `recvmmsg`, where glommio's reactor re-armed and cancelled its preemption timeouts and
+/// submitted a peek on every pass (docs/benchmarks.md, "Every path per master CPU-second").
+async fn receive(core: Rc<Core>) {
     let mut batch = RecvBatch::new(MAX_DATAGRAM + 1);
-    let local = u8::try_from(socket).unwrap_or(u8::MAX);
-    let mut peek = [0u8; 1];
-    let mut was_full = false;
+    let n = core.sockets.len();
+    let mut was_full = vec![false; n];
+    // Sockets worth a `recvmmsg` now: all at first, then those `ppoll` found readable.
+    let mut ready = vec![true; n];
+    let mut fds: Vec<libc::pollfd> = (0..n)
+        .map(|i| libc::pollfd {
+            fd: core.fd(u8::try_from(i).unwrap_or(u8::MAX)),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     loop {
-        let Some(s) = core.sockets.get(socket) else {
-            return;
-        };
-        // Wait until something is there (a non-blocking peek first, io_uring if need be).
-        if s.peek_from(&mut peek).await.is_err() {
-            core.stats.borrow_mut().recv_errors += 1;
+        let mut more = false;
+        for (i, (r, full)) in ready.iter_mut().zip(was_full.iter_mut()).enumerate() {
+            if !*r {
+                continue;
+            }
+            let local = u8::try_from(i).unwrap_or(u8::MAX);
+            let got = core.receive_batch(&mut batch, local, full);
+            // A full batch may have left more behind; anything less emptied the socket.
+            *r = got == BATCH;
+            more |= *r;
+        }
+        if more {
+            glommio::yield_if_needed().await;
+        }
+        if core.others.replace(false) {
+            // The woken task is queued ahead of this one: it runs, then this loop again.
             future::yield_now().await;
             continue;
         }
-        loop {
-            let n = match batch.recv(core.fd(local)) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(_) => {
-                    core.stats.borrow_mut().recv_errors += 1;
-                    0
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            let full = n == BATCH;
-            // Two full batches in a row: the kernel queue is backing up.
-            let saturated = full && was_full;
-            was_full = full;
-            let mut datagrams: Vec<Datagram<'_>> = Vec::with_capacity(n);
-            {
-                let mut st = core.stats.borrow_mut();
-                st.recv_calls += 1;
-                st.datagrams_received += n as u64;
-                st.saturated_batches += u64::from(saturated);
-                for i in 0..n {
-                    match batch.get(i) {
-                        Some((from, bytes, false)) if bytes.len() <= MAX_DATAGRAM => {
-                            datagrams.push(Datagram { from, local, bytes });
-                        }
-                        _ => st.oversized += 1,
-                    }
+        if Instant::now() >= core.deadline() {
+            // A timer of the core is due: glommio fires timers only when no task is runnable,
+            // so this loop steps out for a moment (it must not stay runnable meanwhile).
+            glommio::timer::sleep(TIMER_TURN).await;
+            continue;
+        }
+        if more {
+            continue;
+        }
+        let wait = core.deadline().saturating_duration_since(Instant::now());
+        match sys::wait_readable(&mut fds, wait) {
+            Ok(_) => {
+                for (r, f) in ready.iter_mut().zip(fds.iter()) {
+                    *r = f.revents != 0;
                 }
             }
-            core.master
-                .borrow_mut()
-                .handle_batch(core.now(), &datagrams, saturated);
-            core.flush();
-            if core.master.borrow_mut().poll_timeout().is_some() {
-                let _ = core.wake.try_send(());
+            Err(_) => {
+                core.stats.borrow_mut().recv_errors += 1;
+                glommio::timer::sleep(TIMER_TURN).await;
             }
-            if !full {
-                break;
-            }
-            glommio::yield_if_needed().await;
         }
     }
 }
@@ -506,6 +578,7 @@ async fn pace(core: Rc<Core>, wake: LocalReceiver<()>) {
         let due = core.master.borrow_mut().poll_timeout();
         match due {
             None => {
+                core.pace_due.set(None);
                 if wake.recv().await.is_none() {
                     return;
                 }
@@ -519,7 +592,9 @@ async fn pace(core: Rc<Core>, wake: LocalReceiver<()>) {
                     Duration::from_millis(due.millis().saturating_sub(now.millis())).min(PACE_TICK)
                 };
                 if !wait.is_zero() {
+                    core.pace_due.set(Some(Instant::now() + wait));
                     glommio::timer::sleep(wait).await;
+                    core.pace_due.set(None);
                 }
             }
         }

@@ -5,7 +5,7 @@
 //! | [`socket`] | one `SO_REUSEPORT` socket per core per listener, steered by source address |
 //! | [`builder`] | the list builder's thread, off the packet cores: snapshots in, one shared list out |
 //! | [`core`] | one core's executor: `recvmmsg` → [`Master::handle_batch`](crate::master::Master::handle_batch) → `sendmmsg`, the pacing tick, expiry, snapshot exchange |
-//! | [`sys`] | `recvmmsg`, `sendmmsg` of gathered datagrams and GSO runs, io_uring and locked-memory preflight, CPU set |
+//! | [`sys`] | `recvmmsg`, `sendmmsg` of gathered datagrams and GSO runs, the `ppoll` wait on a core's sockets, io_uring and locked-memory preflight, CPU set |
 //! | [`stats`] | per-core engine counters |
 //! | [`status`] | each core's report of itself (list sizes, merged epochs, counters) and its shard dump, over bounded channels |
 //!

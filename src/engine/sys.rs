@@ -1,10 +1,10 @@
-//! The raw system calls glommio does not offer: batched receives (`recvmmsg`), batched gathered
-//! sends with UDP GSO (`sendmmsg`, straight from the shared list buffers, no copy), and the
-//! io_uring / locked-memory preflight.
+//! The raw system calls a core makes on its sockets: batched receives (`recvmmsg`), batched
+//! gathered sends with UDP GSO (`sendmmsg`, straight from the shared list buffers, no copy), the
+//! wait for any of them to be readable (`ppoll`), and the io_uring / locked-memory preflight.
 //!
-//! Sockets stay blocking (glommio's own calls add `MSG_DONTWAIT` then fall back to io_uring), so
-//! every call here passes `MSG_DONTWAIT`: a full socket buffer returns `WouldBlock`, never blocks
-//! the core.
+//! Sockets stay blocking, so every receive and send here passes `MSG_DONTWAIT`: a full socket
+//! buffer returns `WouldBlock`, never blocks the core. The core blocks only in
+//! [`wait_readable`], bounded by its earliest timer.
 
 use crate::master::Transmit;
 use socket2::{MsgHdr, SockAddr, SockAddrStorage, SockRef};
@@ -186,6 +186,39 @@ impl RecvBatch {
     }
 }
 
+/// Waits until one of `fds` is readable (or has an error to report), at most `timeout`
+/// (rounded to whole microseconds): the core's one blocking call, made only when it has nothing
+/// else to do before `timeout` ([`crate::engine`]'s receive loop). Returns how many are ready
+/// (0: the time ran out or a signal came); each ready one has `revents` set.
+pub fn wait_readable(fds: &mut [libc::pollfd], timeout: std::time::Duration) -> io::Result<usize> {
+    for f in fds.iter_mut() {
+        f.events = libc::POLLIN;
+        f.revents = 0;
+    }
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(timeout.subsec_micros().saturating_mul(1000)),
+    };
+    // SAFETY: `fds` is a live slice of pollfd for the call, its length passed with it; `ts` is a
+    // valid timespec; no signal mask is given.
+    let r = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
+    if r >= 0 {
+        return Ok(r as usize);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::Interrupted {
+        return Ok(0);
+    }
+    Err(e)
+}
+
 /// Why [`send_batch`] stopped before the end.
 #[derive(Debug)]
 pub enum SendStop {
@@ -364,6 +397,37 @@ mod tests {
     use super::*;
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd;
+
+    #[test]
+    fn the_wait_ends_when_a_socket_is_readable_and_not_before() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let pollfd = |s: &UdpSocket| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        let mut fds = [pollfd(&a), pollfd(&b)];
+        // Nothing waits: the time runs out, nothing is marked.
+        let none = wait_readable(&mut fds, std::time::Duration::from_millis(5)).unwrap();
+        assert_eq!(none, 0);
+        assert!(fds.iter().all(|f| f.revents == 0));
+        // A datagram for the second socket: that one, and only it, is ready (the wait may be
+        // long: the datagram is already queued on loopback when it starts).
+        tx.send_to(b"\xFF\xFF\xFF\xFFgetservers", b.local_addr().unwrap())
+            .unwrap();
+        let one = wait_readable(&mut fds, std::time::Duration::from_secs(5)).unwrap();
+        assert_eq!(one, 1);
+        assert_eq!(fds[0].revents, 0);
+        assert_ne!(fds[1].revents & libc::POLLIN, 0);
+        // Read, it is not ready any more.
+        let mut batch = RecvBatch::new(64);
+        assert_eq!(batch.recv(b.as_raw_fd()).unwrap(), 1);
+        assert_eq!(batch.get(0).map(|(_, d, _)| d.len()), Some(14));
+        let again = wait_readable(&mut fds, std::time::Duration::from_millis(1)).unwrap();
+        assert_eq!(again, 0);
+    }
 
     #[test]
     fn gso_send_arrives_as_separate_datagrams_and_gather_as_one() {
