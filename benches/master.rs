@@ -441,6 +441,90 @@ fn admission(c: &mut Criterion) {
     g.finish();
 }
 
+/// What a DP registration costs the core outside the kernel: 10,000 servers (32 per 127.x.y.z
+/// host, as `muster-loadgen fleet --protocol dp` registers them, the loopback trusted as in
+/// `benches/paths.sh`) through the whole handshake into a fresh master, in batches of 64 as the
+/// engine hands them over: `heartbeat` → `getinfo` → `infoResponse`. The infoResponses carry the
+/// challenges the same secret and clock give, so every one lists its server.
+fn registration(c: &mut Criterion) {
+    use muster::master::transmit::Transmit;
+    use muster::master::{Config, Datagram, Master};
+    use muster::wire::dp_server::GetInfo;
+    const SERVERS: u32 = 10_000;
+    const BATCH: usize = 64;
+    let now = Time::from_secs(10);
+    let config = || {
+        let mut c = Config::with_secret([7; 16]);
+        c.limits.allow_private = true;
+        c.limits.max_servers_per_ip = 64;
+        c.limits.max_servers_per_net = u16::MAX;
+        c.admission.trusted = vec!["127.0.0.0/8".parse().unwrap()];
+        c
+    };
+    let from = |i: u32| {
+        let host = 0x7F0A_0000 + i / 32;
+        SocketAddr::from((Ipv4Addr::from(host), 20_000 + (i % 32) as u16))
+    };
+    let heartbeat = b"\xFF\xFF\xFF\xFFheartbeat DarkPlaces\n".to_vec();
+    // The infoResponses, answering the challenges a master with this secret gives at `now`.
+    let mut m = Master::new(now, config(), 0, 1);
+    let mut info = Vec::new();
+    for i in 0..SERVERS {
+        m.handle(now, from(i), 0, &heartbeat).unwrap();
+        let sent: Vec<Transmit> = m.transmits(now);
+        let getinfo = sent[0].datagrams().remove(0);
+        let challenge = GetInfo::decode(&getinfo).unwrap().challenge.to_vec();
+        info.push(
+            [
+                &b"\xFF\xFF\xFF\xFFinfoResponse\n"[..],
+                format!(
+                    "\\gamename\\Nexuiz\\modname\\data\\sv_maxclients\\16\\clients\\{}\\bots\\0\\mapname\\dm1\\hostname\\muster-loadgen #{i}\\protocol\\3\\challenge\\",
+                    i % 17
+                )
+                .as_bytes(),
+                &challenge,
+            ]
+            .concat(),
+        );
+    }
+    let heartbeats: Vec<Datagram<'_>> = (0..SERVERS)
+        .map(|i| Datagram {
+            from: from(i),
+            local: 0,
+            bytes: &heartbeat,
+        })
+        .collect();
+    let responses: Vec<Datagram<'_>> = (0..SERVERS)
+        .map(|i| Datagram {
+            from: from(i),
+            local: 0,
+            bytes: &info[i as usize],
+        })
+        .collect();
+    let mut g = c.benchmark_group("master");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(u64::from(SERVERS)));
+    g.bench_function("register_10k_dp_full_handshake", |b| {
+        b.iter_batched(
+            || Master::new(now, config(), 0, 1),
+            |mut m| {
+                let mut out = Vec::new();
+                for (hb, ir) in heartbeats.chunks(BATCH).zip(responses.chunks(BATCH)) {
+                    m.handle_batch(now, hb, false);
+                    out.clear();
+                    m.poll_transmit(now, &mut out, usize::MAX);
+                    black_box(&out);
+                    m.handle_batch(now, ir, false);
+                }
+                assert_eq!(m.table().len(), SERVERS as usize, "{:?}", m.counters());
+                m
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
 /// Floors measured in the same run, so the figures above can be read as ratios on a noisy machine.
 fn baselines(c: &mut Criterion) {
     let mut g = c.benchmark_group("master");
@@ -469,6 +553,13 @@ fn baselines(c: &mut Criterion) {
 }
 
 criterion_group!(
-    benches, upsert, builder, lists, scan_cost, admission, baselines
+    benches,
+    upsert,
+    builder,
+    lists,
+    scan_cost,
+    admission,
+    registration,
+    baselines
 );
 criterion_main!(benches);

@@ -249,13 +249,26 @@ pub fn send_batch(fd: RawFd, txs: &[Transmit]) -> SendResult {
             .unwrap_or_default();
         let addrs: Vec<SockAddr> = chunk.iter().map(|t| SockAddr::from(t.to)).collect();
         let parts: Vec<[&[u8]; 3]> = chunk.iter().map(|t| t.payload.parts()).collect();
-        let iovs: Vec<[libc::iovec; 3]> = parts
+        // Only the non-empty parts (most replies are one): the kernel copies and walks each
+        // iovec it is given, per datagram.
+        let iovs: Vec<([libc::iovec; 3], usize)> = parts
             .iter()
             .map(|p| {
-                p.map(|s| libc::iovec {
-                    iov_base: s.as_ptr().cast_mut().cast(),
-                    iov_len: s.len(),
-                })
+                let mut v = [libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                }; 3];
+                let mut n = 0;
+                for s in p.iter().filter(|s| !s.is_empty()) {
+                    if let Some(slot) = v.get_mut(n) {
+                        *slot = libc::iovec {
+                            iov_base: s.as_ptr().cast_mut().cast(),
+                            iov_len: s.len(),
+                        };
+                        n += 1;
+                    }
+                }
+                (v, n)
             })
             .collect();
         let cmsgs: Vec<SegmentCmsg> = chunk
@@ -273,8 +286,8 @@ pub fn send_batch(fd: RawFd, txs: &[Transmit]) -> SendResult {
             // The kernel only reads the destination.
             h.msg_hdr.msg_name = a.as_ptr().cast_mut().cast();
             h.msg_hdr.msg_namelen = a.len();
-            h.msg_hdr.msg_iov = v.as_ptr().cast_mut();
-            h.msg_hdr.msg_iovlen = 3;
+            h.msg_hdr.msg_iov = v.0.as_ptr().cast_mut();
+            h.msg_hdr.msg_iovlen = v.1;
             if t.count() > 1 {
                 h.msg_hdr.msg_control = c.0.as_ptr().cast_mut().cast();
                 h.msg_hdr.msg_controllen = c.0.len();

@@ -87,6 +87,7 @@ impl Master {
         &mut self,
         now: Time,
         from: SocketAddr,
+        slot: u32,
         local: u8,
         family: Family,
         tag: u8,
@@ -94,9 +95,6 @@ impl Master {
         if !self.probes_apply(from) {
             return;
         }
-        let Some(slot) = self.table.slot_of(from) else {
-            return;
-        };
         let generation = self.table.generation(slot).unwrap_or(0);
         let (hidden, after) = match family {
             Family::Valve => (Some(Hidden::Unproven), 0),
@@ -303,13 +301,10 @@ impl Master {
     }
 
     /// A DP server's verified `infoResponse` (a probe's or a heartbeat's) shows it alive.
-    pub(super) fn probe_dp_alive(&mut self, now: Time, from: SocketAddr) {
+    pub(super) fn probe_dp_alive(&mut self, now: Time, from: SocketAddr, slot: u32) {
         if !self.probes_apply(from) {
             return;
         }
-        let Some(slot) = self.table.slot_of(from) else {
-            return;
-        };
         if self.prober.awaiting(slot) {
             inc(&mut self.counters.probes_answered);
             self.prober.answered(now, slot, IpKey::new(from.ip()), 0);

@@ -37,9 +37,14 @@ impl Master {
     }
 
     /// No challenge to a server that could not be listed (dpmaster 2.2 sends no `getinfo` then):
-    /// a full table or address spends nothing on handshakes that would be dropped.
-    pub(super) fn could_list(&self, from: SocketAddr) -> Result<(), DropReason> {
-        self.table.could_list(from).map_err(DropReason::from)
+    /// a full table or address spends nothing on handshakes that would be dropped. Then the
+    /// challenge budgets, then the handshake holds a place until it completes or lapses
+    /// (dpmaster's count).
+    fn admit_handshake(&mut self, now: Time, from: SocketAddr) -> Result<(), DropReason> {
+        let placement = self.table.could_list(now, from)?;
+        self.admission.admit_challenge(now, from)?;
+        self.table.reserve(now, placement)?;
+        Ok(())
     }
 
     pub(super) fn address_ok(&self, from: SocketAddr) -> Result<(), DropReason> {
@@ -60,10 +65,7 @@ impl Master {
         match ServerMessage::decode(datagram).map_err(|_| DropReason::Malformed)? {
             ServerMessage::ChallengeRequest { nonce, .. } => {
                 self.address_ok(from)?;
-                self.could_list(from)?;
-                self.admission.admit_challenge(now, from)?;
-                // The handshake holds a place until it completes or lapses (dpmaster's count).
-                self.table.reserve(now, from)?;
+                self.admit_handshake(now, from)?;
                 let challenge = self.challenges.valve(now, from);
                 let mut b = Vec::with_capacity(16);
                 ChallengeReply { challenge, nonce }.encode(&mut b);
@@ -78,6 +80,7 @@ impl Master {
                 }
                 let fields = valve_fields(&hb.info).ok_or(DropReason::MissingKey)?;
                 self.upsert(now, from, local, Family::Valve, 0, fields)
+                    .map(drop)
             }
             ServerMessage::Shutdown { .. } => Err(DropReason::Shutdown),
         }
@@ -97,9 +100,7 @@ impl Master {
             .tag_index(hb.tag)
             .ok_or(DropReason::UnknownTag)?;
         self.address_ok(from)?;
-        self.could_list(from)?;
-        self.admission.admit_challenge(now, from)?;
-        self.table.reserve(now, from)?;
+        self.admit_handshake(now, from)?;
         let challenge = self.challenges.dp(now, from, tag);
         let mut b = Vec::with_capacity(32);
         GetInfo {
@@ -131,13 +132,14 @@ impl Master {
         if !self.config.games.allows(fields.game) {
             return Err(DropReason::GameRejected);
         }
-        self.upsert(now, from, local, Family::DarkPlaces, tag, fields)?;
-        self.probe_dp_alive(now, from);
+        let slot = self.upsert(now, from, local, Family::DarkPlaces, tag, fields)?;
+        self.probe_dp_alive(now, from, slot);
         Ok(())
     }
 
     /// Lists (or refreshes) a server whose handshake completed through listener `local`; `tag`
-    /// is a DP server's heartbeat tag (its probes' `getinfo` challenges encode it).
+    /// is a DP server's heartbeat tag (its probes' `getinfo` challenges encode it). Returns the
+    /// server's slot.
     pub(super) fn upsert(
         &mut self,
         now: Time,
@@ -146,35 +148,35 @@ impl Master {
         family: Family,
         tag: u8,
         mut f: Fields<'_>,
-    ) -> Result<(), DropReason> {
+    ) -> Result<u32, DropReason> {
         // A Valve-family server takes a place in lists once it answers a probe (a refresh keeps
         // whatever its probes decided).
         if family == Family::Valve && self.probes_apply(from) {
             f.flags |= flags::HIDDEN;
         }
-        // A server a peer forwarded that registers here becomes this master's own (probed here).
-        let taken_over = self.table.get(from).is_some_and(|s| s.is_forwarded());
         // A completed handshake lists the server; it proves nothing about list queries from its
         // address (game servers are what DDoS attacks aim at: [`crate::master::admission`]).
-        match self.table.upsert(now, from, family, &f)? {
+        let up = self.table.upsert_slot(now, from, family, &f)?;
+        let slot = up.slot;
+        match up.how {
             Upserted::Inserted => {
                 inc(&mut self.counters.registered);
-                self.probe_registered(now, from, local, family, tag);
+                self.probe_registered(now, from, slot, local, family, tag);
             }
             Upserted::Refreshed => {
                 inc(&mut self.counters.refreshed);
-                if taken_over {
-                    self.probe_registered(now, from, local, family, tag);
+                // A server a peer forwarded that registers here becomes this master's own
+                // (probed here).
+                if up.was_forwarded {
+                    self.probe_registered(now, from, slot, local, family, tag);
                     // Listed as its origin said until this master's own probe answers.
-                    if let Some(slot) = self.table.slot_of(from)
-                        && self.table.at(slot).is_some_and(|s| s.is_listed())
-                    {
+                    if self.table.at(slot).is_some_and(|s| s.is_listed()) {
                         self.prober.set_hidden(slot, None);
                     }
                 }
             }
         }
-        Ok(())
+        Ok(slot)
     }
 }
 

@@ -177,10 +177,10 @@ impl Interner {
         }
     }
 
-    fn find(&self, s: &[u8]) -> Option<u32> {
+    fn find(&self, s: &[u8], hash: u64) -> Option<u32> {
         let chunks = &self.chunks;
         self.index
-            .find(self.hasher.hash_one(s), |&id| lookup(chunks, id) == Some(s))
+            .find(hash, |&id| lookup(chunks, id) == Some(s))
             .copied()
     }
 
@@ -205,7 +205,9 @@ impl Interner {
         if s.is_empty() {
             return Sym::NONE;
         }
-        if let Some(id) = self.find(s) {
+        // Hashed once: for the look-up and, when new, the insert.
+        let hash = self.hasher.hash_one(s);
+        if let Some(id) = self.find(s, hash) {
             if let Some(r) = (id as usize)
                 .checked_sub(1)
                 .and_then(|i| self.refs.get_mut(i))
@@ -245,7 +247,7 @@ impl Interner {
         }
         self.held = self.held.saturating_add(OVERHEAD);
         let (chunks, hasher) = (&self.chunks, &self.hasher);
-        self.index.insert_unique(hasher.hash_one(s), id, |&id| {
+        self.index.insert_unique(hash, id, |&id| {
             lookup(chunks, id).map_or(0, |b| hasher.hash_one(b))
         });
         Sym(id)

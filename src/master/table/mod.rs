@@ -120,6 +120,75 @@ pub enum Upserted {
     Refreshed,
 }
 
+/// What [`Table::upsert_slot`] did, and where: the service's probes need the slot and whether a
+/// peer's server became this master's, and an address costs a hash to find again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upsert {
+    pub how: Upserted,
+    pub slot: u32,
+    /// The record this one refreshed came from a peer (`false` when inserted).
+    pub was_forwarded: bool,
+}
+
+/// Where a heartbeat's address stands, found by [`Table::could_list`] and acted on by
+/// [`Table::reserve`] (nothing changes the table between the two: the service only asks the
+/// challenge budgets), so the address is hashed and looked up once per heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    key: AddrKey,
+    hash: u64,
+    ip: IpKey,
+    need: Need,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Need {
+    /// Listed already: a challenge needs no place.
+    Nothing,
+    /// A handshake is in progress: a repeat extends its hold.
+    Extend,
+    /// A new place, taken from the budget.
+    Place,
+}
+
+/// Per address (IPv4) or /64 (IPv6): servers listed and handshakes in progress, counted together
+/// against `max_servers_per_ip` and found with one look-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Held {
+    listed: u16,
+    pending: u16,
+}
+
+impl Held {
+    fn total(self) -> u16 {
+        self.listed.saturating_add(self.pending)
+    }
+}
+
+/// Changes the count of `key` in `map` by `f`, removing the entry when it reaches its default
+/// (so the maps hold only addresses and networks with something in them).
+fn count<K: std::hash::Hash + Eq, V: Default + PartialEq>(
+    map: &mut HashMap<K, V>,
+    key: K,
+    f: impl FnOnce(&mut V),
+) {
+    match map.entry(key) {
+        std::collections::hash_map::Entry::Occupied(mut e) => {
+            f(e.get_mut());
+            if *e.get() == V::default() {
+                e.remove();
+            }
+        }
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let mut v = V::default();
+            f(&mut v);
+            if v != V::default() {
+                e.insert(v);
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejected {
     /// The table holds `max_servers` already (across every shard).
@@ -265,7 +334,7 @@ pub struct Table {
     seen: Vec<u32>,
     generations: Vec<u32>,
     free: Vec<u32>,
-    per_ip: HashMap<IpKey, u16>,
+    per_ip: HashMap<IpKey, Held>,
     /// Servers listed per /24 or /48 (handshakes in progress count against the per-address cap
     /// only).
     per_net: HashMap<IpKey, u16>,
@@ -305,9 +374,14 @@ fn slot_key(chunks: &[Arc<Chunk>], s: u32) -> AddrKey {
 
 impl Table {
     fn find(&self, key: AddrKey) -> Option<u32> {
+        self.find_hashed(key, self.hasher.hash_one(key))
+    }
+
+    /// [`find`](Self::find) with the key's hash already computed.
+    fn find_hashed(&self, key: AddrKey, hash: u64) -> Option<u32> {
         let chunks = &self.chunks;
         self.index
-            .find(self.hasher.hash_one(key), |&s| slot_key(chunks, s) == key)
+            .find(hash, |&s| slot_key(chunks, s) == key)
             .copied()
     }
 
@@ -377,7 +451,7 @@ impl Table {
 
     /// Whether a server is listed at this address (IPv4) or /64 (IPv6).
     pub fn holds(&self, ip: IpKey) -> bool {
-        self.per_ip.contains_key(&ip)
+        self.per_ip.get(&ip).is_some_and(|h| h.listed > 0)
     }
 
     /// Every listed server, in no particular order.
@@ -401,11 +475,7 @@ impl Table {
 
     /// Servers listed at `ip` plus handshakes in progress there.
     fn held_by(&self, ip: IpKey) -> u16 {
-        self.per_ip
-            .get(&ip)
-            .copied()
-            .unwrap_or(0)
-            .saturating_add(self.pending.per_ip(ip))
+        self.per_ip.get(&ip).copied().unwrap_or_default().total()
     }
 
     /// Servers listed in `net` (a /24 or /48).
@@ -429,10 +499,24 @@ impl Table {
     /// progress, as dpmaster 2.2 does: it asks this before it sends a challenge (`servers.c`,
     /// `Sv_GetByAddr` with `create`: no `getinfo` to a server it could not list), so a master that
     /// is full spends nothing on hopeless handshakes.
-    pub fn could_list(&self, addr: SocketAddr) -> Result<(), Rejected> {
+    ///
+    /// Reservations lapsed by `now` give their places back first.
+    pub fn could_list(&mut self, now: Time, addr: SocketAddr) -> Result<Placement, Rejected> {
+        self.lapse_pending(now);
         let key = AddrKey::new(addr);
-        if self.find(key).is_some() || self.pending.contains(key) {
-            return Ok(());
+        let hash = self.hasher.hash_one(key);
+        let ip = IpKey::new(addr.ip());
+        let place = |need| Placement {
+            key,
+            hash,
+            ip,
+            need,
+        };
+        if self.find_hashed(key, hash).is_some() {
+            return Ok(place(Need::Nothing));
+        }
+        if self.pending.contains(key, hash) {
+            return Ok(place(Need::Extend));
         }
         self.under_caps(addr)?;
         if self.pending.len() >= MAX_PENDING {
@@ -441,23 +525,29 @@ impl Table {
         if !self.budget.has_room() {
             return Err(Rejected::TableFull);
         }
-        Ok(())
+        Ok(place(Need::Place))
     }
 
-    /// Reserves a place for the handshake a challenge to `addr` starts (see
-    /// [`could_list`](Self::could_list)); a listed server needs none, a repeat extends the hold.
-    pub fn reserve(&mut self, now: Time, addr: SocketAddr) -> Result<(), Rejected> {
-        self.lapse_pending(now);
-        self.could_list(addr)?;
-        let key = AddrKey::new(addr);
-        if self.find(key).is_some() {
-            return Ok(());
+    /// Reserves a place for the handshake a challenge starts, where
+    /// [`could_list`](Self::could_list) (called just before) found it could be listed: a listed
+    /// server needs none, a repeat extends the hold.
+    pub fn reserve(&mut self, now: Time, p: Placement) -> Result<(), Rejected> {
+        match p.need {
+            Need::Nothing => {}
+            Need::Extend => {
+                self.pending.hold(now, p.key, p.hash, &self.hasher);
+            }
+            Need::Place => {
+                if !self.budget.take() {
+                    return Err(Rejected::TableFull);
+                }
+                if self.pending.hold(now, p.key, p.hash, &self.hasher) {
+                    count(&mut self.per_ip, p.ip, |h| {
+                        h.pending = h.pending.saturating_add(1);
+                    });
+                }
+            }
         }
-        let ip = IpKey::new(addr.ip());
-        if !self.pending.contains(key) && !self.budget.take() {
-            return Err(Rejected::TableFull);
-        }
-        self.pending.hold(now, key, ip);
         Ok(())
     }
 
@@ -468,8 +558,13 @@ impl Table {
 
     /// Gives back the places of lapsed reservations.
     fn lapse_pending(&mut self, now: Time) {
-        let budget = &mut self.budget;
-        self.pending.lapse(now, 256, |_| budget.give());
+        let (budget, per_ip) = (&mut self.budget, &mut self.per_ip);
+        self.pending.lapse(now, 256, &self.hasher, |key| {
+            budget.give();
+            count(per_ip, IpKey::new(key.addr().ip()), |h| {
+                h.pending = h.pending.saturating_sub(1);
+            });
+        });
     }
 
     /// Lists or refreshes the server at `addr`.
@@ -480,8 +575,25 @@ impl Table {
         family: Family,
         f: &Fields<'_>,
     ) -> Result<Upserted, Rejected> {
+        self.upsert_slot(now, addr, family, f).map(|u| u.how)
+    }
+
+    /// [`upsert`](Self::upsert), saying where the server is and whether it was a peer's.
+    pub fn upsert_slot(
+        &mut self,
+        now: Time,
+        addr: SocketAddr,
+        family: Family,
+        f: &Fields<'_>,
+    ) -> Result<Upsert, Rejected> {
         let key = AddrKey::new(addr);
-        if let Some(slot) = self.find(key) {
+        let hash = self.hasher.hash_one(key);
+        if let Some(slot) = self.find_hashed(key, hash) {
+            let refreshed = |old: &Server| Upsert {
+                how: Upserted::Refreshed,
+                slot,
+                was_forwarded: old.is_forwarded(),
+            };
             // Intern the new strings before releasing the old, so unchanged ones are not freed.
             let mut server = f.to_server(key, family, now, &mut self.interner);
             let old = record(&self.chunks, slot).copied().unwrap_or(server);
@@ -494,7 +606,7 @@ impl Table {
             if server == old {
                 // Nothing a list reads changed: no write, no copy, no snapshot needed.
                 server.release_strings(&mut self.interner);
-                return Ok(Upserted::Refreshed);
+                return Ok(refreshed(&old));
             }
             if !same_place(&server, &old) {
                 self.removed.push(slot);
@@ -505,21 +617,25 @@ impl Table {
             }
             old.release_strings(&mut self.interner);
             self.changed = true;
-            return Ok(Upserted::Refreshed);
+            return Ok(refreshed(&old));
         }
         let ip = IpKey::new(addr.ip());
-        // A reservation made at the challenge becomes the server's place.
         let net = IpKey::prefix(addr.ip());
-        if !self.pending.release(key, ip) {
+        // A reservation made at the challenge becomes the server's place.
+        let reserved = self.pending.release(key, hash);
+        if !reserved {
             self.under_caps(addr)?;
             if !self.budget.take() {
                 return Err(Rejected::TableFull);
             }
         }
-        let count = self.per_ip.get(&ip).copied().unwrap_or(0);
-        self.per_ip.insert(ip, count.saturating_add(1));
-        let count = self.per_net.get(&net).copied().unwrap_or(0);
-        self.per_net.insert(net, count.saturating_add(1));
+        count(&mut self.per_ip, ip, |h| {
+            h.listed = h.listed.saturating_add(1);
+            if reserved {
+                h.pending = h.pending.saturating_sub(1);
+            }
+        });
+        count(&mut self.per_net, net, |c| *c = c.saturating_add(1));
         let server = f.to_server(key, family, now, &mut self.interner);
         let slot = match self.free.pop() {
             Some(s) => s,
@@ -542,9 +658,8 @@ impl Table {
             *x = seen;
         }
         let (chunks, hasher) = (&self.chunks, &self.hasher);
-        self.index.insert_unique(hasher.hash_one(key), slot, |&s| {
-            hasher.hash_one(slot_key(chunks, s))
-        });
+        self.index
+            .insert_unique(hash, slot, |&s| hasher.hash_one(slot_key(chunks, s)));
         let at = self.expires_at(seen);
         self.wheel.schedule(
             at,
@@ -555,7 +670,11 @@ impl Table {
         );
         self.added.push(slot);
         self.changed = true;
-        Ok(Upserted::Inserted)
+        Ok(Upsert {
+            how: Upserted::Inserted,
+            slot,
+            was_forwarded: false,
+        })
     }
 
     /// The slot of the server at `addr`.
@@ -653,17 +772,14 @@ impl Table {
             entry.remove();
         }
         let ip = IpKey::new(server.addr.addr().ip());
-        for (map, key) in [
-            (&mut self.per_ip, ip),
-            (&mut self.per_net, IpKey::prefix(server.addr.addr().ip())),
-        ] {
-            if let Some(c) = map.get_mut(&key) {
-                *c = c.saturating_sub(1);
-                if *c == 0 {
-                    map.remove(&key);
-                }
-            }
-        }
+        count(&mut self.per_ip, ip, |h| {
+            h.listed = h.listed.saturating_sub(1)
+        });
+        count(
+            &mut self.per_net,
+            IpKey::prefix(server.addr.addr().ip()),
+            |c| *c = c.saturating_sub(1),
+        );
         self.freed.push((slot, ip));
         server.release_strings(&mut self.interner);
         self.budget.give();
@@ -804,7 +920,7 @@ impl Table {
             self.index.allocation_size(),
             size(
                 self.per_ip.capacity(),
-                std::mem::size_of::<(IpKey, u16)>().saturating_add(1),
+                std::mem::size_of::<(IpKey, Held)>().saturating_add(1),
             ),
             size(self.chunks.len(), std::mem::size_of::<Chunk>()),
             size(self.seen.len(), 4),
@@ -846,6 +962,59 @@ mod tests {
     }
 
     #[test]
+    fn a_reservation_counts_against_its_address_until_it_lapses_or_is_listed() {
+        // limits(): 2 per address.
+        let mut t = Table::new(Time::ZERO, limits());
+        let now = Time::from_secs(5);
+        let reserve = |t: &mut Table, at: Time, s: &str| {
+            let p = t.could_list(at, a(s))?;
+            t.reserve(at, p)
+        };
+        assert_eq!(reserve(&mut t, now, "1.1.1.1:1"), Ok(()));
+        assert_eq!(
+            reserve(&mut t, now, "1.1.1.1:1"),
+            Ok(()),
+            "a repeat extends"
+        );
+        assert_eq!(reserve(&mut t, now, "1.1.1.1:2"), Ok(()));
+        assert_eq!((t.pending(), t.len()), (2, 0));
+        assert!(
+            !t.holds(IpKey::new(a("1.1.1.1:1").ip())),
+            "nothing listed yet"
+        );
+        assert_eq!(
+            reserve(&mut t, now, "1.1.1.1:3"),
+            Err(Rejected::PerIpCap),
+            "two handshakes hold the address"
+        );
+        // One completes: its place becomes the server's, the address still holds two.
+        let up = t.upsert(now, a("1.1.1.1:1"), Family::Valve, &f(b"m"));
+        assert_eq!(up, Ok(Upserted::Inserted));
+        assert_eq!((t.pending(), t.len()), (1, 1));
+        assert!(t.holds(IpKey::new(a("1.1.1.1:1").ip())));
+        assert_eq!(reserve(&mut t, now, "1.1.1.1:3"), Err(Rejected::PerIpCap));
+        // A listed server needs no place.
+        assert_eq!(reserve(&mut t, now, "1.1.1.1:1"), Ok(()));
+        assert_eq!(t.pending(), 1);
+        // The other lapses: its place goes back to the address and the table.
+        let later = now.plus_millis(pending::PENDING_HOLD_MS);
+        assert_eq!(reserve(&mut t, later, "1.1.1.1:3"), Ok(()));
+        assert_eq!((t.pending(), t.len()), (1, 1));
+        assert_eq!(
+            t.per_ip.get(&IpKey::new(a("1.1.1.1:1").ip())),
+            Some(&Held {
+                listed: 1,
+                pending: 1
+            })
+        );
+        // Delisted and lapsed: nothing is left counted at the address.
+        assert!(t.remove(a("1.1.1.1:1")));
+        let _ = t.could_list(later.plus_millis(pending::PENDING_HOLD_MS), a("9.9.9.9:1"));
+        assert_eq!(t.pending(), 0);
+        assert!(t.per_ip.is_empty(), "{:?}", t.per_ip);
+    }
+
+    #[test]
     fn one_network_holds_at_most_max_servers_per_net() {
         // limits(): 2 per address, 4 per /24.
         let mut t = Table::new(Time::ZERO, limits());
@@ -855,7 +1024,7 @@ mod tests {
             assert_eq!(up(&mut t, s), Ok(Upserted::Inserted));
         }
         assert_eq!(up(&mut t, "1.1.1.3:1"), Err(Rejected::PerNetCap));
-        assert_eq!(t.could_list(a("1.1.1.3:1")), Err(Rejected::PerNetCap));
+        assert_eq!(t.could_list(now, a("1.1.1.3:1")), Err(Rejected::PerNetCap));
         assert_eq!(
             up(&mut t, "1.1.2.3:1"),
             Ok(Upserted::Inserted),

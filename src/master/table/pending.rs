@@ -12,10 +12,11 @@
 //! (`pending_full`). A spoofer can hold places for two seconds per spoofed heartbeat, within the
 //! challenge budgets — the same exposure as dpmaster's.
 
-use crate::master::policy::IpKey;
 use crate::master::table::record::AddrKey;
 use crate::master::time::Time;
-use std::collections::{HashMap, VecDeque};
+use hashbrown::HashTable;
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
 
 /// How long a reservation lasts: dpmaster's challenge timeout. A real server answers a `getinfo`
 /// within one round trip; a heartbeat that comes later is still listed if there is room.
@@ -24,11 +25,13 @@ pub const PENDING_HOLD_MS: u64 = 2_000;
 /// seconds of challenges would need 100,000: beyond this, challenges wait).
 pub const MAX_PENDING: usize = 65_536;
 
+/// The reservations of one shard. Found by the hash of their address under the table's own
+/// keyed hasher (passed in: the table hashes an address once per datagram, for its index and
+/// this). How many each address holds is the table's to count (beside its listed servers).
 #[derive(Debug, Default)]
 pub struct Pending {
-    /// Address → when its reservation lapses.
-    lapses: HashMap<AddrKey, Time>,
-    per_ip: HashMap<IpKey, u16>,
+    /// Address and when its reservation lapses.
+    lapses: HashTable<(AddrKey, Time)>,
     /// Reservations in the order they lapse (holds are equal, so insertion order); an entry whose
     /// time no longer matches `lapses` was extended or completed and is skipped.
     order: VecDeque<(Time, AddrKey)>,
@@ -43,45 +46,51 @@ impl Pending {
         self.lapses.is_empty()
     }
 
-    pub fn contains(&self, key: AddrKey) -> bool {
-        self.lapses.contains_key(&key)
+    /// Whether `key` (whose hash is `hash`) is held.
+    pub fn contains(&self, key: AddrKey, hash: u64) -> bool {
+        self.lapses.find(hash, |e| e.0 == key).is_some()
     }
 
-    /// Reservations held by one address.
-    pub fn per_ip(&self, ip: IpKey) -> u16 {
-        self.per_ip.get(&ip).copied().unwrap_or(0)
-    }
-
-    /// Holds `key` (of `ip`) until `now` + [`PENDING_HOLD_MS`]; `true` if it is new (the caller
-    /// took a place for it), `false` if it was held already (extended).
-    pub fn hold(&mut self, now: Time, key: AddrKey, ip: IpKey) -> bool {
+    /// Holds `key` until `now` + [`PENDING_HOLD_MS`]; `true` if it is new (the caller took a place
+    /// for it), `false` if it was held already (extended).
+    pub fn hold(&mut self, now: Time, key: AddrKey, hash: u64, hasher: &RandomState) -> bool {
         let lapse = now.plus_millis(PENDING_HOLD_MS);
-        let new = self.lapses.insert(key, lapse).is_none();
-        if new {
-            let c = self.per_ip.entry(ip).or_insert(0);
-            *c = c.saturating_add(1);
-        }
         self.order.push_back((lapse, key));
-        new
+        match self
+            .lapses
+            .entry(hash, |e| e.0 == key, |e| hasher.hash_one(e.0))
+        {
+            hashbrown::hash_table::Entry::Occupied(mut e) => {
+                e.get_mut().1 = lapse;
+                false
+            }
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert((key, lapse));
+                true
+            }
+        }
     }
 
     /// Drops the reservation of `key`; `true` if there was one.
-    pub fn release(&mut self, key: AddrKey, ip: IpKey) -> bool {
-        if self.lapses.remove(&key).is_none() {
-            return false;
-        }
-        if let Some(c) = self.per_ip.get_mut(&ip) {
-            *c = c.saturating_sub(1);
-            if *c == 0 {
-                self.per_ip.remove(&ip);
+    pub fn release(&mut self, key: AddrKey, hash: u64) -> bool {
+        match self.lapses.find_entry(hash, |e| e.0 == key) {
+            Ok(e) => {
+                e.remove();
+                true
             }
+            Err(_) => false,
         }
-        true
     }
 
     /// Removes the reservations lapsed at `now`, at most `budget` queue entries visited; calls
     /// `gone` once for each reservation removed.
-    pub fn lapse(&mut self, now: Time, budget: usize, mut gone: impl FnMut(AddrKey)) {
+    pub fn lapse(
+        &mut self,
+        now: Time,
+        budget: usize,
+        hasher: &RandomState,
+        mut gone: impl FnMut(AddrKey),
+    ) {
         for _ in 0..budget {
             let Some(&(at, key)) = self.order.front() else {
                 break;
@@ -90,15 +99,11 @@ impl Pending {
                 break;
             }
             self.order.pop_front();
-            if self.lapses.get(&key) == Some(&at) {
-                self.lapses.remove(&key);
-                let ip = IpKey::new(key.addr().ip());
-                if let Some(c) = self.per_ip.get_mut(&ip) {
-                    *c = c.saturating_sub(1);
-                    if *c == 0 {
-                        self.per_ip.remove(&ip);
-                    }
-                }
+            if let Ok(e) = self
+                .lapses
+                .find_entry(hasher.hash_one(key), |e| *e == (key, at))
+            {
+                e.remove();
                 gone(key);
             }
         }
@@ -106,7 +111,8 @@ impl Pending {
         // as challenges are sent; compact when they outnumber the live ones by far.
         if self.order.len() > self.lapses.len().saturating_mul(4).max(1024) {
             let lapses = &self.lapses;
-            self.order.retain(|(at, k)| lapses.get(k) == Some(at));
+            self.order
+                .retain(|&(at, k)| lapses.find(hasher.hash_one(k), |e| *e == (k, at)).is_some());
         }
     }
 }
@@ -116,31 +122,54 @@ mod tests {
     use super::*;
     use std::net::SocketAddr;
 
-    fn key(s: &str) -> (AddrKey, IpKey) {
-        let a: SocketAddr = s.parse().unwrap();
-        (AddrKey::new(a), IpKey::new(a.ip()))
+    fn key(s: &str, h: &RandomState) -> (AddrKey, u64) {
+        let a = AddrKey::new(s.parse::<SocketAddr>().unwrap());
+        (a, h.hash_one(a))
     }
 
     #[test]
-    fn holds_count_per_address_and_lapse_after_the_hold() {
+    fn holds_lapse_after_the_hold_unless_extended_or_released() {
+        let h = RandomState::new();
         let mut p = Pending::default();
         let t0 = Time::from_secs(10);
-        let (a, ip) = key("192.0.2.1:27960");
-        let (b, _) = key("192.0.2.1:27961");
-        assert!(p.hold(t0, a, ip));
-        assert!(p.hold(t0, b, ip));
-        assert!(!p.hold(t0.plus_millis(500), a, ip), "a repeat extends");
-        assert_eq!(p.per_ip(ip), 2);
+        let (a, ha) = key("192.0.2.1:27960", &h);
+        let (b, hb) = key("192.0.2.1:27961", &h);
+        assert!(p.hold(t0, a, ha, &h));
+        assert!(p.hold(t0, b, hb, &h));
+        assert!(!p.hold(t0.plus_millis(500), a, ha, &h), "a repeat extends");
+        assert_eq!(p.len(), 2);
+        assert!(p.contains(a, ha) && p.contains(b, hb));
         let mut gone = Vec::new();
-        p.lapse(t0.plus_millis(PENDING_HOLD_MS), 100, |k| gone.push(k));
+        p.lapse(t0.plus_millis(PENDING_HOLD_MS), 100, &h, |k| gone.push(k));
         assert_eq!(gone, vec![b], "a's hold was extended by 500 ms");
-        p.lapse(t0.plus_millis(PENDING_HOLD_MS + 500), 100, |k| gone.push(k));
+        assert!(!p.contains(b, hb));
+        p.lapse(t0.plus_millis(PENDING_HOLD_MS + 500), 100, &h, |k| {
+            gone.push(k)
+        });
         assert_eq!(gone, vec![b, a]);
-        assert!(p.is_empty() && p.per_ip(ip) == 0);
+        assert!(p.is_empty());
         // A completed handshake releases its hold; its queue entry is skipped later.
-        assert!(p.hold(t0, a, ip));
-        assert!(p.release(a, ip));
-        p.lapse(t0.plus_secs(60), 100, |_| panic!("released"));
+        assert!(p.hold(t0, a, ha, &h));
+        assert!(p.release(a, ha));
+        assert!(!p.release(a, ha), "released once");
+        p.lapse(t0.plus_secs(60), 100, &h, |_| panic!("released"));
         assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn stale_queue_entries_are_compacted() {
+        let h = RandomState::new();
+        let mut p = Pending::default();
+        let t0 = Time::from_secs(10);
+        let (a, ha) = key("192.0.2.1:27960", &h);
+        for i in 0..5_000u64 {
+            p.hold(t0.plus_millis(i), a, ha, &h);
+        }
+        p.lapse(t0, 1, &h, |_| panic!("nothing lapsed yet"));
+        assert_eq!(
+            (p.len(), p.order.len()),
+            (1, 1),
+            "one live entry left queued"
+        );
     }
 }
