@@ -63,6 +63,7 @@ MASTER = [
     ("dp_getservers_100k_filtered_whole_stream", "the whole filtered stream, step by step as the pacer asks", "baseline_copy_100k_records", 1),
     ("admission_admit_and_charge_new_source", "a DP query from a source never seen: admitted, the master-wide budget, charged", "baseline_std_hashmap_insert_100k", 1e-5),
     ("admission_refuse_flooding_source", "a query from a source over its rate: refused and fined", "baseline_std_hashmap_insert_100k", 1e-5),
+    ("register_10k_dp_full_handshake", "10k DP servers through `heartbeat` → `getinfo` → `infoResponse` into a fresh master, batches of 64 (the core's work per registration, no system calls)", "baseline_std_hashmap_insert_100k", 1e-1),
 ]
 SCAN = [
     ("walk_start_65536_candidates_map", "`\\map\\no_such_map`: an interned-string comparison"),
