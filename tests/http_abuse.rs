@@ -21,6 +21,9 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// What `/healthz` must answer within.
 const HEALTHZ_DEADLINE: Duration = Duration::from_secs(1);
+/// How soon the connections evicted at a cap are closed by their tasks (each closes on its next
+/// poll; under a loaded CI machine a few dozen can still be pending when the last one connects).
+const EVICTED_CLOSED_WITHIN: Duration = Duration::from_secs(5);
 /// The master's resident memory may grow by at most this much during an abuse. Its bounds say
 /// ~40 MiB at most (2,048 connections × 16 KiB head buffers, two listeners); unbounded growth
 /// (a buffer per header byte, per connection, per queued request) blows through it.
@@ -296,8 +299,19 @@ fn ten_thousand_idle_connections_lock_nobody_out() {
     }
     t.still_serving("10,000 idle connections");
     for listener in ["operator", "public"] {
-        let open = t.metric("muster_http_open_connections", listener);
-        assert!(open <= 2048.0, "{listener} holds {open} connections");
+        // An evicted connection leaves the registry (and the cap's count) at once; its task closes
+        // the socket on its next poll, and only then does the open gauge count it out. Asked
+        // until it does, within a bound.
+        let deadline = Instant::now() + EVICTED_CLOSED_WITHIN;
+        let mut open = t.metric("muster_http_open_connections", listener);
+        while open > 2048.0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            open = t.metric("muster_http_open_connections", listener);
+        }
+        assert!(
+            open <= 2048.0,
+            "{listener} holds {open} connections {EVICTED_CLOSED_WITHIN:?} after the last one"
+        );
         assert!(
             t.metric("muster_http_evicted_total", listener) > 0.0,
             "{listener} evicted idle connections at its caps"
