@@ -4,8 +4,8 @@
 #  1. side by side with dpmaster 2.2 (the reference a user would pick instead): the same DP
 #     fleet registered with each, then the same list-query load — lists/s, p99, and lists per
 #     second of the master's CPU (utime+stime from /proc/PID/stat) — dpmaster vs muster
-#     `--cores 1` and `--cores 2`, at 1k and 10k servers; and the CPU per registration through
-#     the full handshake at 100k, with the kernel's floor (`muster-loadgen floor`) beside them;
+#     `--cores 1` and `--cores 2`, at 1k and 10k servers (registrations per CPU-second beside
+#     dpmaster and the kernel's floor: benches/paths.sh, in rounds);
 #  2. (the reflection floods have their own script: benches/reflection.sh);
 #  3. muster alone at 1k / 10k / 100k / 1M servers: registrations/s, list load, memory;
 #  4. a million DP servers, each with its own hostname (the goals of docs/benchmarks.md): RSS,
@@ -57,27 +57,6 @@ if [[ " $PARTS " == *" dpmaster "* ]]; then
             query_load "$ADDR" "$tag" dp "$n" "$pin"
             stop_master
         done
-    done
-    echo "== registration CPU at 100k (dpmaster, muster --cores 1, the floor)"
-    for rate in 20000 100000; do
-    for who in dpmaster muster1 floor; do
-        tag="reg-$who-r$rate"
-        case $who in
-            dpmaster) start_dpmaster ;;
-            muster1) start_muster 1 --no-probes --trust 127.0.0.0/8 ;;
-            floor)
-                port=$(free_port)
-                taskset -c 0 $L floor --listen "127.0.0.1:$port" --duration 300 >/dev/null 2>&1 &
-                PID=$!; ADDR="127.0.0.1:$port"; sleep 0.3 ;;
-        esac
-        c0=$(cpu_ticks "$PID")
-        $LG1 $L fleet --target "$ADDR" --servers 100000 --protocol dp --per-host 32 --rate "$rate" \
-            --count 100000 --duration 120 --json "$OUT/$tag.fleet.json" >/dev/null
-        c1=$(cpu_ticks "$PID")
-        echo "$(( c1 - c0 ))" >"$OUT/$tag.regcpu.txt"
-        if [ "$who" = floor ]; then echo 100000 >"$OUT/$tag.listed.txt"; else listed_wait "$ADDR" dp 100000 >"$OUT/$tag.listed.txt"; fi
-        stop_master
-    done
     done
 fi
 

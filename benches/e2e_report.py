@@ -64,22 +64,6 @@ if "dpmaster" in parts:
                 f"| {int(n):,} | {label} | {q['lists_per_sec']:,.0f} ({ratio(q['lists_per_sec'], b[0])}) "
                 f"| {q['time_to_complete']['p99_us'] / 1000:.2f} | {c:.2f} s | {per_cpu:,.0f} ({ratio(per_cpu, b[2])}) "
                 f"| {q['lists_incomplete']} | {lg_cpu / float(dur):.0%} |")
-    reg = []
-    for rate in ("20000", "100000"):
-        base = None
-        for who, label in (("floor", "floor (`muster-loadgen floor`)"), ("dpmaster", "dpmaster 2.2"), ("muster1", "muster `--cores 1`")):
-            tag = f"reg-{who}-r{rate}"
-            f = load(f"{tag}.fleet.json")
-            if not f:
-                continue
-            c = cpu_secs(f"{tag}.regcpu.txt")
-            listed = int(load(f"{tag}.listed.txt") or 0)
-            per_cpu = listed / c if c else 0.0
-            if who == "dpmaster":
-                base = per_cpu
-            vs = f" ({ratio(per_cpu, base)})" if base and who != "floor" else ""
-            reg.append(f"| {int(rate):,}/s | {label} | {f['retries']:,} | {listed:,} | {c:.2f} s "
-                       f"| {(c / listed * 1e6 if listed else 0):.1f} | {per_cpu:,.0f}{vs} |")
     sections.append(f"""#### Side by side with dpmaster 2.2
 
 The same DP fleet (`muster-loadgen fleet --protocol dp`, registered again until every server is
@@ -90,19 +74,10 @@ dpmaster in the same run.
 
 | servers | master | whole lists/s | p99 whole list (ms) | master CPU | lists per master CPU-second | incomplete | load generator CPU |
 |---|---|---|---|---|---|---|---|
-""" + "\n".join(rows) + f"""
+""" + "\n".join(rows) + """
 
-Registrations through the full handshake (`heartbeat` → `getinfo` → `infoResponse`): 100,000 DP
-servers offered at 20,000/s and at 100,000/s (`fleet --rate`); master CPU over the fleet's run
-divided by the servers it lists afterwards (dpmaster loses registrations its socket buffer cannot
-hold; the fleet retries challenges, not lost `infoResponse`s). The floor is a responder doing
-nothing but a batched `recvmmsg` and a fixed `getinfo` per `heartbeat` by `sendmmsg`: the kernel's
-share of any master's registration on this machine (on loopback the sender's CPU also delivers
-each datagram into the receiver's socket).
-
-| offered | master | challenge retries | listed | master CPU | µs per registration | registrations per CPU-second |
-|---|---|---|---|---|---|---|
-""" + "\n".join(reg))
+Registrations per master CPU-second beside dpmaster and the kernel's floor are measured by
+`benches/paths.sh` (rounds, equal receive buffers): "Every path per master CPU-second" below.""")
 
 if "sizes" in parts:
     rows = []

@@ -97,11 +97,9 @@ impl Master {
             }
         }
         let fields = f.fields();
-        self.table.upsert(heard, from, f.family, &fields)?;
+        let up = self.table.upsert_slot(heard, from, f.family, &fields)?;
         // The origin's probes decide whether it is listed (an upsert keeps the held flag).
-        if let Some(slot) = self.table.slot_of(from) {
-            self.table.set_hidden(slot, !f.listed);
-        }
+        self.table.set_hidden(up.slot, !f.listed);
         inc(&mut self.counters.forwarded_in);
         Ok(true)
     }
