@@ -5,6 +5,7 @@
 use crate::control::watch::{MAX_GAME_LEN, MAX_WATCH_SERVERS, MAX_WATCHES, WatchSpec, Watched};
 use crate::control::webhook::Webhook;
 use crate::engine::Settings;
+use crate::engine::coalesce::MAX_COALESCE;
 use crate::master::Config as MasterConfig;
 use crate::master::TxConfig;
 use crate::master::XashConfig;
@@ -255,6 +256,9 @@ pub struct SocketsFile {
     pub gso: bool,
     pub recv_buffer_kib: usize,
     pub io_memory_kib: usize,
+    /// Microseconds a core naps to gather game-server datagrams before it waits again
+    /// (`engine::coalesce`); 0: never.
+    pub coalesce_us: u64,
 }
 
 /// Values given on the command line; each `Some` replaces the file's value.
@@ -272,6 +276,7 @@ pub struct Overrides {
     pub pace_rate_kib: Option<u32>,
     pub trusted: Vec<String>,
     pub no_gso: bool,
+    pub coalesce_us: Option<u64>,
     pub ban: Vec<String>,
     pub http_listen: Option<String>,
     pub public_http: Option<String>,
@@ -363,6 +368,9 @@ impl File {
         self.admission.trusted.extend(o.trusted.iter().cloned());
         if o.no_gso {
             self.sockets.gso = false;
+        }
+        if let Some(v) = o.coalesce_us {
+            self.sockets.coalesce_us = v;
         }
         self.ban.extend(o.ban.iter().cloned());
         if let Some(v) = &o.http_listen {
@@ -711,6 +719,9 @@ impl File {
         if !(MIN_DP_PACKET..=MAX_DP_PACKET).contains(&self.max_dp_packet) {
             return bad("max_dp_packet", "must be 64..=1472");
         }
+        if self.sockets.coalesce_us > MAX_COALESCE.as_micros() as u64 {
+            return bad("sockets.coalesce_us", "must be 0..=1000");
+        }
         if self.pacing.window_kib == 0 || self.pacing.rate_kib == 0 {
             return bad("pacing", "window_kib and rate_kib must be at least 1");
         }
@@ -768,6 +779,7 @@ impl File {
             gso: self.sockets.gso,
             recv_buffer: self.sockets.recv_buffer_kib.saturating_mul(1024),
             io_memory: self.sockets.io_memory_kib.saturating_mul(1024),
+            coalesce: Duration::from_micros(self.sockets.coalesce_us),
             housekeeping: None,
             dump_every: None,
             restore: None,
@@ -975,6 +987,7 @@ mod tests {
         assert_eq!(s.master.tx, TxConfig::default());
         assert!(f.sockets.gso);
         assert_eq!(f.sockets.io_memory_kib, 64);
+        assert_eq!(s.coalesce, crate::engine::coalesce::DEFAULT_COALESCE);
     }
 
     #[test]
@@ -1088,12 +1101,14 @@ mod tests {
             allow_private: true,
             max_servers_per_ip: Some(3),
             no_gso: true,
+            coalesce_us: Some(0),
             ..Overrides::default()
         });
         assert_eq!(f.listen, vec!["127.0.0.1:0".parse::<SocketAddr>().unwrap()]);
         assert_eq!((f.server_timeout, f.allow_private), (5, true));
         assert_eq!(f.max_servers_per_ip, 3);
         assert!(!f.sockets.gso);
+        assert_eq!(f.sockets.coalesce_us, 0);
         assert_eq!(
             f.cores, 0,
             "not given on the command line: the file's value stays"
@@ -1128,6 +1143,16 @@ mod tests {
                 .contains("list_refresh_ms")
         );
         f.list_refresh_ms = 250;
+        f.sockets.coalesce_us = 1001;
+        assert!(
+            f.settings(2, [0; 16])
+                .unwrap_err()
+                .to_string()
+                .contains("coalesce_us")
+        );
+        f.sockets.coalesce_us = 0;
+        assert_eq!(f.settings(2, [0; 16]).unwrap().coalesce, Duration::ZERO);
+        f.sockets.coalesce_us = 250;
         f.admission.trusted = vec![
             "10.0.0.0/8".into(),
             "192.0.2.7".into(),

@@ -86,6 +86,10 @@ struct Serve {
     /// Send one datagram per system call instead of UDP GSO.
     #[arg(long)]
     no_gso: bool,
+    /// Microseconds a core naps to gather a storm of game-server datagrams before it reads
+    /// again; 0: never. [default: 250]
+    #[arg(long, value_name = "US")]
+    coalesce_us: Option<u64>,
     /// The operator's HTTP listener (status page, /metrics, JSON API), or `off`.
     /// [default: 127.0.0.1:27080]
     #[arg(long, value_name = "ADDR:PORT|off")]
@@ -179,6 +183,7 @@ fn overrides(s: &Serve) -> Overrides {
         pace_rate_kib: s.pace_rate_kib,
         trusted: s.trust.clone(),
         no_gso: s.no_gso,
+        coalesce_us: s.coalesce_us,
         ban: s.ban.clone(),
         http_listen: s.http.clone(),
         public_http: s.public_http.clone(),
@@ -393,6 +398,7 @@ fn log_report(r: &Report) {
         dropped = c.dropped_total(),
         datagrams_received = e.datagrams_received,
         recv_calls = e.recv_calls,
+        naps = e.naps,
         datagrams_sent = e.datagrams_sent,
         send_calls = e.send_calls,
         bytes_sent = e.bytes_sent,

@@ -7,6 +7,7 @@ use muster::master::DropReason;
 use muster::master::steer::shard_for;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 #[test]
 fn servers_register_through_both_handshakes_from_several_sources() {
@@ -276,6 +277,90 @@ fn receives_and_replies_go_in_batches() {
         "batched sends: {} calls for {} datagrams",
         r.engine.send_calls,
         r.engine.datagrams_sent
+    );
+}
+
+/// Sends `datagram` from each socket in turn, `rounds` times, one every `gap` at most (never
+/// catching up after a stall): a steady stream the master wakes up for, not a burst.
+fn paced(
+    socks: &[std::net::UdpSocket],
+    to: SocketAddr,
+    datagram: &[u8],
+    rounds: usize,
+    gap: Duration,
+) {
+    let mut last = std::time::Instant::now();
+    for _ in 0..rounds {
+        for s in socks {
+            while last.elapsed() < gap {
+                std::hint::spin_loop();
+            }
+            last = std::time::Instant::now();
+            s.send_to(datagram, to).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_core_naps_to_gather_a_storm_of_heartbeats_never_after_a_query() {
+    // Default [sockets] coalesce_us (250 µs): a nap is taken when the last wake-up's rate says it
+    // gathers at least two datagrams and not more than a batch, and no client datagram came.
+    // 2,000 list queries from 40 clients, one every 30 µs at most (~33,000 a second): never a nap.
+    let e = engine(2, |_| {});
+    let master = e.local_addrs()[0];
+    let clients = sockets(95, 40, 40);
+    paced(
+        &clients,
+        master,
+        b"1\xff0.0.0.0:0\0\0",
+        50,
+        Duration::from_micros(30),
+    );
+    let read = || -> u64 {
+        e.status()
+            .iter()
+            .flatten()
+            .map(|s| s.engine.datagrams_received)
+            .sum()
+    };
+    assert!(
+        eventually(|| read() >= 2000),
+        "every query was read: {}",
+        read()
+    );
+    let r = e.stop().unwrap();
+    assert_eq!(r.engine.datagrams_received, 2000);
+    assert_eq!(
+        r.engine.naps, 0,
+        "a client's query is never followed by a nap"
+    );
+    // The same stream of DP heartbeats from 40 game servers: the cores nap, every heartbeat still
+    // gets its challenge.
+    let e = engine(2, |_| {});
+    let master = e.local_addrs()[0];
+    let servers = sockets(96, 40, 40);
+    let hb = [OOB, b"heartbeat DarkPlaces\n"].concat();
+    paced(&servers, master, &hb, 50, Duration::from_micros(30));
+    let mut buf = [0u8; 64];
+    for (k, s) in servers.iter().enumerate() {
+        for i in 0..50 {
+            let n = recv_from_master(s, master, &mut buf)
+                .unwrap_or_else(|| panic!("server {k}, challenge {i}"));
+            assert!(buf[..n].starts_with(b"\xFF\xFF\xFF\xFFgetinfo "));
+        }
+    }
+    let r = e.stop().unwrap();
+    assert_eq!(r.shard.challenges_sent, 2000);
+    assert!(
+        r.engine.naps > 0,
+        "no nap under a storm of heartbeats: {:?}",
+        r.engine
+    );
+    assert!(
+        r.engine.recv_calls < r.engine.datagrams_received,
+        "naps gather datagrams: {} reads for {}",
+        r.engine.recv_calls,
+        r.engine.datagrams_received
     );
 }
 

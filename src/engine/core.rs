@@ -21,6 +21,7 @@
 //! gathered datagrams and GSO runs, never waiting: what a full socket buffer refuses goes back to
 //! the master ([`Master::unsent`]) and the pacer retries it a millisecond later.
 
+use super::coalesce;
 use super::stats::EngineCounters;
 use super::status::{CoreDump, CoreStatus, StatusSender};
 use super::sys::{self, BATCH, RecvBatch, SendStop};
@@ -395,8 +396,14 @@ impl Core {
     }
 
     /// One `recvmmsg` on socket `local` and what it brought handled and flushed; returns how
-    /// many datagrams came (0: none waited, or the call failed, counted).
-    fn receive_batch(&self, batch: &mut RecvBatch, local: u8, was_full: &mut bool) -> usize {
+    /// many datagrams came (0: none waited, or the call failed, counted) and how many of them
+    /// were not from game servers.
+    fn receive_batch(
+        &self,
+        batch: &mut RecvBatch,
+        local: u8,
+        was_full: &mut bool,
+    ) -> (usize, usize) {
         let n = match batch.recv(self.fd(local)) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -406,7 +413,7 @@ impl Core {
             }
         };
         if n == 0 {
-            return 0;
+            return (0, 0);
         }
         let full = n == BATCH;
         // Two full batches in a row: the kernel queue is backing up.
@@ -427,14 +434,15 @@ impl Core {
                 }
             }
         }
-        self.master
+        let from_clients = self
+            .master
             .borrow_mut()
             .handle_batch(self.now(), &datagrams, saturated);
         self.flush();
         if self.master.borrow_mut().poll_timeout().is_some() {
             self.wake_pacer();
         }
-        n
+        (n, from_clients)
     }
 
     /// Wakes the pacer if it sleeps with nothing to do; the receive loop then lets it run.
@@ -515,6 +523,8 @@ impl Core {
 /// per wake-up, is what keeps a lightly loaded core cheap: each wake-up is one `ppoll` and one
 /// `recvmmsg`, where glommio's reactor re-armed and cancelled its preemption timeouts and
 /// submitted a peek on every pass (docs/benchmarks.md, "Every path per master CPU-second").
+/// Under a storm of game-server datagrams it naps before waiting ([`coalesce::nap`]) so that
+/// one wake-up reads and answers many.
 async fn receive(core: Rc<Core>) {
     let mut batch = RecvBatch::new(MAX_DATAGRAM + 1);
     let n = core.sockets.len();
@@ -528,6 +538,10 @@ async fn receive(core: Rc<Core>) {
             revents: 0,
         })
         .collect();
+    // What the reads since the last wait brought, and when the sockets were last found empty
+    // after reading something (the interval that says how fast datagrams come).
+    let mut wake = coalesce::Wake::default();
+    let mut emptied = Instant::now();
     loop {
         let mut more = false;
         for (i, (r, full)) in ready.iter_mut().zip(was_full.iter_mut()).enumerate() {
@@ -535,7 +549,9 @@ async fn receive(core: Rc<Core>) {
                 continue;
             }
             let local = u8::try_from(i).unwrap_or(u8::MAX);
-            let got = core.receive_batch(&mut batch, local, full);
+            let (got, from_clients) = core.receive_batch(&mut batch, local, full);
+            wake.datagrams = wake.datagrams.saturating_add(got as u64);
+            wake.from_clients = wake.from_clients.saturating_add(from_clients as u64);
             // A full batch may have left more behind; anything less emptied the socket.
             *r = got == BATCH;
             more |= *r;
@@ -557,7 +573,28 @@ async fn receive(core: Rc<Core>) {
         if more {
             continue;
         }
-        let wait = core.deadline().saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let wait = core.deadline().saturating_duration_since(now);
+        if wake.datagrams > 0 {
+            wake.since_last = now.saturating_duration_since(emptied);
+            emptied = now;
+            let nap = coalesce::nap(wake, core.settings.coalesce, BATCH, wait);
+            wake = coalesce::Wake::default();
+            if let Some(nap) = nap {
+                core.stats.borrow_mut().naps += 1;
+                sys::nap(nap);
+                // Which sockets the nap filled: one `ppoll` that does not wait, not a
+                // `recvmmsg` on each (the only one is simply read).
+                if fds.len() == 1 {
+                    ready.fill(true);
+                } else if sys::wait_readable(&mut fds, Duration::ZERO).is_ok() {
+                    for (r, f) in ready.iter_mut().zip(fds.iter()) {
+                        *r = f.revents != 0;
+                    }
+                }
+                continue;
+            }
+        }
         match sys::wait_readable(&mut fds, wait) {
             Ok(_) => {
                 for (r, f) in ready.iter_mut().zip(fds.iter()) {

@@ -5,6 +5,7 @@
 //! | [`socket`] | one `SO_REUSEPORT` socket per core per listener, steered by source address |
 //! | [`builder`] | the list builder's thread, off the packet cores: snapshots in, one shared list out |
 //! | [`core`] | one core's executor: `recvmmsg` → [`Master::handle_batch`](crate::master::Master::handle_batch) → `sendmmsg`, the pacing tick, expiry, snapshot exchange |
+//! | [`coalesce`] | when a core naps to let game-server datagrams gather (receive coalescing), never while a client waits |
 //! | [`sys`] | `recvmmsg`, `sendmmsg` of gathered datagrams and GSO runs, the `ppoll` wait on a core's sockets, io_uring and locked-memory preflight, CPU set |
 //! | [`stats`] | per-core engine counters |
 //! | [`status`] | each core's report of itself (list sizes, merged epochs, counters) and its shard dump, over bounded channels |
@@ -12,6 +13,7 @@
 //! docs/architecture.md draws the data flow and lists the bounds.
 
 pub mod builder;
+pub mod coalesce;
 pub mod core;
 mod restore;
 pub mod socket;
@@ -51,6 +53,8 @@ pub struct Settings {
     pub gso: bool,
     pub recv_buffer: usize,
     pub io_memory: usize,
+    /// How long a core naps to gather game-server datagrams ([`coalesce`]); zero: never.
+    pub coalesce: Duration,
     /// Called about once every [`HOUSEKEEPING_EVERY`] on each engine thread (every core and the
     /// list builder) with `false`, and by the builder with `true` right after a list rebuild has
     /// freed the previous one's orders and encodings (tens of MB at a million servers): the binary

@@ -28,6 +28,8 @@ pub struct EngineCounters {
     pub gso_fallbacks: u64,
     /// Pacer ticks (flushes not driven by a receive).
     pub pace_ticks: u64,
+    /// Naps taken to gather game-server datagrams (`engine::coalesce`).
+    pub naps: u64,
     /// Shard snapshots handed to the list builder.
     pub snapshots_sent: u64,
     /// Publications put off because the builder had not taken the last two snapshots yet.
@@ -54,6 +56,7 @@ impl EngineCounters {
             (&mut self.gso_sends, o.gso_sends),
             (&mut self.gso_fallbacks, o.gso_fallbacks),
             (&mut self.pace_ticks, o.pace_ticks),
+            (&mut self.naps, o.naps),
             (&mut self.snapshots_sent, o.snapshots_sent),
             (&mut self.snapshots_deferred, o.snapshots_deferred),
             (&mut self.lists_installed, o.lists_installed),

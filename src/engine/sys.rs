@@ -219,6 +219,19 @@ pub fn wait_readable(fds: &mut [libc::pollfd], timeout: std::time::Duration) -> 
     Err(e)
 }
 
+/// Blocks the thread for `d` (a core's nap, `engine::coalesce`): the core has nothing to run
+/// meanwhile, exactly as when it waits in [`wait_readable`]. An interrupted nap is just shorter.
+pub fn nap(d: std::time::Duration) {
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(d.subsec_micros().saturating_mul(1000)),
+    };
+    // SAFETY: `ts` is a valid timespec; no remainder is asked for (a null pointer is allowed).
+    unsafe {
+        libc::nanosleep(&ts, std::ptr::null_mut());
+    }
+}
+
 /// Why [`send_batch`] stopped before the end.
 #[derive(Debug)]
 pub enum SendStop {

@@ -242,8 +242,12 @@ impl Master {
     /// Handles a batch of datagrams: registrations and probe answers first, then list queries — at most
     /// [`SATURATED_QUERY_BUDGET`] of them when `saturated` (the engine's receive queue is backing
     /// up), the rest shed and counted, so game servers keep registering whatever the query load.
-    pub fn handle_batch(&mut self, now: Time, batch: &[Datagram<'_>], saturated: bool) {
+    /// Returns how many datagrams were not from game servers (clients' queries and the rest): the
+    /// engine never delays its next read when a client is waiting.
+    pub fn handle_batch(&mut self, now: Time, batch: &[Datagram<'_>], saturated: bool) -> usize {
+        let mut from_servers: usize = 0;
         for d in batch.iter().filter(|d| from_game_server(classify(d.bytes))) {
+            from_servers = from_servers.saturating_add(1);
             let _ = self.handle(now, d.from, d.local, d.bytes);
         }
         let mut budget = if saturated {
@@ -266,6 +270,7 @@ impl Master {
                 }
             }
         }
+        batch.len().saturating_sub(from_servers)
     }
 
     /// Moves what is due at `now` into `out` (at most `max` transmits).

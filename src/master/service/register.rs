@@ -684,7 +684,8 @@ mod tests {
             local: 0,
             bytes: b"q",
         }));
-        m.handle_batch(now, &batch, true);
+        // The 100 queries are the batch's client datagrams, shed or not.
+        assert_eq!(m.handle_batch(now, &batch, true), 100);
         assert_eq!(m.counters().challenges_sent, 40);
         assert_eq!(m.counters().valve_queries, SATURATED_QUERY_BUDGET as u64);
         assert_eq!(
@@ -698,7 +699,12 @@ mod tests {
             "challenges leave first"
         );
         // Not saturated: every query is answered.
-        m.handle_batch(now, &batch, false);
+        assert_eq!(m.handle_batch(now, &batch, false), 100);
+        assert_eq!(
+            m.handle_batch(now, &batch[100..], false),
+            0,
+            "game servers only"
+        );
         assert_eq!(
             m.counters().dropped(DropReason::Shed),
             100 - SATURATED_QUERY_BUDGET as u64
