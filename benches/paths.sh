@@ -7,7 +7,8 @@
 # each master's median.
 #  1. registrations: 100,000 DP servers offered at 20,000/s and at 100,000/s through the whole handshake
 #     (`fleet --protocol dp`), against the floor (`muster-loadgen floor`: recvmmsg, a fixed
-#     `getinfo`, sendmmsg, nothing else), dpmaster 2.2 and muster; registrations per master
+#     `getinfo`, sendmmsg, nothing else), dpmaster 2.2 and muster (with and without its receive
+#     coalescing, `--coalesce-us 0`); registrations per master
 #     CPU-second = servers listed afterwards / CPU. Every master's socket gets the same receive
 #     buffer (benches/common.sh: net.core.rmem_max/rmem_default raised for the run, restored).
 #  2. Xash3D bursts: a Xash3D fleet (the engine's handshake, 14 servers per address: xash3d-master's
@@ -78,6 +79,7 @@ start_floor() {
 start() {
     case $1 in
         muster) start_muster 1 --no-probes --trust 127.0.0.0/8 ;;
+        muster-nap0) start_muster 1 --no-probes --trust 127.0.0.0/8 --coalesce-us 0 ;;
         dpmaster) start_dpmaster ;;
         xm) start_xm ;;
         floor) start_floor ;;
@@ -88,7 +90,7 @@ start() {
 for round in $(seq "$ROUNDS"); do
     if [[ " $PARTS " == *" registrations "* ]]; then
         for rate in 20000 100000; do
-        for who in floor dpmaster muster; do
+        for who in floor dpmaster muster-nap0 muster; do
             tag="reg-$who-r$rate-$round"
             echo "== $tag"
             start "$who"

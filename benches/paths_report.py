@@ -43,11 +43,12 @@ def fmt_ratio(x, base):
 sections = []
 
 # 1. Registrations.
-names = {"floor": "floor (`muster-loadgen floor`)", "dpmaster": "dpmaster 2.2", "muster": "muster `--cores 1`"}
+names = {"floor": "floor (`muster-loadgen floor`)", "dpmaster": "dpmaster 2.2", "muster": "muster `--cores 1`",
+         "muster-nap0": "muster `--cores 1 --coalesce-us 0` (no naps)"}
 rows = []
 for rate in (20000, 100000):
     reg = {}
-    for who in ("floor", "dpmaster", "muster"):
+    for who in ("floor", "dpmaster", "muster-nap0", "muster"):
         runs = []
         for r in range(1, rounds + 1):
             tag = f"reg-{who}-r{rate}-{r}"
@@ -74,7 +75,9 @@ if rows:
 --protocol dp --rate R`), one master at a time on CPU 0 with the same receive buffer;
 registrations per CPU-second = servers listed afterwards / the master's CPU over the fleet's run
 (the floor lists nothing: it counts as all 100,000; a registration lost is CPU spent for nothing).
-Each round's listed, retries and CPU, then the median's figures.
+muster runs once with its default receive coalescing (`[sockets] coalesce_us = 250`: a core naps
+250 µs to let a storm of game-server datagrams gather, never after a client's datagram) and once
+without it. Each round's listed, retries and CPU, then the median's figures.
 
 | offered | master | listed | challenge retries | master CPU | registrations per CPU-second | per registration | vs dpmaster | vs floor |
 |---|---|---|---|---|---|---|---|---|

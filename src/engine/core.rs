@@ -10,6 +10,7 @@
 //!   readable or the core's earliest timer is due, then lets glommio fire that timer. glommio runs
 //!   the tasks and their timers; the wait for datagrams is the kernel's, one call per wake-up
 //!   (an io_uring peek per wake-up made glommio re-arm its preemption timeouts every time);
+//!   under a storm of game-server datagrams it first naps ([`coalesce`]) so they gather;
 //! - the pacer: while replies are paced, one tick per millisecond (or when the earliest is due)
 //!   flushes what came due — no timer per client;
 //! - the core's main loop (every [`Settings::tick`]): reloads, expiry, publishing this shard to
