@@ -589,24 +589,25 @@ async fn receive(core: Rc<Core>) {
                 if fds.len() == 1 {
                     ready.fill(true);
                 } else if sys::wait_readable(&mut fds, Duration::ZERO).is_ok() {
-                    for (r, f) in ready.iter_mut().zip(fds.iter()) {
-                        *r = f.revents != 0;
-                    }
+                    mark_readable(&mut ready, &fds);
                 }
                 continue;
             }
         }
         match sys::wait_readable(&mut fds, wait) {
-            Ok(_) => {
-                for (r, f) in ready.iter_mut().zip(fds.iter()) {
-                    *r = f.revents != 0;
-                }
-            }
+            Ok(_) => mark_readable(&mut ready, &fds),
             Err(_) => {
                 core.stats.borrow_mut().recv_errors += 1;
                 glommio::timer::sleep(TIMER_TURN).await;
             }
         }
+    }
+}
+
+/// After a `ppoll`: the sockets it found readable are the ones worth a `recvmmsg`.
+fn mark_readable(ready: &mut [bool], fds: &[libc::pollfd]) {
+    for (r, f) in ready.iter_mut().zip(fds) {
+        *r = f.revents != 0;
     }
 }
 
