@@ -7,9 +7,11 @@
 # each master's median.
 #  1. registrations: 100,000 DP servers offered at 20,000/s and at 100,000/s through the whole handshake
 #     (`fleet --protocol dp`), against the floor (`muster-loadgen floor`: recvmmsg, a fixed
-#     `getinfo`, sendmmsg, nothing else), dpmaster 2.2 and muster (with and without its receive
-#     coalescing, `--coalesce-us 0`); registrations per master
-#     CPU-second = servers listed afterwards / CPU. Every master's socket gets the same receive
+#     `getinfo`, sendmmsg, nothing else; once as is and once napping 250 µs after every read that
+#     emptied its socket, `--nap-us 250`, as muster's coalescing does), dpmaster 2.2 and muster
+#     (with and without its receive coalescing, `--coalesce-us 0`); registrations per master
+#     CPU-second = servers listed afterwards / CPU. The kernel's part (stime) is kept apart too:
+#     it says how much of a registration no master's own code can remove. Every master's socket gets the same receive
 #     buffer (benches/common.sh: net.core.rmem_max/rmem_default raised for the run, restored).
 #  2. Xash3D bursts: a Xash3D fleet (the engine's handshake, 14 servers per address: xash3d-master's
 #     cap) of 1,000 and 10,000 servers, then `query --mode xash` (8 lists in flight) against
@@ -83,6 +85,7 @@ start() {
         dpmaster) start_dpmaster ;;
         xm) start_xm ;;
         floor) start_floor ;;
+        floor-nap) start_floor --nap-us 250 ;;
         floor-valve) start_floor --answer valve ;;
     esac
 }
@@ -90,16 +93,17 @@ start() {
 for round in $(seq "$ROUNDS"); do
     if [[ " $PARTS " == *" registrations "* ]]; then
         for rate in 20000 100000; do
-        for who in floor dpmaster muster-nap0 muster; do
+        for who in floor floor-nap dpmaster muster-nap0 muster; do
             tag="reg-$who-r$rate-$round"
             echo "== $tag"
             start "$who"
-            c0=$(cpu_ticks "$PID")
+            c0=$(cpu_ticks "$PID"); s0=$(sys_ticks "$PID")
             $LG1 $L fleet --target "$ADDR" --servers 100000 --protocol dp --per-host 32 --rate "$rate" \
                 --count 100000 --duration 120 --port $((FLEET_PORT + 300)) --json "$OUT/$tag.fleet.json" >/dev/null
-            c1=$(cpu_ticks "$PID")
+            c1=$(cpu_ticks "$PID"); s1=$(sys_ticks "$PID")
             echo "$(( c1 - c0 ))" >"$OUT/$tag.cpu.txt"
-            if [ "$who" = floor ]; then echo 100000; else listed_wait "$ADDR" dp 100000; fi >"$OUT/$tag.listed.txt"
+            echo "$(( s1 - s0 ))" >"$OUT/$tag.sys.txt"
+            if [ "$who" = floor ] || [ "$who" = floor-nap ]; then echo 100000; else listed_wait "$ADDR" dp 100000; fi >"$OUT/$tag.listed.txt"
             stop_master
         done
         done

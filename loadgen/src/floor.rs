@@ -36,11 +36,22 @@ fn valve_page() -> Vec<u8> {
 pub struct Report {
     pub received: u64,
     pub answered: u64,
+    /// Sleeps taken with `--nap-us`.
+    pub naps: u64,
     pub duration_secs: f64,
 }
 
 /// Serves on `listen` until `duration` passes or SIGINT/SIGTERM.
-pub fn run(listen: SocketAddr, duration: Duration, answer: Answer) -> Result<Report, String> {
+///
+/// A non-zero `nap` sleeps that long after every read that did not fill its batch (and so
+/// emptied the socket), letting the next datagrams gather: one wake-up and one `recvmmsg` for
+/// many at moderate rates, the least a responder that naps can spend.
+pub fn run(
+    listen: SocketAddr,
+    duration: Duration,
+    answer: Answer,
+    nap: Duration,
+) -> Result<Report, String> {
     let s = UdpSocket::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_millis(100)))
         .map_err(|e| e.to_string())?;
@@ -116,6 +127,10 @@ pub fn run(listen: SocketAddr, duration: Duration, answer: Answer) -> Result<Rep
             // SAFETY: the headers point at the reply and addresses above, alive for the call.
             let sent = unsafe { libc::sendmmsg(fd, out.as_mut_ptr(), out.len() as u32, 0) };
             r.answered += sent.max(0) as u64;
+        }
+        if !nap.is_zero() && n < BATCH {
+            r.naps += 1;
+            std::thread::sleep(nap);
         }
     }
     r.duration_secs = start.elapsed().as_secs_f64();

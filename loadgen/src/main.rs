@@ -223,6 +223,11 @@ enum Command {
         /// `0x31` list query with one fixed full page that ends the list).
         #[arg(long, value_enum, default_value_t = floor::Answer::Dp)]
         answer: floor::Answer,
+        /// After a read that did not fill its batch, sleep this many microseconds before the
+        /// next (0: never), to gather datagrams as muster's receive coalescing does
+        /// (`[sockets] coalesce_us`): the floor under a master that naps. At most 1,000.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
+        nap_us: u64,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -405,10 +410,16 @@ fn run(cli: Cli) -> Result<(), String> {
             listen,
             duration,
             answer,
+            nap_us,
             json,
         } => {
             let listen = sources::check_target(listen)?;
-            let r = floor::run(listen, secs(duration), answer)?;
+            let r = floor::run(
+                listen,
+                secs(duration),
+                answer,
+                Duration::from_micros(nap_us),
+            )?;
             emit(&json, &r)
         }
         Command::Blast {

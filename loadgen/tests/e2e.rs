@@ -405,3 +405,63 @@ fn query_and_crawl_fail_over_from_a_dead_master_and_say_who_answered() {
     );
     m.stop().unwrap();
 }
+
+/// `floor` answers each DP `heartbeat` with its fixed `getinfo` and nothing else, and with
+/// `--nap-us` sleeps after every read that emptied its socket (counted), without it never.
+#[test]
+fn the_floor_answers_heartbeats_only_and_naps_when_asked() {
+    for nap in ["0", "250"] {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let floor = Command::new(LOADGEN)
+            .args(["floor", "--listen", &listen, "--duration", "60"])
+            .args(["--nap-us", nap])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        // The first heartbeat may come before the floor has bound its socket: resent until
+        // answered (bounded), then 20 more, each answered before the next is sent.
+        let mut answered = 0;
+        for _ in 0..100 {
+            s.send_to(b"\xFF\xFF\xFF\xFFheartbeat DarkPlaces\n", &listen)
+                .unwrap();
+            if let Ok(n) = s.recv(&mut buf) {
+                assert_eq!(&buf[..n], b"\xFF\xFF\xFF\xFFgetinfo ABCDEFGHIJ");
+                answered += 1;
+                if answered == 21 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(answered, 21);
+        // Not a heartbeat: read, not answered.
+        s.send_to(b"\xFF\xFF\xFF\xFFgetservers DarkPlaces 3", &listen)
+            .unwrap();
+        assert!(s.recv(&mut buf).is_err(), "the floor answered a query");
+        // SAFETY: signals the child this test started.
+        unsafe { libc::kill(floor.id() as libc::pid_t, libc::SIGINT) };
+        let out = floor.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(u(&r, "answered"), u(&r, "received") - 1, "{r}");
+        assert!(u(&r, "received") >= 22, "{r}");
+        if nap == "0" {
+            assert_eq!(u(&r, "naps"), 0, "{r}");
+        } else {
+            // A nap per read that emptied the socket: the heartbeats came one at a time.
+            assert!(
+                u(&r, "naps") > 0 && u(&r, "naps") <= u(&r, "received"),
+                "{r}"
+            );
+        }
+    }
+}
