@@ -84,8 +84,8 @@ if quiet and during and fl:
 
 #### The expensive filter
 
-muster `--cores 2` with 100,000 GoldSrc servers. Fresh Valve clients (each list from a new address,
-five a second for 20 s) list one region (`--region 3`, 12,500 servers: 55 pages after the 5-entry
+muster `--cores 2` with 100,000 GoldSrc servers. Fresh Valve clients (each list from a new address
+in a /24 of its own, five a second for 20 s) list one region (`--region 3`, 12,500 servers: 55 pages after the 5-entry
 first page), quiet, then while `muster-loadgen flood --kind expensive-filter --layout per24
 --sources 2000 --rate 700` sends first pages whose filter (`\\name_match\\*no such server*`) no
 index narrows and nothing matches — each would examine 65,536 candidates (`MAX_SCAN`).

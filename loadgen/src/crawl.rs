@@ -118,6 +118,7 @@ fn region_list(
         retries: cfg.retries,
         source_base: cfg.source_base.wrapping_add(1 + i as u8),
         hosts: 1,
+        per24: false,
         gro: true,
         recv_buffer: None,
     };

@@ -585,6 +585,7 @@ fn count_listed(
                 retries: 3,
                 source_base: cfg.source_base.wrapping_sub(1),
                 hosts: 1,
+                per24: false,
                 gro: true,
                 // What the master holds, not what a default-buffer client keeps of it.
                 recv_buffer: Some(VERIFY_RECV_BUFFER),

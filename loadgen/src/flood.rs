@@ -63,7 +63,7 @@ pub enum Layout {
 }
 
 impl Layout {
-    fn ip(self, base: u8, i: usize) -> Ipv4Addr {
+    pub(crate) fn ip(self, base: u8, i: usize) -> Ipv4Addr {
         match self {
             Layout::Packed | Layout::Fleet => sources::host(base, i),
             Layout::Per24 => {

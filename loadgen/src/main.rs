@@ -161,6 +161,10 @@ enum Command {
         hosts: usize,
         #[arg(long, default_value_t = 60)]
         source_base: u8,
+        /// One client host in each /24 (127.<base + i/256>.<i%256>.1), not 254 to a /24: clients
+        /// of as many networks, each under its own per-network budgets.
+        #[arg(long)]
+        per24: bool,
         /// Do not ask the kernel to coalesce datagrams (`UDP_GRO`): one receive per datagram.
         #[arg(long)]
         no_gro: bool,
@@ -325,6 +329,7 @@ fn run(cli: Cli) -> Result<(), String> {
             retries,
             hosts,
             source_base,
+            per24,
             no_gro,
             recv_buffer_kib,
             plot: plot_file,
@@ -351,6 +356,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 retries,
                 source_base,
                 hosts,
+                per24,
                 gro: !no_gro,
                 recv_buffer: recv_buffer_kib.map(|k| k.saturating_mul(1024)),
             };

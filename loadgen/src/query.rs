@@ -64,6 +64,8 @@ pub struct Config {
     pub retries: u32,
     pub source_base: u8,
     pub hosts: usize,
+    /// Hosts one to a /24 (clients of as many networks), not 254 to a /24.
+    pub per24: bool,
     /// Let the kernel coalesce runs of datagrams (`UDP_GRO`): fewer receive calls.
     pub gro: bool,
     /// Receive buffer bytes for each list socket (`SO_RCVBUFFORCE` when allowed, else capped by
@@ -215,7 +217,12 @@ fn run_inner(
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
     let mut slots = Vec::with_capacity(slots_n);
     for i in 0..slots_n {
-        let host = sources::host(cfg.source_base, i % cfg.hosts.max(1));
+        let layout = if cfg.per24 {
+            crate::flood::Layout::Per24
+        } else {
+            crate::flood::Layout::Packed
+        };
+        let host = layout.ip(cfg.source_base, i % cfg.hosts.max(1));
         let sock = sources::bind_registered(&poll, host, first_target, i)?;
         if cfg.gro {
             batch::enable_gro(sock.as_raw_fd());
