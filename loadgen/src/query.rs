@@ -181,6 +181,16 @@ pub struct Outcome {
     pub latency: Latencies,
 }
 
+/// The address of list slot `i`: `hosts` of them, packed 254 to a /24 or one to a /24.
+fn client_host(base: u8, hosts: usize, per24: bool, i: usize) -> Ipv4Addr {
+    let layout = if per24 {
+        crate::flood::Layout::Per24
+    } else {
+        crate::flood::Layout::Packed
+    };
+    layout.ip(base, i % hosts.max(1))
+}
+
 fn valve_query(region: u8, seed: SocketAddrV4, filter: &str) -> Vec<u8> {
     [
         &[0x31, region][..],
@@ -217,12 +227,7 @@ fn run_inner(
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
     let mut slots = Vec::with_capacity(slots_n);
     for i in 0..slots_n {
-        let layout = if cfg.per24 {
-            crate::flood::Layout::Per24
-        } else {
-            crate::flood::Layout::Packed
-        };
-        let host = layout.ip(cfg.source_base, i % cfg.hosts.max(1));
+        let host = client_host(cfg.source_base, cfg.hosts, cfg.per24, i);
         let sock = sources::bind_registered(&poll, host, first_target, i)?;
         if cfg.gro {
             batch::enable_gro(sock.as_raw_fd());
@@ -542,6 +547,29 @@ mod tests {
         m.insert(key(c), c);
         assert_eq!(addr(key(c), &m), c);
         assert_ne!(key(c) >> 63, 0);
+    }
+
+    #[test]
+    fn client_hosts_are_packed_or_one_to_a_slash_24() {
+        let packed: Vec<Ipv4Addr> = (0..3).map(|i| client_host(200, 128, false, i)).collect();
+        let per24: Vec<Ipv4Addr> = (0..3).map(|i| client_host(200, 128, true, i)).collect();
+        assert_eq!(
+            packed,
+            [[127, 200, 0, 1], [127, 200, 0, 2], [127, 200, 0, 3]].map(Ipv4Addr::from)
+        );
+        assert_eq!(
+            per24,
+            [[127, 200, 0, 1], [127, 200, 1, 1], [127, 200, 2, 1]].map(Ipv4Addr::from)
+        );
+        // Slots past `hosts` reuse the hosts in turn.
+        assert_eq!(
+            client_host(200, 128, true, 130),
+            client_host(200, 128, true, 2)
+        );
+        assert_eq!(
+            client_host(200, 128, true, 300),
+            Ipv4Addr::new(127, 200, 44, 1)
+        );
     }
 
     #[test]
